@@ -1,0 +1,29 @@
+# Quick start: `make demo` and `make test`; each builds .venv by itself the first time.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "torch>=2.4" "torchvision>=0.19"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps torchaug
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/gpuaug preview -o preview.png
+	$(VENV)/bin/gpuaug bench --batch-size 64 --repeats 5 --json bench.json --chart bench.png
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 tests
+
+bench: $(STAMP)
+	$(PY) -m pytest -q benchmarks --benchmark-only
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info preview.png bench.json bench.png

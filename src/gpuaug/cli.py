@@ -1,0 +1,234 @@
+"""The ``gpuaug`` command: ``gpuaug info``, ``gpuaug preview``, ``gpuaug bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from torchvision.io import ImageReadMode, decode_image, write_png
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+from torchvision.utils import make_grid
+
+import gpuaug as ga
+from gpuaug import bench
+from gpuaug.assets import load_samples
+
+GRID_PADDING = 2
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit status 1."""
+
+
+# ---------------------------------------------------------------------------------------------- info
+def _cuda_lines() -> list[str]:
+    if not torch.cuda.is_available():
+        return ["none"]
+    lines = []
+    for i in range(torch.cuda.device_count()):
+        prop = torch.cuda.get_device_properties(i)
+        lines.append(f"cuda:{i} {prop.name}, capability {prop.major}.{prop.minor}, "
+                     f"{prop.total_memory / 2**30:.1f} GiB")
+    return lines
+
+
+def info_text() -> str:
+    """Versions, devices and gpuaug backends, one ``name  value`` line each."""
+    cuda_build = torch.version.cuda or "none (CPU-only build)"
+    items: list[tuple[str, list[str]]] = [
+        ("gpuaug", [ga.__version__]),
+        ("python", [f"{platform.python_version()} ({platform.python_implementation()}, {platform.machine()})"]),
+        ("torch", [f"{torch.__version__} (CUDA build: {cuda_build})"]),
+        ("torchvision", [torchvision.__version__]),
+        ("numpy", [np.__version__]),
+        ("cpu", [f"{bench.cpu_model()}, {torch.get_num_threads()} torch threads"]),
+        ("cuda devices", _cuda_lines()),
+        ("backends", [f"{name}: {state}" for name, state in ga.available_backends().items()]),
+    ]
+    width = max(len(name) for name, _ in items) + 2
+    return "\n".join(f"{(name if i == 0 else '').ljust(width)}{value}"
+                     for name, values in items for i, value in enumerate(values))
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    print(info_text())
+
+
+# ------------------------------------------------------------------------------------------- preview
+def preview_pipelines(size: int, seed: int) -> list[ga.Pipeline]:
+    """Two uint8 -> uint8 pipelines for the preview rows: imagenet-train without Normalize, and
+    a stronger geometric one with random erasing."""
+    imagenet = [
+        ga.RandomResizedCrop(size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)),
+        ga.RandomHorizontalFlip(p=0.5),
+        ga.RandomApply([ga.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        ga.RandomGrayscale(p=0.2),
+    ]
+    geometric = [
+        ga.RandomResizedCrop(size, scale=(0.5, 1.0)),
+        ga.RandomAffine(degrees=25, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=10,
+                        interpolation=InterpolationMode.BILINEAR),
+        ga.RandomHorizontalFlip(p=0.5),
+        ga.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3),
+        ga.RandomErasing(p=0.5),
+    ]
+    return [ga.Pipeline(imagenet, seed=seed), ga.Pipeline(geometric, seed=seed)]
+
+
+def load_image(path: str) -> torch.Tensor:
+    """Decode an image file as RGB uint8 (3, H, W); CLIError if it is missing or not an image."""
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"image not found: {path}")
+    try:
+        return decode_image(str(p), mode=ImageReadMode.RGB)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise CLIError(f"cannot decode {path} as an image ({exc})") from exc
+
+
+def letterbox(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Fit the whole image into a size x size square (aspect kept, padded with white)."""
+    h, w = image.shape[-2:]
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    image = F.resize(image, [nh, nw], antialias=True)
+    left, top = (size - nw) // 2, (size - nh) // 2
+    return F.pad(image, [left, top, size - nw - left, size - nh - top], fill=255)
+
+
+def preview_grid(images: list[torch.Tensor], n: int, size: int, seed: int) -> torch.Tensor:
+    """A uint8 grid: per image and pipeline, one row of the original then ``n`` augmented versions."""
+    tiles = []
+    for i, image in enumerate(images):
+        batch = image.unsqueeze(0).expand(n, -1, -1, -1).contiguous()
+        ids = torch.arange(i * n, (i + 1) * n)  # distinct per image, reproducible per seed
+        for pipe in preview_pipelines(size, seed):
+            tiles.append(letterbox(image, size))
+            tiles.extend(pipe(batch, sample_ids=ids).unbind(0))
+    return make_grid(torch.stack(tiles), nrow=n + 1, padding=GRID_PADDING, pad_value=255)
+
+
+def grid_shape(num_images: int, n: int, size: int) -> tuple[int, int]:
+    """(height, width) of the preview grid for ``num_images`` inputs."""
+    step = size + GRID_PADDING
+    return 2 * num_images * step + GRID_PADDING, (n + 1) * step + GRID_PADDING
+
+
+def cmd_preview(args: argparse.Namespace) -> None:
+    images = [load_image(p) for p in args.images] if args.images else load_samples()
+    grid = preview_grid(images, args.n, args.size, args.seed)
+    try:
+        write_png(grid, args.output)
+    except (RuntimeError, OSError) as exc:
+        raise CLIError(f"cannot write {args.output} ({exc})") from exc
+    print(f"wrote {args.output} ({grid.shape[-1]}x{grid.shape[-2]}): {len(images)} image(s) x 2 pipelines, "
+          f"original + {args.n} augmented each", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> None:
+    cfg = bench.BenchConfig(
+        device=args.device, batch_size=args.batch_size, size=args.size, repeats=args.repeats,
+        warmup=args.warmup, pipelines=args.pipelines, libraries=args.libraries,
+        transforms=(args.transforms or list(bench.TRANSFORMS)) if args.per_transform else [],
+    )
+    try:
+        if args.chart:
+            bench.require_matplotlib()  # fail before a long run, not after it
+        report = bench.run_benchmark(cfg, progress=sys.stderr)
+        print(bench.format_table(report))
+        if args.json:
+            _write(args.json, lambda path: Path(path).write_text(json.dumps(report, indent=2) + "\n"))
+        if args.chart:
+            _write(args.chart, lambda path: bench.write_chart(report, path))
+    except bench.BenchError as exc:
+        raise CLIError(str(exc)) from exc
+
+
+def _write(path: str, writer: Callable[[str], object]) -> None:
+    try:
+        writer(path)
+    except OSError as exc:
+        raise CLIError(f"cannot write {path} ({exc})") from exc
+    print(f"wrote {path}", file=sys.stderr)
+
+
+# -------------------------------------------------------------------------------------------- parser
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gpuaug`` command."""
+    parser = argparse.ArgumentParser(prog="gpuaug", description="Batched per-sample image augmentation for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"gpuaug {ga.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,preview,bench}")
+
+    info = sub.add_parser("info", help="versions, devices and available backends")
+    info.set_defaults(func=cmd_info)
+
+    preview = sub.add_parser("preview", help="write a grid PNG of augmented photos")
+    preview.add_argument("images", nargs="*", metavar="IMAGE",
+                         help="image files (JPEG, PNG, ...); default: the photos bundled with gpuaug")
+    preview.add_argument("-o", "--output", required=True, help="output PNG path")
+    preview.add_argument("--n", type=_positive, default=8, help="augmented versions per image (default 8)")
+    preview.add_argument("--seed", type=int, default=0, help="pipeline seed (default 0)")
+    preview.add_argument("--size", type=_positive, default=224, help="tile size in pixels (default 224)")
+    preview.set_defaults(func=cmd_preview)
+
+    b = sub.add_parser("bench", help="side-by-side throughput against kornia, torchvision, torchaug, albumentations")
+    b.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="default: cuda when available")
+    b.add_argument("--batch-size", type=_positive, default=None, help="default: 64 on CPU, 256 on CUDA")
+    b.add_argument("--size", type=_positive, default=256, help="input height and width (default 256)")
+    b.add_argument("--repeats", type=_positive, default=5, help="timed calls per row; median reported (default 5)")
+    b.add_argument("--warmup", type=_non_negative, default=2, help="untimed calls per row first (default 2)")
+    b.add_argument("--pipelines", nargs="*", choices=list(bench.PIPELINES), default=None, metavar="NAME",
+                   help=f"any of {', '.join(bench.PIPELINES)} (default: imagenet-train affine-heavy, "
+                        "plus imagenet-train-fp16 on CUDA)")
+    b.add_argument("--libraries", nargs="+", choices=bench.LIBRARY_NAMES, default=list(bench.LIBRARY_NAMES),
+                   metavar="NAME", help=f"any of {', '.join(bench.LIBRARY_NAMES)} (default: all)")
+    b.add_argument("--per-transform", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time one row per common transform (default: on)")
+    b.add_argument("--transforms", nargs="+", choices=list(bench.TRANSFORMS), default=None, metavar="NAME",
+                   help="which per-transform rows (default: all)")
+    b.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    b.add_argument("--chart", metavar="PATH", help="write a PNG bar chart (needs matplotlib)")
+    b.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gpuaug`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "bench" and args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device")
+    try:
+        args.func(args)
+    except CLIError as exc:
+        print(f"gpuaug {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Per-sample colour kernels on a float32 working batch, matching torchvision's arithmetic.
+
+Every kernel takes ``x`` (B, C, H, W) float32 holding values in the image's own range
+(0..255 for a uint8 image, 0..1 for a float image), per-sample parameters as (B,) tensors, and a
+:class:`Domain` saying which range that is. With ``domain.integer`` the kernel truncates its
+result to whole numbers exactly where torchvision's uint8 kernels do, so a uint8 pipeline matches
+torchvision step for step. Kernels may overwrite ``x``; callers pass a tensor they own.
+
+Example:
+    >>> import torch
+    >>> x = torch.full((2, 3, 2, 2), 100.0)
+    >>> adjust_brightness(x, torch.tensor([0.5, 2.0]), Domain(torch.uint8))[:, 0, 0, 0]
+    tensor([ 50., 200.])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
+
+__all__ = [
+    "Domain",
+    "rgb_to_grayscale",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_saturation",
+    "adjust_hue",
+    "invert",
+    "solarize",
+    "posterize",
+    "autocontrast",
+    "equalize",
+]
+
+_GRAY = (0.2989, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The dtype an image has at a point of the pipeline, while its values are held as float32."""
+
+    dtype: torch.dtype
+
+    @property
+    def integer(self) -> bool:
+        return not self.dtype.is_floating_point
+
+    @property
+    def bound(self) -> float:
+        return 255.0 if self.integer else 1.0
+
+
+def _per_sample(v: Tensor) -> Tensor:
+    return v.to(torch.float32).view(-1, 1, 1, 1)
+
+
+def _finish(x: Tensor, domain: Domain) -> Tensor:
+    """Clamp to the value range and truncate as torchvision's ``.to(uint8)`` does."""
+    x = x.clamp_(0.0, domain.bound)
+    return x.floor_() if domain.integer else x
+
+
+def rgb_to_grayscale(x: Tensor, domain: Domain, truncate: bool = True) -> Tensor:
+    """(B, 1, H, W) luma with torchvision's weights; truncated for integer images."""
+    if x.shape[1] == 1:
+        return x.clone()
+    r, g, b = x.unbind(1)
+    luma = (r * _GRAY[0]).add_(g, alpha=_GRAY[1]).add_(b, alpha=_GRAY[2]).unsqueeze(1)
+    return luma.floor_() if truncate and domain.integer else luma
+
+
+def _blend(x: Tensor, other: Tensor, factor: Tensor, domain: Domain) -> Tensor:
+    f = _per_sample(factor)
+    return _finish(x.mul_(f).add_(other * (1.0 - f)), domain)
+
+
+def adjust_brightness(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
+    """x * factor, clamped."""
+    return _finish(x.mul_(_per_sample(factor)), domain)
+
+
+def adjust_contrast(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
+    """Blend with the mean of the image's (truncated) grayscale."""
+    mean = rgb_to_grayscale(x, domain).mean(dim=(1, 2, 3), keepdim=True)
+    return _blend(x, mean, factor, domain)
+
+
+def adjust_saturation(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
+    """Blend with the (truncated) grayscale image; one-channel images pass unchanged."""
+    if x.shape[1] == 1:
+        return x
+    return _blend(x, rgb_to_grayscale(x, domain), factor, domain)
+
+
+def _hue_of(x: Tensor, maxc: Tensor, chroma: Tensor) -> Tensor:
+    """torchvision's ``_rgb_to_hsv`` hue in [0, 1), from the channel max and range."""
+    r, g, b = x.unbind(1)
+    safe = torch.where(chroma == 0, torch.ones_like(chroma), chroma)
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    max_is_r = maxc == r
+    max_is_g = (maxc == g) & ~max_is_r
+    h = torch.where(max_is_r, bc - gc, torch.where(max_is_g, 2.0 + rc - bc, 4.0 + gc - rc))
+    return (h / 6.0 + 1.0).fmod_(1.0)
+
+
+def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
+    """Rotate the HSV hue by ``shift`` (fraction of a turn in [-0.5, 0.5]); value and saturation kept.
+
+    Uses the closed form f(n) = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + 6H) mod 6, which is
+    torchvision's sextant table written without the table.
+    """
+    if x.shape[1] == 1:
+        return x
+    minc, maxc = torch.aminmax(x, dim=1)
+    chroma = maxc - minc
+    hue = (_hue_of(x, maxc, chroma) + _per_sample(shift)[:, 0]).remainder_(1.0)
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1)
+    k = (n + 6.0 * hue[:, None]).remainder_(6.0)
+    t = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    out = maxc[:, None] - chroma[:, None] * t
+    if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999
+        return out.mul_(255.999 / 255.0).floor_().clamp_(0.0, 255.0)
+    return out.clamp_(0.0, 1.0)
+
+
+def invert(x: Tensor, domain: Domain) -> Tensor:
+    return torch.sub(domain.bound, x, out=x)
+
+
+def solarize(x: Tensor, threshold: float, domain: Domain) -> Tensor:
+    """Invert the values at or above ``threshold``."""
+    return torch.where(x >= threshold, domain.bound - x, x)
+
+
+def posterize(x: Tensor, bits: int, domain: Domain) -> Tensor:
+    """Keep the top ``bits`` bits of each value (float images: ``2**bits`` levels)."""
+    if domain.integer:
+        step = float(1 << (8 - bits))
+        return x.div_(step).floor_().mul_(step)
+    levels = float(1 << bits)
+    return x.mul_(levels).floor_().clamp_(0.0, levels - 1.0).mul_(1.0 / levels)
+
+
+def autocontrast(x: Tensor, domain: Domain) -> Tensor:
+    """Stretch each channel of each image to the full range."""
+    minimum = x.amin(dim=(2, 3), keepdim=True)
+    maximum = x.amax(dim=(2, 3), keepdim=True)
+    flat = maximum == minimum
+    inv_scale = torch.where(flat, torch.ones_like(maximum), (maximum - minimum) / domain.bound)
+    minimum = torch.where(flat, torch.zeros_like(minimum), minimum)
+    return _finish(x.sub_(minimum).div_(inv_scale), domain)
+
+
+def equalize(x: Tensor, domain: Domain) -> Tensor:
+    """Histogram equalisation per channel, by torchvision's own batched kernel."""
+    image = x.to(torch.uint8) if domain.integer else x
+    return TF.equalize(image).to(torch.float32)

@@ -1,0 +1,64 @@
+"""Neighbourhood kernels with per-sample parameters: Gaussian blur and sharpness.
+
+Same conventions as :mod:`gpuaug.functional.color` (float32 working values, a
+:class:`~gpuaug.functional.color.Domain`, per-sample (B,) parameters).
+
+Example:
+    >>> import torch
+    >>> from gpuaug.functional.color import Domain
+    >>> x = torch.rand(2, 3, 16, 16)
+    >>> gaussian_blur(x, (5, 5), torch.tensor([[0.5, 0.5], [2.0, 2.0]]), Domain(torch.float32)).shape
+    torch.Size([2, 3, 16, 16])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .color import Domain, _finish, _per_sample
+
+__all__ = ["gaussian_kernels", "gaussian_blur", "adjust_sharpness"]
+
+
+def gaussian_kernels(size: int, sigma: Tensor) -> Tensor:
+    """(B, size) normalised 1-D Gaussian kernels, as torchvision builds them."""
+    lim = (size - 1) / (2.0 * math.sqrt(2.0))
+    x = torch.linspace(-lim, lim, steps=size, dtype=torch.float32, device=sigma.device)
+    return torch.softmax(-((x / sigma.to(torch.float32)[:, None]) ** 2), dim=1)
+
+
+def _depthwise(x: Tensor, weight: Tensor) -> Tensor:
+    """Convolve sample b's channels with its own kernel: weight (B, kh, kw)."""
+    batch, channels, height, width = x.shape
+    w = weight[:, None].expand(batch, channels, *weight.shape[1:]).reshape(batch * channels, 1, *weight.shape[1:])
+    return F.conv2d(x.reshape(1, batch * channels, height, width), w, groups=batch * channels).view(
+        batch, channels, height - weight.shape[1] + 1, width - weight.shape[2] + 1
+    )
+
+
+def gaussian_blur(x: Tensor, kernel_size: tuple[int, int], sigma: Tensor, domain: Domain) -> Tensor:
+    """Separable Gaussian blur with reflect padding; ``kernel_size`` (kx, ky), ``sigma`` (B, 2) = (sx, sy)."""
+    kx, ky = kernel_size
+    padded = F.pad(x, [kx // 2, kx // 2, ky // 2, ky // 2], mode="reflect")
+    out = _depthwise(padded, gaussian_kernels(kx, sigma[:, 0])[:, None, :])
+    out = _depthwise(out, gaussian_kernels(ky, sigma[:, 1])[:, :, None])
+    return out.round_() if domain.integer else out
+
+
+def adjust_sharpness(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
+    """Blend the interior with a 3x3 smoothed copy (torchvision's kernel); the border is kept."""
+    if x.shape[-1] <= 2 or x.shape[-2] <= 2:
+        return x
+    kernel = torch.ones(3, 3, dtype=torch.float32, device=x.device)
+    kernel[1, 1] = 5.0
+    kernel = (kernel / 13.0).expand(x.shape[0], 3, 3)
+    smooth = _depthwise(x, kernel)
+    if domain.integer:
+        smooth = smooth.round_()
+    inner = x[..., 1:-1, 1:-1]
+    inner.add_((smooth - inner) * (1.0 - _per_sample(factor)))
+    return _finish(x, domain)

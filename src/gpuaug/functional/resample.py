@@ -1,0 +1,209 @@
+"""Resampling kernels: one pass from the source image through a (B, 3, 3) matrix per sample.
+
+Two kernels compute the same map:
+
+- :func:`warp_separable` for axis-aligned maps (crop, resize, flip, pad and their compositions):
+  exact torchvision ``resize`` semantics, antialiased when shrinking, as two batched matrix
+  products with per-sample filter weights;
+- :func:`warp_grid` for any map (rotation, shear, perspective): ``grid_sample`` on the composed
+  matrix, with optional supersampling as the antialiasing approximation.
+
+Values are float32 in the image's own value range; the caller rounds for uint8.
+
+Example:
+    >>> import torch
+    >>> from gpuaug import geometry
+    >>> x = torch.arange(16.0).view(1, 1, 4, 4)
+    >>> A = geometry.horizontal_flip(torch.tensor([True]), width=4)
+    >>> bool(torch.equal(warp_grid(x, A, (4, 4), "nearest", Padding()), x.flip(-1)))
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["Padding", "warp_separable", "warp_grid", "fold_index"]
+
+PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
+
+
+@dataclass(frozen=True)
+class Padding:
+    """What a sample outside the source image reads: ``fill`` or the image's edge, mirrored."""
+
+    mode: str = "constant"
+    fill: tuple[float, ...] = (0.0,)
+
+    def fill_tensor(self, channels: int, device: torch.device) -> Tensor:
+        fill = self.fill * channels if len(self.fill) == 1 else self.fill
+        return torch.tensor(fill, dtype=torch.float32, device=device).view(1, channels, 1, 1)
+
+    @property
+    def has_fill(self) -> bool:
+        return self.mode == "constant" and any(v != 0 for v in self.fill)
+
+
+def fold_index(t: Tensor, n: int, mode: str) -> Tensor:
+    """Map integer coordinates ``t`` outside [0, n) back inside, per padding ``mode``.
+
+    ``constant`` clamps (the caller zeroes those weights and adds the fill).
+    """
+    if mode in ("constant", "edge") or n == 1:
+        return t.clamp(0, n - 1)
+    if mode == "reflect":  # mirror about the edge pixels' centres: ... 2 1 | 0 1 2 ... n-1 | n-2 ...
+        t = t.abs() % (2 * n - 2)
+        return torch.where(t >= n, 2 * n - 2 - t, t)
+    t = t % (2 * n)  # symmetric: the edge pixel repeats
+    return torch.where(t >= n, 2 * n - 1 - t, t)
+
+
+def _filter(x: Tensor, interpolation: str) -> Tensor:
+    x = x.abs()
+    if interpolation == "bilinear":
+        return (1.0 - x).clamp_(min=0.0)
+    a = -0.5  # bicubic, as torch's antialiased kernels (and PIL) use
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def _axis_weights(
+    a: Tensor,
+    b: Tensor,
+    window: tuple[Tensor, Tensor],
+    out_len: int,
+    in_len: int,
+    interpolation: str,
+    antialias: bool,
+    max_scale: float,
+    mode: str,
+) -> tuple[Tensor, Tensor]:
+    """Dense (B, out, in) resampling weights for ``src = a * out + b`` along one axis.
+
+    ``window`` (lo, hi) are the inclusive source indices the filter may read (the canvas the
+    resampling transform saw, as torchvision's crop-then-resize reads only the crop); indices
+    outside the image are folded by ``mode``. Also returns the weight that stayed inside the image
+    (B, out), so a constant fill can make up the rest.
+    """
+    j = torch.arange(out_len, dtype=torch.float64, device=a.device)
+    centre = a[:, None] * j + b[:, None]
+    lo, hi = window[0][:, None, None], window[1][:, None, None]
+    if interpolation == "nearest":
+        # torchvision's nearest reads the pixel holding the start of the output pixel's footprint
+        start = centre + 0.5 - 0.5 * a[:, None]
+        taps = torch.where(a[:, None] > 0, start.floor(), start.ceil() - 1)[..., None]
+        taps = torch.minimum(torch.maximum(taps, lo), hi)
+        weights = torch.ones_like(taps)
+    else:
+        base_support = 1.0 if interpolation == "bilinear" else 2.0
+        stretch = a.abs().clamp(min=1.0)[:, None, None] if antialias else torch.ones_like(a)[:, None, None]
+        num_taps = 2 * math.ceil(base_support * (max_scale if antialias else 1.0)) + 2
+        first = (centre[..., None] - base_support * stretch).floor() + 1
+        taps = first + torch.arange(num_taps, dtype=torch.float64, device=a.device)
+        weights = _filter((taps - centre[..., None]) / stretch, interpolation)
+        weights = weights * ((taps >= lo) & (taps <= hi))
+        weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
+    taps = taps.to(torch.int64)
+    inside = (taps >= 0) & (taps < in_len)
+    if mode == "constant":
+        weights = weights * inside
+    dense = torch.zeros(a.shape[0], out_len, in_len, dtype=torch.float64, device=a.device)
+    dense.scatter_add_(2, fold_index(taps, in_len, mode), weights)
+    return dense.to(torch.float32), dense.sum(-1).to(torch.float32)
+
+
+def warp_separable(
+    x: Tensor,
+    scale: Tensor,
+    offset: Tensor,
+    window: Tensor,
+    out_hw: tuple[int, int],
+    interpolation: str,
+    antialias: bool,
+    max_scale: tuple[float, float],
+    padding: Padding,
+) -> Tensor:
+    """Axis-aligned resampling: ``src_x = scale[:, 0] * x + offset[:, 0]`` (same for y, index 1).
+
+    ``window`` (B, 4) = (x_lo, x_hi, y_lo, y_hi) inclusive source indices the filter may read.
+    Returns float32 (B, C, Ho, Wo), a channels-interleaved view (memory laid out B, H, C, W).
+    """
+    batch, channels, height, width = x.shape
+    out_h, out_w = out_hw
+    wx, inside_x = _axis_weights(
+        scale[:, 0], offset[:, 0], (window[:, 0], window[:, 1]), out_w, width,
+        interpolation, antialias, max_scale[1], padding.mode,
+    )
+    wy, inside_y = _axis_weights(
+        scale[:, 1], offset[:, 1], (window[:, 2], window[:, 3]), out_h, height,
+        interpolation, antialias, max_scale[0], padding.mode,
+    )
+    rows = x.permute(0, 2, 1, 3).to(torch.float32, memory_format=torch.contiguous_format)
+    y = torch.bmm(wy, rows.view(batch, height, channels * width))
+    y = torch.bmm(y.view(batch, out_h * channels, width), wx.transpose(1, 2))
+    y = y.view(batch, out_h, channels, out_w).permute(0, 2, 1, 3)
+    if padding.has_fill:
+        outside = 1.0 - inside_y[:, None, :, None] * inside_x[:, None, None, :]
+        y.add_(outside * padding.fill_tensor(channels, x.device))
+    return y
+
+
+def _source_grid(matrix: Tensor, out_hw: tuple[int, int], supersample: int) -> Tensor:
+    """(B, Ho*k, Wo*k, 2) source coordinates (x, y) in index space, float64."""
+    out_h, out_w = out_hw
+    k = supersample
+    dev = matrix.device
+    ys = (torch.arange(out_h * k, dtype=torch.float64, device=dev) + 0.5) / k - 0.5
+    xs = (torch.arange(out_w * k, dtype=torch.float64, device=dev) + 0.5) / k - 0.5
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    pts = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).view(1, -1, 3)
+    src = pts @ matrix.transpose(1, 2)
+    src = src[..., :2] / src[..., 2:]
+    return src.view(matrix.shape[0], out_h * k, out_w * k, 2)
+
+
+def _fold_coordinate(v: Tensor, n: int) -> Tensor:
+    """Continuous reflection about the centres of the edge pixels (torch 'reflect')."""
+    if n == 1:
+        return torch.zeros_like(v)
+    period = 2.0 * (n - 1)
+    v = torch.remainder(v, period)
+    return torch.where(v > n - 1, period - v, v)
+
+
+def warp_grid(
+    x: Tensor,
+    matrix: Tensor,
+    out_hw: tuple[int, int],
+    interpolation: str,
+    padding: Padding,
+    supersample: int = 1,
+) -> Tensor:
+    """General resampling through ``matrix`` with ``grid_sample`` (align_corners=False).
+
+    ``supersample`` k > 1 averages k x k samples per output pixel (antialiasing when the map
+    shrinks). Returns float32 (B, C, Ho, Wo).
+    """
+    batch, channels, height, width = x.shape
+    src = _source_grid(matrix, out_hw, supersample)
+    if padding.mode == "reflect":
+        src = torch.stack([_fold_coordinate(src[..., 0], width), _fold_coordinate(src[..., 1], height)], -1)
+    size = torch.tensor([width, height], dtype=torch.float64, device=x.device)
+    grid = ((2.0 * src + 1.0) / size - 1.0).to(torch.float32)
+    grid_mode = {"constant": "zeros", "edge": "border", "reflect": "border", "symmetric": "reflection"}[padding.mode]
+    image = x.to(torch.float32)
+    if padding.has_fill:
+        image = torch.cat([image, torch.ones_like(image[:, :1])], dim=1)
+    y = F.grid_sample(image, grid, mode=interpolation, padding_mode=grid_mode, align_corners=False)
+    if padding.has_fill:
+        y, mask = y[:, :channels], y[:, channels:]
+        y = y + (1.0 - mask) * padding.fill_tensor(channels, x.device)
+    if supersample > 1:
+        y = F.avg_pool2d(y, supersample)
+    return y

@@ -1,0 +1,173 @@
+"""3x3 matrices per sample: output pixel -> source pixel, in pixel-index coordinates.
+
+Pixel ``(x, y)`` of an image is the point at its centre, with integer indices, so a matrix ``A``
+maps output pixel ``(x, y, 1)`` to the source point ``A @ (x, y, 1)`` (then divided by the third
+coordinate for a perspective). A chain of geometric transforms ``T1, T2, ...`` composes as
+``A1 @ A2 @ ...``. Matrices are float64 and batched: shape (B, 3, 3).
+
+The formulas follow torchvision.transforms.v2.functional exactly (its affine angle is clockwise,
+its rotate angle counter-clockwise; its centre is in continuous coordinates, half a pixel off the
+index coordinates used here).
+
+Example:
+    >>> import torch
+    >>> A = horizontal_flip(torch.tensor([True]), width=4)
+    >>> map_points(A, torch.tensor([[[0.0, 2.0]]]))
+    tensor([[[3., 2.]]], dtype=torch.float64)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "identity",
+    "translation",
+    "scaling",
+    "horizontal_flip",
+    "vertical_flip",
+    "crop",
+    "resize",
+    "affine",
+    "perspective",
+    "perspective_coefficients",
+    "map_points",
+    "invert",
+    "rotation_center",
+]
+
+_F64 = torch.float64
+
+
+def identity(batch: int, device: torch.device | str | None = None) -> Tensor:
+    """(B, 3, 3) identity matrices."""
+    return torch.eye(3, dtype=_F64, device=device).expand(batch, 3, 3).clone()
+
+
+def _diag_affine(sx: Tensor, sy: Tensor, tx: Tensor, ty: Tensor) -> Tensor:
+    """Matrices [[sx, 0, tx], [0, sy, ty], [0, 0, 1]] from (B,) tensors."""
+    m = identity(sx.shape[0], sx.device)
+    m[:, 0, 0], m[:, 1, 1], m[:, 0, 2], m[:, 1, 2] = sx, sy, tx, ty
+    return m
+
+
+def translation(tx: Tensor, ty: Tensor) -> Tensor:
+    """src = out + (tx, ty)."""
+    one = torch.ones_like(tx, dtype=_F64)
+    return _diag_affine(one, one, tx.to(_F64), ty.to(_F64))
+
+
+def scaling(sx: Tensor, sy: Tensor) -> Tensor:
+    """src = out * (sx, sy) about the origin."""
+    zero = torch.zeros_like(sx, dtype=_F64)
+    return _diag_affine(sx.to(_F64), sy.to(_F64), zero, zero)
+
+
+def _flip(flag: Tensor, size: int, axis: int) -> Tensor:
+    m = identity(flag.shape[0], flag.device)
+    sign = 1.0 - 2.0 * flag.to(_F64)
+    m[:, axis, axis] = sign
+    m[:, axis, 2] = flag.to(_F64) * (size - 1)
+    return m
+
+
+def horizontal_flip(flag: Tensor, width: int) -> Tensor:
+    """x_src = width - 1 - x where ``flag``; identity elsewhere."""
+    return _flip(flag, width, 0)
+
+
+def vertical_flip(flag: Tensor, height: int) -> Tensor:
+    """y_src = height - 1 - y where ``flag``; identity elsewhere."""
+    return _flip(flag, height, 1)
+
+
+def crop(top: Tensor, left: Tensor) -> Tensor:
+    """Output pixel (x, y) is source pixel (x + left, y + top)."""
+    return translation(left.to(_F64), top.to(_F64))
+
+
+def resize(in_hw: tuple[Tensor, Tensor], out_hw: tuple[int, int]) -> Tensor:
+    """Resize (half-pixel centres, as torch's interpolate with align_corners=False)."""
+    sy = in_hw[0].to(_F64) / out_hw[0]
+    sx = in_hw[1].to(_F64) / out_hw[1]
+    return _diag_affine(sx, sy, 0.5 * sx - 0.5, 0.5 * sy - 0.5)
+
+
+def affine(
+    angle: Tensor,
+    translate: Tensor,
+    scale: Tensor,
+    shear: Tensor,
+    center: Tensor,
+) -> Tensor:
+    """torchvision's ``_get_inverse_affine_matrix`` per sample, in index coordinates.
+
+    ``angle`` (B,) degrees clockwise as F.affine takes it (F.rotate passes ``-angle``),
+    ``translate`` (B, 2) pixels, ``scale`` (B,), ``shear`` (B, 2) degrees, ``center`` (B, 2) in
+    index coordinates.
+    """
+    rot = torch.deg2rad(angle.to(_F64))
+    sx, sy = torch.deg2rad(shear.to(_F64)).unbind(1)
+    scale = scale.to(_F64)
+    a = torch.cos(rot - sy) / torch.cos(sy)
+    b = -torch.cos(rot - sy) * torch.tan(sx) / torch.cos(sy) - torch.sin(rot)
+    c = torch.sin(rot - sy) / torch.cos(sy)
+    d = -torch.sin(rot - sy) * torch.tan(sx) / torch.cos(sy) + torch.cos(rot)
+    m = identity(angle.shape[0], angle.device)
+    m[:, 0, 0], m[:, 0, 1] = d / scale, -b / scale
+    m[:, 1, 0], m[:, 1, 1] = -c / scale, a / scale
+    cx, cy = center.to(_F64).unbind(1)
+    tx, ty = translate.to(_F64).unbind(1)
+    m[:, 0, 2] = m[:, 0, 0] * (-cx - tx) + m[:, 0, 1] * (-cy - ty) + cx
+    m[:, 1, 2] = m[:, 1, 0] * (-cx - tx) + m[:, 1, 1] * (-cy - ty) + cy
+    return m
+
+
+def perspective_coefficients(startpoints: Tensor, endpoints: Tensor) -> Tensor:
+    """(B, 8) coefficients mapping end points to start points, as torchvision computes them.
+
+    ``startpoints``/``endpoints``: (B, 4, 2) corners (x, y). Solved in float64 without a host
+    synchronisation (``solve_ex`` does not check for singular systems).
+    """
+    e = endpoints.to(_F64)
+    s = startpoints.to(_F64)
+    ex, ey = e.unbind(2)
+    sx, sy = s.unbind(2)
+    one, zero = torch.ones_like(ex), torch.zeros_like(ex)
+    rows_x = torch.stack([ex, ey, one, zero, zero, zero, -sx * ex, -sx * ey], dim=2)
+    rows_y = torch.stack([zero, zero, zero, ex, ey, one, -sy * ex, -sy * ey], dim=2)
+    a = torch.stack([rows_x, rows_y], dim=2).reshape(-1, 8, 8)
+    b = s.reshape(-1, 8)
+    coeffs, _ = torch.linalg.solve_ex(a, b)
+    return coeffs.to(torch.float32).to(_F64)  # torchvision rounds the coefficients to float32
+
+
+def perspective(coefficients: Tensor) -> Tensor:
+    """Matrices in index coordinates for torchvision's perspective ``coefficients`` (B, 8).
+
+    torchvision applies them in continuous coordinates (pixel centres at i + 0.5).
+    """
+    c = coefficients.to(_F64)
+    h = torch.cat([c, torch.ones_like(c[:, :1])], dim=1).view(-1, 3, 3)
+    half = torch.full_like(c[:, 0], 0.5)
+    return translation(-half, -half) @ h @ translation(half, half)
+
+
+def map_points(matrix: Tensor, points: Tensor) -> Tensor:
+    """Apply (B, 3, 3) matrices to (B, N, 2) points, with the perspective divide."""
+    p = points.to(_F64)
+    homog = torch.cat([p, torch.ones_like(p[..., :1])], dim=-1) @ matrix.transpose(1, 2)
+    return homog[..., :2] / homog[..., 2:]
+
+
+def invert(matrix: Tensor) -> Tensor:
+    """Batched inverse: swaps the roles of source and output."""
+    return torch.linalg.inv_ex(matrix)[0]
+
+
+def rotation_center(height: int, width: int, center: tuple[float, float] | None) -> tuple[float, float]:
+    """torchvision's rotation centre in index coordinates (default: the image centre)."""
+    if center is None:
+        return (width - 1) * 0.5, (height - 1) * 0.5
+    return center[0] - 0.5, center[1] - 0.5

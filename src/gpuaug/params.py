@@ -1,0 +1,145 @@
+"""Typed per-sample parameters: what each transform drew for each sample, and a whole batch's record.
+
+Every transform's parameters are a dataclass of (B, ...) tensors, in torchvision's functional
+units. :class:`BatchParams` collects them for one pipeline call, with the keys that drew them
+and the composed matrices; it saves to and loads from a dict of tensors plus JSON.
+
+Example:
+    >>> import torch, gpuaug as ga
+    >>> pipe = ga.Pipeline([ga.RandomHorizontalFlip()], seed=0)
+    >>> out, params = pipe(torch.rand(4, 3, 8, 8), return_params=True)
+    >>> params.transforms[0].applied.shape
+    torch.Size([4])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+__all__ = ["Params", "BatchParams", "register_params"]
+
+_TYPES: dict[str, type[Params]] = {}
+P = TypeVar("P", bound="Params")
+
+
+def register_params(cls: type[P]) -> type[P]:
+    """Class decorator: make ``cls`` a dataclass and let saved parameters name it."""
+    cls = dataclass(cls)
+    _TYPES[cls.__name__] = cls
+    return cls
+
+
+@dataclass
+class Params:
+    """Base of every transform's parameters; ``applied`` (B,) bool is the sample's own coin."""
+
+    applied: Tensor
+
+    def select(self: P, index: Tensor) -> P:
+        """The parameters of the samples at ``index``."""
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def to(self: P, device: torch.device | str) -> P:
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_TYPES["Params"] = Params
+
+
+@dataclass
+class BatchParams:
+    """Everything a pipeline call drew, enough to replay it exactly.
+
+    ``transforms[i]`` holds the parameters of the i-th transform of the pipeline in depth-first
+    order (containers included), named by ``names[i]``; ``matrices[k]`` is the composed (B, 3, 3)
+    output-to-source matrix of the k-th resampling pass.
+    """
+
+    seed: int
+    epoch: int
+    call: int
+    sample_ids: Tensor
+    keys: Tensor
+    input_shape: tuple[int, ...]
+    input_dtype: torch.dtype
+    names: list[str]
+    transforms: list[Params]
+    matrices: list[Tensor] = field(default_factory=list)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.sample_ids.shape[0])
+
+    def to(self, device: torch.device | str) -> BatchParams:
+        return dataclasses.replace(
+            self,
+            sample_ids=self.sample_ids.to(device),
+            keys=self.keys.to(device),
+            transforms=[p.to(device) for p in self.transforms],
+            matrices=[m.to(device) for m in self.matrices],
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """A flat dict of tensors plus one JSON string under ``"meta"``."""
+        meta = {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "call": self.call,
+            "input_shape": list(self.input_shape),
+            "input_dtype": str(self.input_dtype).removeprefix("torch."),
+            "names": self.names,
+            "types": [type(p).__name__ for p in self.transforms],
+            "matrices": len(self.matrices),
+        }
+        state: dict[str, Any] = {"meta": json.dumps(meta), "sample_ids": self.sample_ids, "keys": self.keys}
+        for i, p in enumerate(self.transforms):
+            for name, value in p.tensors().items():
+                state[f"transforms.{i}.{name}"] = value
+        for k, m in enumerate(self.matrices):
+            state[f"matrices.{k}"] = m
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> BatchParams:
+        meta = json.loads(state["meta"])
+        transforms = []
+        for i, type_name in enumerate(meta["types"]):
+            prefix = f"transforms.{i}."
+            values = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            transforms.append(_TYPES[type_name](**values))
+        return cls(
+            seed=meta["seed"],
+            epoch=meta["epoch"],
+            call=meta["call"],
+            sample_ids=state["sample_ids"],
+            keys=state["keys"],
+            input_shape=tuple(meta["input_shape"]),
+            input_dtype=getattr(torch, meta["input_dtype"]),
+            names=meta["names"],
+            transforms=transforms,
+            matrices=[state[f"matrices.{k}"] for k in range(meta["matrices"])],
+        )
+
+    def save(self, path: str | Path) -> None:
+        torch.save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device | None = None) -> BatchParams:
+        return cls.from_state_dict(torch.load(path, map_location=map_location, weights_only=True))
+
+    def to_json(self) -> str:
+        """Human-readable JSON of every parameter (lists of numbers per sample)."""
+        state = self.state_dict()
+        meta = json.loads(state.pop("meta"))
+        meta["values"] = {k: v.tolist() for k, v in state.items()}
+        return json.dumps(meta)

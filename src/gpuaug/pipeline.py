@@ -1,0 +1,191 @@
+"""Pipeline: sample every transform's parameters for the whole batch, fold, execute.
+
+Example:
+    >>> import torch, gpuaug as ga
+    >>> pipe = ga.Pipeline([
+    ...     ga.RandomResizedCrop(224),
+    ...     ga.RandomHorizontalFlip(),
+    ...     ga.RandomApply([ga.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+    ...     ga.ToDtype(torch.float32, scale=True),
+    ...     ga.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+    ... ], seed=0)
+    >>> images = torch.randint(0, 256, (8, 3, 256, 256), dtype=torch.uint8)
+    >>> out, params = pipe(images, return_params=True)
+    >>> out.shape, out.dtype
+    (torch.Size([8, 3, 224, 224]), torch.float32)
+    >>> torch.equal(pipe.replay(images, params), out)
+    True
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from . import execute
+from ._ext import resolve_backend
+from .params import BatchParams, Params
+from .plan import expand, group, matrices
+from .random import Stream, sample_keys
+from .transforms._base import ImageSpec, Transform
+from .transforms._container import _check_children
+from .transforms._dtype import SUPPORTED_DTYPES
+
+__all__ = ["Pipeline"]
+
+
+def _check_images(images: Tensor) -> Tensor:
+    """(B, C, H, W) view of valid input, or a clear error."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim not in (3, 4):
+        raise ValueError(f"images must be (C, H, W) or (B, C, H, W), got shape {tuple(images.shape)}")
+    if images.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"images must be uint8 or floating point ({', '.join(str(d) for d in SUPPORTED_DTYPES)}), got {images.dtype}"
+        )
+    batch = images if images.ndim == 4 else images.unsqueeze(0)
+    if min(batch.shape[1:]) == 0:
+        raise ValueError(f"images must have channels, height and width > 0, got shape {tuple(images.shape)}")
+    return batch
+
+
+def _spec(batch: Tensor) -> ImageSpec:
+    return ImageSpec(batch.shape[1], batch.shape[2], batch.shape[3], batch.dtype)
+
+
+class Pipeline:
+    """A list of transforms applied to a whole batch, with different random parameters per sample.
+
+    Args:
+        transforms: gpuaug transforms, applied in order.
+        seed: the seed of the counter-based randomness (a random one when None).
+        backend: "auto", "torch" (or $GPUAUG_BACKEND when None).
+        memory_format: of the output, ``torch.contiguous_format`` or ``torch.channels_last``.
+
+    Calling it on (B, C, H, W) or (C, H, W) uint8 or float images returns the augmented batch.
+    Each call draws new parameters; with ``sample_ids`` (dataset indices) the parameters depend only
+    on (seed, epoch, sample id), whatever the batch.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> pipe = ga.Pipeline([ga.RandomHorizontalFlip()], seed=0)
+        >>> x = torch.rand(4, 3, 8, 8)
+        >>> torch.equal(pipe(x, sample_ids=torch.arange(4)), pipe(x, sample_ids=torch.arange(4)))
+        True
+    """
+
+    def __init__(
+        self,
+        transforms: Sequence[Transform],
+        *,
+        seed: int | None = None,
+        backend: str | None = "auto",
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
+        self.transforms = _check_children(transforms, "Pipeline")
+        if seed is not None and not isinstance(seed, int):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        self.seed = secrets.randbits(63) if seed is None else seed
+        self.backend = resolve_backend(backend)
+        if memory_format not in (torch.contiguous_format, torch.channels_last):
+            raise ValueError(f"memory_format must be torch.contiguous_format or torch.channels_last, got {memory_format}")
+        self.memory_format = memory_format
+        self.epoch = 0
+        self._calls = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Key the following calls' randomness by ``epoch`` (as DistributedSampler.set_epoch)."""
+        self.epoch = int(epoch)
+
+    def __call__(
+        self,
+        images: Tensor,
+        *,
+        sample_ids: Tensor | Sequence[int] | None = None,
+        epoch: int | None = None,
+        return_params: bool = False,
+    ) -> Tensor | tuple[Tensor, BatchParams]:
+        params = self.sample(images, sample_ids=sample_ids, epoch=epoch)
+        out = self._run(images, params)
+        return (out, params) if return_params else out
+
+    def sample(
+        self, images: Tensor, *, sample_ids: Tensor | Sequence[int] | None = None, epoch: int | None = None
+    ) -> BatchParams:
+        """Draw the parameters of every transform for ``images`` without augmenting them."""
+        batch = _check_images(images)
+        size, device = batch.shape[0], batch.device
+        if sample_ids is None:
+            call, ids = self._calls, torch.arange(size, device=device)
+            self._calls += 1
+        else:
+            call, ids = -1, self._check_ids(sample_ids, size, device)
+        epoch = self.epoch if epoch is None else int(epoch)
+        keys = sample_keys(self.seed, epoch, call, ids)
+        spec = _spec(batch)
+
+        def draw(index: int, t: Transform, spec: ImageSpec) -> Params:
+            return t.draw(Stream(keys, index), spec)
+
+        steps, drawn = expand(self.transforms, spec, draw)
+        return BatchParams(
+            seed=self.seed,
+            epoch=epoch,
+            call=call,
+            sample_ids=ids,
+            keys=keys,
+            input_shape=tuple(images.shape),
+            input_dtype=images.dtype,
+            names=self._names(),
+            transforms=drawn,
+            matrices=matrices(group(steps)),
+        )
+
+    def replay(self, images: Tensor, params: BatchParams) -> Tensor:
+        """Augment ``images`` with recorded ``params`` (from this pipeline): the same output again."""
+        if tuple(images.shape) != tuple(params.input_shape):
+            raise ValueError(f"params were drawn for shape {params.input_shape}, got images of shape {tuple(images.shape)}")
+        if params.names != self._names():
+            raise ValueError(f"params come from a different pipeline: {params.names} vs {self._names()}")
+        return self._run(images, params)
+
+    def _run(self, images: Tensor, params: BatchParams) -> Tensor:
+        batch = _check_images(images)
+        recorded = params.to(batch.device).transforms
+        steps, _ = expand(self.transforms, _spec(batch), lambda index, t, spec: recorded[index])
+        stages = group(steps)
+        if batch.shape[0] == 0:
+            spec = steps[-1].spec_out if steps else _spec(batch)
+            out = torch.empty(0, spec.channels, spec.height, spec.width, dtype=spec.dtype, device=batch.device)
+        else:
+            out = execute.run(batch, stages, self.memory_format)
+        return out if images.ndim == 4 else out[0]
+
+    def _names(self) -> list[str]:
+        names: list[str] = []
+
+        def visit(t: Transform) -> None:
+            names.append(type(t).__name__)
+            for child in t.children():
+                visit(child)
+
+        for t in self.transforms:
+            visit(t)
+        return names
+
+    @staticmethod
+    def _check_ids(sample_ids: Tensor | Sequence[int], size: int, device: torch.device) -> Tensor:
+        ids = torch.as_tensor(sample_ids)
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
+            raise TypeError(f"sample_ids must be integers, got {ids.dtype}")
+        if ids.shape != (size,):
+            raise ValueError(f"sample_ids must have shape ({size},), got {tuple(ids.shape)}")
+        return ids.to(device=device, dtype=torch.int64)
+
+    def __repr__(self) -> str:
+        body = "".join(f"\n    {t!r}," for t in self.transforms)
+        return f"Pipeline([{body}\n], seed={self.seed}, backend={self.backend!r})"

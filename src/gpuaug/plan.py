@@ -1,0 +1,204 @@
+"""The plan of one batch: transforms with their drawn parameters, grouped into the fewest passes.
+
+:func:`expand` walks the transform tree once (depth first), drawing or taking each transform's
+parameters, and returns flat :class:`Step` s whose ``applied`` masks already include every
+enclosing container's choice. :func:`group` then folds runs of geometric steps into one
+:class:`Warp` (one matrix per sample, one resampling pass) and the trailing ToDtype/Normalize into
+one :class:`FinalWrite`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from . import geometry
+from .functional.resample import Padding
+from .params import Params
+from .transforms._base import GeometricTransform, ImageSpec, Transform
+from .transforms._container import Compose, RandomApply, RandomChoice, RandomOrder
+from .transforms._dtype import Normalize, ToDtype
+
+__all__ = ["Step", "Warp", "FinalWrite", "expand", "group", "matrices"]
+
+ParamsSource = Callable[[int, Transform, ImageSpec], Params]
+
+
+@dataclass
+class Step:
+    """One leaf transform with its parameters; ``gated`` when some samples may skip it."""
+
+    transform: Transform
+    params: Params
+    applied: Tensor
+    gated: bool
+    spec_in: ImageSpec
+    spec_out: ImageSpec
+
+
+def _gate(steps: list[Step], mask: Tensor, owner: str) -> list[Step]:
+    """AND ``mask`` into every step; such steps may not change the batch's spec."""
+    for s in steps:
+        if s.spec_in != s.spec_out:
+            raise ValueError(
+                f"{type(s.transform).__name__} inside {owner} changes the image from {s.spec_in} to {s.spec_out}; "
+                "transforms applied to only some samples must keep the size, channels and dtype"
+            )
+    return [dataclasses.replace(s, applied=s.applied & mask, gated=True) for s in steps]
+
+
+def expand(transforms: list[Transform], spec: ImageSpec, source: ParamsSource) -> tuple[list[Step], list[Params]]:
+    """Flat steps for ``transforms`` on ``spec``; ``source(index, transform, spec)`` gives parameters."""
+    drawn: list[Params] = []
+
+    def sequence(children: list[Transform], spec: ImageSpec) -> tuple[list[Step], ImageSpec]:
+        steps: list[Step] = []
+        for child in children:
+            child_steps, spec = visit(child, spec)
+            steps += child_steps
+        return steps, spec
+
+    def visit(t: Transform, spec: ImageSpec) -> tuple[list[Step], ImageSpec]:
+        params = source(len(drawn), t, spec)
+        drawn.append(params)
+        if t.kind != "container":
+            out = t.output_spec(spec)
+            return [Step(t, params, params.applied, t.p < 1.0, spec, out)], out
+        name = type(t).__name__
+        if isinstance(t, RandomChoice):
+            steps = []
+            for i, child in enumerate(t.transforms):
+                child_steps, _ = visit(child, spec)
+                steps += _gate(child_steps, params.choice == i, name)
+            return steps, spec
+        if isinstance(t, RandomOrder):
+            per_child = [visit(child, spec)[0] for child in t.transforms]
+            steps = []
+            for slot in range(len(t.transforms)):
+                for i, child_steps in enumerate(per_child):
+                    steps += _gate(child_steps, params.order[:, slot] == i, name)
+            return steps, spec
+        steps, out = sequence(t.transforms, spec)
+        if isinstance(t, RandomApply) and t.p < 1.0:
+            steps = _gate(steps, params.applied, name)
+        assert isinstance(t, (Compose, RandomApply)), f"unknown container {name}"
+        return steps, out
+
+    steps, _ = sequence(transforms, spec)
+    return steps, drawn
+
+
+@dataclass
+class Warp:
+    """A run of geometric steps folded into one resampling pass."""
+
+    matrix: Tensor  # (B, 3, 3) float64 output -> source
+    spec_in: ImageSpec
+    spec_out: ImageSpec
+    axis_aligned: bool
+    interpolation: str
+    antialias: bool
+    padding: Padding
+    max_scale: tuple[float, float]  # static bound on source pixels per output pixel (y, x)
+    window: Tensor  # (B, 4) inclusive source indices (x_lo, x_hi, y_lo, y_hi) the filter may read
+
+    @property
+    def supersample(self) -> int:
+        """Samples per output pixel and axis when the general path shrinks (antialias approximation)."""
+        return min(max(round(max(self.max_scale)), 1), 4) if self.antialias else 1
+
+
+@dataclass
+class FinalWrite:
+    """Trailing ToDtype/Normalize: ``x * scale + shift`` per channel, then the output dtype."""
+
+    steps: list[Step]
+
+
+def _window(prefix: Tensor, spec: ImageSpec) -> Tensor:
+    """The canvas ``spec`` seen through the axis-aligned ``prefix`` map, as inclusive source indices."""
+    a = torch.stack([prefix[:, 0, 0], prefix[:, 1, 1]], dim=1)
+    b = torch.stack([prefix[:, 0, 2], prefix[:, 1, 2]], dim=1)
+    size = torch.tensor([spec.width, spec.height], dtype=torch.float64, device=prefix.device)
+    ends = torch.stack([b - 0.5 * a, a * (size - 0.5) + b], dim=2)  # (B, axis, 2)
+    lo = (ends.amin(dim=2) + 0.5 - 1e-6).ceil()
+    hi = (ends.amax(dim=2) - 0.5 + 1e-6).floor()
+    return torch.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], dim=1)
+
+
+def _unbounded(batch: int, device: torch.device) -> Tensor:
+    big = float(2**40)
+    return torch.tensor([-big, big, -big, big], dtype=torch.float64, device=device).expand(batch, 4)
+
+
+def _fold_geometry(steps: list[Step]) -> Warp:
+    batch, device = steps[0].applied.shape[0], steps[0].applied.device
+    eye = geometry.identity(batch, device)
+    matrix = eye
+    window = None
+    interpolation = None
+    padding = None
+    scale_y = scale_x = 1.0
+    for s in steps:
+        t = s.transform
+        assert isinstance(t, GeometricTransform)
+        if t.interpolation is not None:
+            interpolation = t.interpolation
+            window = matrix
+            window_spec = s.spec_in
+        padding = padding or t.padding_for(s.spec_in)
+        scale_y *= max(s.spec_in.height / s.spec_out.height, 1.0)
+        scale_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
+        m = t.matrix(s.params, s.spec_in)
+        matrix = matrix @ (torch.where(s.applied.view(-1, 1, 1), m, eye) if s.gated else m)
+    axis_aligned = all(getattr(s.transform, "axis_aligned", False) for s in steps)
+    return Warp(
+        matrix=matrix,
+        spec_in=steps[0].spec_in,
+        spec_out=steps[-1].spec_out,
+        axis_aligned=axis_aligned,
+        interpolation=interpolation or "nearest",
+        antialias=any(s.transform.antialias for s in steps),
+        padding=padding or Padding(),
+        max_scale=(scale_y, scale_x),
+        window=_window(window, window_spec) if window is not None else _unbounded(batch, device),
+    )
+
+
+def group(steps: list[Step]) -> list[Step | Warp | FinalWrite]:
+    """Fold consecutive geometric steps into one Warp and the ungated ToDtype/Normalize tail into a FinalWrite."""
+    tail = len(steps)
+    while tail > 0 and isinstance(steps[tail - 1].transform, (ToDtype, Normalize)) and not steps[tail - 1].gated:
+        tail -= 1
+    # a conversion to uint8 can only be the very last thing the final write does
+    for i in range(len(steps) - 2, tail - 1, -1):
+        t = steps[i].transform
+        if isinstance(t, ToDtype) and not t.dtype.is_floating_point:
+            tail = i + 1
+            break
+    stages: list[Step | Warp | FinalWrite] = []
+    run: list[Step] = []
+    for s in steps[:tail]:
+        if s.transform.kind == "geometry":
+            run.append(s)
+            continue
+        if run:
+            stages.append(_fold_geometry(run))
+            run = []
+        stages.append(s)
+    if run:
+        stages.append(_fold_geometry(run))
+    stages.append(FinalWrite(steps[tail:]))
+    return stages
+
+
+def matrices(stages: list[Step | Warp | FinalWrite]) -> list[Tensor]:
+    """The composed matrix of every resampling pass, in order."""
+    return [s.matrix for s in stages if isinstance(s, Warp)]
+
+
+

@@ -1,0 +1,120 @@
+"""Counter-based, stateless random numbers keyed by (seed, epoch, sample, transform, draw).
+
+Every random number gpuaug uses is a hash of integers, computed with int32 tensor ops that give
+the same bits on every device. Nothing reads or changes torch's global RNG state, and a sample's
+numbers depend only on its key, never on the batch it is in.
+
+Example:
+    >>> import torch
+    >>> keys = sample_keys(seed=0, epoch=0, call=0, ids=torch.arange(4))
+    >>> u = Stream(keys, transform=0).uniform(2)
+    >>> u.shape, bool(((u >= 0) & (u < 1)).all())
+    (torch.Size([4, 2]), True)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["mix32", "sample_keys", "Stream", "uniform_bits", "normal_field"]
+
+_GOLDEN = 0x9E3779B9
+
+
+def _i32(value: int) -> int:
+    """The signed int32 with the same low 32 bits as ``value``."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def mix32(x: Tensor) -> Tensor:
+    """murmur3's 32-bit finaliser on an int32 tensor (uint32 bits, logical shifts)."""
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x * _i32(0x85EBCA6B)
+    x = x ^ ((x >> 13) & 0x7FFFF)
+    x = x * _i32(0xC2B2AE35)
+    return x ^ ((x >> 16) & 0xFFFF)
+
+
+def _absorb(h: Tensor, word: Tensor | int) -> Tensor:
+    """Fold one 32-bit word into the running hash ``h``."""
+    if isinstance(word, int):
+        word = torch.tensor(_i32(word), dtype=torch.int32, device=h.device)
+    return mix32(h ^ mix32(word + _i32(_GOLDEN)))
+
+
+def sample_keys(seed: int, epoch: int, call: int, ids: Tensor) -> Tensor:
+    """One int32 key per sample from (seed, epoch, call, dataset index).
+
+    ``call`` is -1 when the caller passed dataset indices, so a sample's key does not depend on
+    how many batches came before it.
+    """
+    ids = ids.to(torch.int64)
+    h = torch.full(ids.shape, _i32(0x2545F491), dtype=torch.int32, device=ids.device)
+    for word in (seed & 0xFFFFFFFF, seed >> 32, epoch, call):
+        h = _absorb(h, _i32(word))
+    h = _absorb(h, (ids & 0xFFFFFFFF).to(torch.int32))
+    return _absorb(h, (ids >> 32).to(torch.int32))
+
+
+def uniform_bits(bits: Tensor) -> Tensor:
+    """Map int32 hash bits to float64 uniforms in [0, 1) (24 random bits, exact in float32)."""
+    return ((bits >> 8) & 0xFFFFFF).to(torch.float64) * (1.0 / (1 << 24))
+
+
+class Stream:
+    """The random numbers of one transform: draws are numbered, so they replay exactly.
+
+    Example:
+        >>> s = Stream(sample_keys(1, 0, 0, torch.arange(3)), transform=5)
+        >>> s.uniform(1, low=-2.0, high=2.0).shape
+        torch.Size([3, 1])
+    """
+
+    def __init__(self, keys: Tensor, transform: int) -> None:
+        self.keys = _absorb(keys, transform)
+        self._next = 0
+
+    def bits(self, n: int) -> Tensor:
+        """(B, n) int32 hash words, the next ``n`` draws of this stream."""
+        counters = torch.arange(self._next, self._next + n, dtype=torch.int32, device=self.keys.device)
+        self._next += n
+        return mix32(self.keys[:, None] ^ mix32(counters * _i32(0x27D4EB2F) + 1))
+
+    def key(self) -> Tensor:
+        """(B,) int32: a fresh per-sample key, for per-pixel randomness inside a kernel."""
+        return self.bits(1)[:, 0]
+
+    def uniform(self, n: int, low: float = 0.0, high: float = 1.0) -> Tensor:
+        """(B, n) float64 uniform in [low, high)."""
+        return low + (high - low) * uniform_bits(self.bits(n))
+
+    def bernoulli(self, p: float) -> Tensor:
+        """(B,) bool, True with probability ``p``."""
+        return self.uniform(1)[:, 0] < p
+
+    def randint(self, high: Tensor | int, n: int = 1) -> Tensor:
+        """(B, n) int64 uniform in [0, high); ``high`` broadcasts against (B, n)."""
+        return (self.uniform(n) * high).floor().to(torch.int64)
+
+    def permutation(self, n: int) -> Tensor:
+        """(B, n) int64: a uniformly random permutation of range(n) per sample."""
+        return self.uniform(n).argsort(dim=1)
+
+
+def normal_field(keys: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """(B, *shape) float32 standard normals, one per element, keyed by (key, element index).
+
+    Box-Muller over two hashed uniforms; element ``i`` of sample ``b`` depends only on
+    ``keys[b]`` and ``i``, so a fused kernel can compute the same numbers pixel by pixel.
+    """
+    count = math.prod(shape)
+    index = torch.arange(count, dtype=torch.int32, device=keys.device) * 2
+    k = keys[:, None]
+    u1 = (((mix32(k ^ mix32(index)) >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
+    u2 = ((mix32(k ^ mix32(index + 1)) >> 8) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
+    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
+    return z.view(keys.shape[0], *shape)

@@ -1,0 +1,188 @@
+"""Base classes of the transforms and the small argument parsers they share.
+
+A transform is thin: it checks its arguments, draws per-sample parameters (a :class:`Params`
+dataclass of tensors) from a :class:`~gpuaug.random.Stream`, and hands them to a functional
+kernel. Geometric transforms return a matrix instead of touching pixels; the pipeline composes
+them into one resampling pass.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import ClassVar, TypeVar
+
+import torch
+from torch import Tensor
+from torchvision.transforms import InterpolationMode
+
+from ..functional.color import Domain
+from ..functional.resample import PADDING_MODES, Padding
+from ..params import Params
+from ..random import Stream
+
+__all__ = ["ImageSpec", "Transform", "GeometricTransform", "PixelTransform", "apply_selected"]
+
+P = TypeVar("P", bound=Params)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """The static shape of the batch at a point of the pipeline (the same for every sample)."""
+
+    channels: int
+    height: int
+    width: int
+    dtype: torch.dtype
+
+    def resized(self, height: int, width: int) -> ImageSpec:
+        return replace(self, height=height, width=width)
+
+
+class Transform:
+    """Base of all transforms. ``p`` is the per-sample probability of applying it."""
+
+    kind: ClassVar[str] = "pixel"  # "geometry" | "pixel" | "output" | "container"
+
+    def __init__(self, p: float = 1.0) -> None:
+        if not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def draw(self, rng: Stream, spec: ImageSpec) -> Params:
+        """Per-sample parameters for a batch whose samples have ``spec``."""
+        return Params(applied=self._coin(rng))
+
+    def _coin(self, rng: Stream) -> Tensor:
+        return rng.bernoulli(self.p)
+
+    def output_spec(self, spec: ImageSpec) -> ImageSpec:
+        """The spec after this transform (checks that the transform can take ``spec``)."""
+        return spec
+
+    def children(self) -> list[Transform]:
+        return []
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class GeometricTransform(Transform):
+    """A transform that only moves pixels: it is a per-sample output-to-source matrix."""
+
+    kind = "geometry"
+    axis_aligned: ClassVar[bool] = False  # scale/translate/flip only: exact separable resampling
+    interpolation: str | None = None  # None: maps whole pixels to whole pixels
+    antialias: bool = False
+    padding: Padding | None = None  # what it shows outside its input, if it can look there
+
+    def matrix(self, params: Params, spec: ImageSpec) -> Tensor:
+        """(B, 3, 3) float64 output-to-source matrices (applied or not: the pipeline gates them)."""
+        raise NotImplementedError
+
+    def padding_for(self, spec: ImageSpec) -> Padding | None:
+        """What this transform shows outside its input for ``spec``, or None if it never looks there."""
+        return self.padding
+
+
+class PixelTransform(Transform):
+    """A transform that changes pixel values, through one functional kernel."""
+
+    kind = "pixel"
+
+    def apply(self, x: Tensor, params: Params, domain: Domain) -> Tensor:
+        """Run the kernel on float32 working values ``x`` (owned: may be overwritten)."""
+        raise NotImplementedError
+
+
+def require_channels(name: str, spec: ImageSpec, allowed: Sequence[int] = (1, 3)) -> None:
+    if spec.channels not in allowed:
+        raise ValueError(f"{name} takes images with {' or '.join(map(str, allowed))} channels, got {spec.channels}")
+
+
+def parse_interpolation(value: InterpolationMode | str, allowed: Sequence[str]) -> str:
+    """'nearest' | 'bilinear' | 'bicubic' from an InterpolationMode or its name."""
+    name = value.value if isinstance(value, InterpolationMode) else value
+    if not isinstance(name, str) or name.lower() not in allowed:
+        raise ValueError(f"interpolation must be one of {list(allowed)}, got {value!r}")
+    return name.lower()
+
+
+def parse_fill(fill: float | Sequence[float] | None) -> tuple[float, ...]:
+    if fill is None:
+        return (0.0,)
+    if isinstance(fill, numbers.Real):
+        return (float(fill),)
+    if isinstance(fill, Sequence) and fill and all(isinstance(v, numbers.Real) for v in fill):
+        return tuple(float(v) for v in fill)
+    raise TypeError(f"fill must be a number or a sequence of numbers, got {fill!r}")
+
+
+def check_fill(fill: tuple[float, ...], spec: ImageSpec) -> None:
+    if len(fill) not in (1, spec.channels):
+        raise ValueError(f"fill has {len(fill)} values for an image with {spec.channels} channels")
+
+
+def parse_padding(fill: float | Sequence[float] | None, padding_mode: str) -> Padding:
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {list(PADDING_MODES)}, got {padding_mode!r}")
+    fill_t = parse_fill(fill)
+    if padding_mode != "constant" and len(fill_t) > 1:
+        raise ValueError(f"padding_mode {padding_mode!r} does not take a per-channel fill")
+    return Padding(padding_mode, fill_t)
+
+
+def parse_size(size: int | Sequence[int], name: str = "size") -> tuple[int, int]:
+    """(height, width) from an int or a one- or two-element sequence, as torchvision takes it."""
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        size = (int(size), int(size))
+    elif isinstance(size, Sequence) and len(size) in (1, 2) and all(isinstance(s, numbers.Integral) for s in size):
+        size = (int(size[0]), int(size[-1]))
+    else:
+        raise TypeError(f"{name} must be an int or a sequence of one or two ints, got {size!r}")
+    if min(size) <= 0:
+        raise ValueError(f"{name} must be positive, got {size}")
+    return size
+
+
+def parse_range(
+    value: float | Sequence[float], name: str, center: float | None = None, bound: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """A (low, high) range; a single number v means (center - v, center + v) (or (-v, v))."""
+    if isinstance(value, numbers.Real):
+        if value < 0:
+            raise ValueError(f"If {name} is a single number, it must be non-negative, got {value}")
+        c = 0.0 if center is None else center
+        low, high = c - float(value), c + float(value)
+        if bound is not None:
+            low = max(low, bound[0])
+    elif isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, numbers.Real) for v in value):
+        low, high = float(value[0]), float(value[1])
+    else:
+        raise TypeError(f"{name} must be a number or a sequence of two numbers, got {value!r}")
+    if low > high:
+        raise ValueError(f"{name} range must be (min, max) with min <= max, got {(low, high)}")
+    if bound is not None and not (bound[0] <= low and high <= bound[1]):
+        raise ValueError(f"{name} values must lie in {list(bound)}, got {(low, high)}")
+    return low, high
+
+
+def apply_selected(
+    x: Tensor, selected: Tensor, fn: Callable[[Tensor, P], Tensor], params: P
+) -> Tensor:
+    """``fn(x, params)`` on the samples where ``selected`` (B,) is True; the others pass unchanged.
+
+    On the CPU the selected samples are gathered first, so unselected samples cost nothing. On an
+    accelerator everything is computed and blended with ``where``: no host synchronisation.
+    ``x`` is owned by the caller's pipeline and may be overwritten.
+    """
+    if x.device.type != "cpu":
+        return torch.where(selected.view(-1, 1, 1, 1), fn(x.clone(), params), x)
+    index = selected.nonzero().squeeze(1)
+    if index.numel() == x.shape[0]:
+        return fn(x, params)
+    if index.numel() > 0:
+        x[index] = fn(x.index_select(0, index), params.select(index))
+    return x

@@ -1,0 +1,531 @@
+"""Geometric transforms: each is a per-sample output-to-source matrix (torchvision v2 semantics).
+
+Example:
+    >>> import torch, gpuaug as ga
+    >>> pipe = ga.Pipeline([ga.RandomResizedCrop(8), ga.RandomHorizontalFlip()], seed=0)
+    >>> pipe(torch.rand(2, 3, 16, 16)).shape
+    torch.Size([2, 3, 8, 8])
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2.functional._geometry import _compute_resized_output_size
+
+from .. import geometry
+from ..functional.resample import Padding
+from ..params import Params, register_params
+from ..random import Stream
+from ._base import (
+    GeometricTransform,
+    ImageSpec,
+    check_fill,
+    parse_fill,
+    parse_interpolation,
+    parse_padding,
+    parse_range,
+    parse_size,
+)
+
+__all__ = [
+    "RandomHorizontalFlip",
+    "RandomVerticalFlip",
+    "Resize",
+    "CenterCrop",
+    "RandomCrop",
+    "RandomResizedCrop",
+    "Pad",
+    "RandomRotation",
+    "RandomAffine",
+    "RandomPerspective",
+]
+
+_RESIZE_MODES = ("nearest", "bilinear", "bicubic")
+
+
+def _full(value: float, like: Tensor) -> Tensor:
+    return torch.full(like.shape[:1], float(value), dtype=torch.float64, device=like.device)
+
+
+class RandomHorizontalFlip(GeometricTransform):
+    """Flip left-right with probability ``p`` per sample.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> ga.Pipeline([ga.RandomHorizontalFlip(p=1.0)])(torch.arange(3.0).view(1, 1, 3)).tolist()
+        [[[2.0, 1.0, 0.0]]]
+    """
+
+    axis_aligned = True
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__(p)
+
+    def matrix(self, params: Params, spec: ImageSpec) -> Tensor:
+        return geometry.horizontal_flip(params.applied, spec.width)
+
+
+class RandomVerticalFlip(RandomHorizontalFlip):
+    """Flip top-bottom with probability ``p`` per sample.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> ga.Pipeline([ga.RandomVerticalFlip(p=1.0)])(torch.arange(3.0).view(1, 3, 1)).flatten().tolist()
+        [2.0, 1.0, 0.0]
+    """
+
+    def matrix(self, params: Params, spec: ImageSpec) -> Tensor:
+        return geometry.vertical_flip(params.applied, spec.height)
+
+
+class Resize(GeometricTransform):
+    """Resize to ``size`` (int: the shorter edge, as torchvision), antialiased when shrinking.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> ga.Pipeline([ga.Resize(8)])(torch.rand(2, 3, 16, 32)).shape
+        torch.Size([2, 3, 8, 16])
+    """
+
+    axis_aligned = True
+
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        interpolation: InterpolationMode | str = InterpolationMode.BILINEAR,
+        max_size: int | None = None,
+        antialias: bool = True,
+    ) -> None:
+        super().__init__(1.0)
+        if isinstance(size, numbers.Integral):
+            size = [int(size)]
+        if not isinstance(size, Sequence) or len(size) not in (1, 2) or min(size) <= 0:
+            raise ValueError(f"size must be a positive int or a sequence of one or two positive ints, got {size!r}")
+        if max_size is not None and len(size) != 1:
+            raise ValueError("max_size is only allowed when size is a single int")
+        self.size = list(size)
+        self.max_size = max_size
+        self.interpolation = parse_interpolation(interpolation, _RESIZE_MODES)
+        self.antialias = bool(antialias)
+
+    def output_spec(self, spec: ImageSpec) -> ImageSpec:
+        h, w = _compute_resized_output_size((spec.height, spec.width), size=self.size, max_size=self.max_size)
+        return spec.resized(h, w)
+
+    def matrix(self, params: Params, spec: ImageSpec) -> Tensor:
+        out = self.output_spec(spec)
+        like = params.applied
+        return geometry.resize((_full(spec.height, like), _full(spec.width, like)), (out.height, out.width))
+
+
+def _center_crop_offsets(spec: ImageSpec, size: tuple[int, int]) -> tuple[int, int, bool]:
+    """torchvision's centre-crop anchor (top, left) in source pixels, and whether it pads."""
+    (ch, cw), (h, w) = size, (spec.height, spec.width)
+    pad_top = (ch - h) // 2 if ch > h else 0
+    pad_left = (cw - w) // 2 if cw > w else 0
+    padded_h = h + pad_top + ((ch - h + 1) // 2 if ch > h else 0)
+    padded_w = w + pad_left + ((cw - w + 1) // 2 if cw > w else 0)
+    top = int(round((padded_h - ch) / 2.0))
+    left = int(round((padded_w - cw) / 2.0))
+    return top - pad_top, left - pad_left, ch > h or cw > w
+
+
+class CenterCrop(GeometricTransform):
+    """Crop the centre (zero-padded when the crop is larger than the image, as torchvision).
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> ga.Pipeline([ga.CenterCrop(2)])(torch.arange(16.0).view(1, 4, 4)).tolist()
+        [[[5.0, 6.0], [9.0, 10.0]]]
+    """
+
+    axis_aligned = True
+
+    def __init__(self, size: int | Sequence[int]) -> None:
+        super().__init__(1.0)
+        self.size = parse_size(size)
+
+    def output_spec(self, spec: ImageSpec) -> ImageSpec:
+        return spec.resized(*self.size)
+
+    def padding_for(self, spec: ImageSpec) -> Padding | None:
+        return Padding() if _center_crop_offsets(spec, self.size)[2] else None
+
+    def matrix(self, params: Params, spec: ImageSpec) -> Tensor:
+        top, left, _ = _center_crop_offsets(spec, self.size)
+        like = params.applied
+        return geometry.crop(_full(top, like), _full(left, like))
+
+
+def _parse_pad(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) from torchvision's 1-, 2- or 4-element padding."""
+    if isinstance(padding, numbers.Integral):
+        padding = [int(padding)]
+    if not isinstance(padding, Sequence) or len(padding) not in (1, 2, 4):
+        raise ValueError(f"padding must be an int or a sequence of 1, 2 or 4 ints, got {padding!r}")
+    if not all(isinstance(v, numbers.Integral) for v in padding):
+        raise TypeError(f"padding must hold ints, got {padding!r}")
+    if len(padding) == 1:
+        padding = list(padding) * 4
+    elif len(padding) == 2:
+        padding = [padding[0], padding[1], padding[0], padding[1]]
+    if min(padding) < 0:
+        raise ValueError(f"padding must be non-negative, got {padding}")
+    return tuple(int(v) for v in padding)  # type: ignore[return-value]
+
+
+class Pad(GeometricTransform):
+    """Pad the borders by ``padding`` (left, top, right, bottom) with ``padding_mode``.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> ga.Pipeline([ga.Pad(1, fill=9)])(torch.zeros(1, 1, 1)).tolist()
+        [[[9.0, 9.0, 9.0], [9.0, 0.0, 9.0], [9.0, 9.0, 9.0]]]
+    """
+
+    axis_aligned = True
+
+    def __init__(
+        self, padding: int | Sequence[int], fill: float | Sequence[float] = 0, padding_mode: str = "constant"
+    ) -> None:
+        super().__init__(1.0)
+        self.pad = _parse_pad(padding)
+        self.padding = parse_padding(fill, padding_mode)
+
+    def output_spec(self, spec: ImageSpec) -> ImageSpec:
+        check_fill(self.padding.fill, spec)
+        left, top, right, bottom = self.pad
+        if self.padding.mode == "reflect" and (max(left, right) >= spec.width or max(top, bottom) >= spec.height):
+            raise ValueError(f"reflect padding {self.pad} must be smaller than the image ({spec.height}x{spec.width})")
+        return spec.resized(spec.height + top + bottom, spec.width + left + right)
+
+    def matrix(self, params: Params, spec: ImageSpec) -> Tensor:
+        like = params.applied
+        return geometry.crop(_full(-self.pad[1], like), _full(-self.pad[0], like))
+
+
+@register_params
+class CropParams(Params):
+    """top, left (B,) int64: the crop's corner in the (padded) input; height, width (B,) int64."""
+
+    top: Tensor
+    left: Tensor
+    height: Tensor
+    width: Tensor
+
+
+class RandomCrop(GeometricTransform):
+    """Crop a random ``size`` window, optionally after padding, as torchvision.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> ga.Pipeline([ga.RandomCrop(32, padding=4)], seed=0)(torch.rand(8, 3, 32, 32)).shape
+        torch.Size([8, 3, 32, 32])
+    """
+
+    axis_aligned = True
+
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        padding: int | Sequence[int] | None = None,
+        pad_if_needed: bool = False,
+        fill: float | Sequence[float] = 0,
+        padding_mode: str = "constant",
+    ) -> None:
+        super().__init__(1.0)
+        self.size = parse_size(size)
+        self.pad = _parse_pad(padding) if padding is not None else (0, 0, 0, 0)
+        self.pad_if_needed = pad_if_needed
+        self.padding = parse_padding(fill, padding_mode)
+
+    def _padded(self, spec: ImageSpec) -> tuple[int, int, int, int]:
+        """(padded height, padded width, pad top, pad left) as torchvision's RandomCrop pads."""
+        left, top, right, bottom = self.pad
+        height, width = spec.height + top + bottom, spec.width + left + right
+        if self.pad_if_needed:
+            extra_h = max(self.size[0] - height, 0)
+            extra_w = max(self.size[1] - width, 0)
+            height, width, top, left = height + 2 * extra_h, width + 2 * extra_w, top + extra_h, left + extra_w
+        return height, width, top, left
+
+    def output_spec(self, spec: ImageSpec) -> ImageSpec:
+        check_fill(self.padding.fill, spec)
+        height, width, _, _ = self._padded(spec)
+        if height < self.size[0] or width < self.size[1]:
+            raise ValueError(
+                f"Required crop size {self.size} is larger than the (padded) input image size {(height, width)}"
+            )
+        return spec.resized(*self.size)
+
+    def draw(self, rng: Stream, spec: ImageSpec) -> CropParams:
+        height, width, _, _ = self._padded(spec)
+        applied = self._coin(rng)
+        corner = rng.randint(torch.tensor([height - self.size[0] + 1, width - self.size[1] + 1], device=applied.device), 2)
+        size = torch.tensor(self.size, device=applied.device).expand(applied.shape[0], 2)
+        return CropParams(applied, corner[:, 0], corner[:, 1], size[:, 0], size[:, 1])
+
+    def matrix(self, params: CropParams, spec: ImageSpec) -> Tensor:
+        _, _, pad_top, pad_left = self._padded(spec)
+        return geometry.crop(params.top - pad_top, params.left - pad_left)
+
+
+class RandomResizedCrop(GeometricTransform):
+    """Crop a random area and aspect ratio, resized to ``size`` (torchvision's 10 tries + fallback).
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> ga.Pipeline([ga.RandomResizedCrop(224)], seed=0)(torch.rand(2, 3, 256, 256)).shape
+        torch.Size([2, 3, 224, 224])
+    """
+
+    axis_aligned = True
+
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+        interpolation: InterpolationMode | str = InterpolationMode.BILINEAR,
+        antialias: bool = True,
+    ) -> None:
+        super().__init__(1.0)
+        self.size = parse_size(size)
+        self.scale = parse_range(scale, "scale")
+        self.ratio = parse_range(ratio, "ratio")
+        if self.scale[0] <= 0 or self.ratio[0] <= 0:
+            raise ValueError(f"scale and ratio must be positive, got {self.scale} and {self.ratio}")
+        self.interpolation = parse_interpolation(interpolation, _RESIZE_MODES)
+        self.antialias = bool(antialias)
+
+    def output_spec(self, spec: ImageSpec) -> ImageSpec:
+        return spec.resized(*self.size)
+
+    def draw(self, rng: Stream, spec: ImageSpec) -> CropParams:
+        height, width = spec.height, spec.width
+        applied = self._coin(rng)
+        tries = 10
+        area = height * width * rng.uniform(tries, *self.scale)
+        aspect = torch.exp(rng.uniform(tries, math.log(self.ratio[0]), math.log(self.ratio[1])))
+        w = torch.round(torch.sqrt(area * aspect))
+        h = torch.round(torch.sqrt(area / aspect))
+        ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+        top = (rng.uniform(tries) * (height - h + 1)).floor()
+        left = (rng.uniform(tries) * (width - w + 1)).floor()
+        first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)
+        found = ok.any(dim=1)
+        fb_top, fb_left, fb_h, fb_w = self._fallback(height, width)
+        pick = [
+            torch.where(found, v.gather(1, first)[:, 0], torch.full_like(v[:, 0], fallback))
+            for v, fallback in ((top, fb_top), (left, fb_left), (h, fb_h), (w, fb_w))
+        ]
+        return CropParams(applied, *(v.to(torch.int64) for v in pick))
+
+    def _fallback(self, height: int, width: int) -> tuple[int, int, int, int]:
+        in_ratio = width / height
+        if in_ratio < min(self.ratio):
+            w, h = width, int(round(width / min(self.ratio)))
+        elif in_ratio > max(self.ratio):
+            h, w = height, int(round(height * max(self.ratio)))
+        else:
+            w, h = width, height
+        return (height - h) // 2, (width - w) // 2, h, w
+
+    def matrix(self, params: CropParams, spec: ImageSpec) -> Tensor:
+        return geometry.crop(params.top, params.left) @ geometry.resize((params.height, params.width), self.size)
+
+
+@register_params
+class AffineParams(Params):
+    """angle (B,) degrees as F.affine takes it; translate (B, 2) pixels; scale (B,); shear (B, 2) degrees."""
+
+    angle: Tensor
+    translate: Tensor
+    scale: Tensor
+    shear: Tensor
+
+
+def _parse_center(center: Sequence[float] | None) -> tuple[float, float] | None:
+    if center is None:
+        return None
+    if not isinstance(center, Sequence) or len(center) != 2:
+        raise ValueError(f"center must be a sequence of two numbers, got {center!r}")
+    return float(center[0]), float(center[1])
+
+
+class _FillMixin(GeometricTransform):
+    """Transforms that may look outside the image and show a constant ``fill`` there."""
+
+    def output_spec(self, spec: ImageSpec) -> ImageSpec:
+        check_fill(self.padding.fill, spec)
+        return spec
+
+
+class _Affine(_FillMixin):
+    """Shared by RandomRotation and RandomAffine: one affine matrix about ``center``."""
+
+    angle_sign: ClassVar[float] = 1.0  # F.affine's angle is clockwise; F.rotate's counter-clockwise
+
+    def __init__(
+        self,
+        degrees: float | Sequence[float],
+        interpolation: InterpolationMode | str,
+        center: Sequence[float] | None,
+        fill: float | Sequence[float],
+    ) -> None:
+        super().__init__(1.0)
+        self.degrees = parse_range(degrees, "degrees")
+        self.interpolation = parse_interpolation(interpolation, _RESIZE_MODES)
+        self.center = _parse_center(center)
+        self.padding = Padding("constant", parse_fill(fill))
+
+    def matrix(self, params: AffineParams, spec: ImageSpec) -> Tensor:
+        cx, cy = geometry.rotation_center(spec.height, spec.width, self.center)
+        center = torch.tensor([cx, cy], dtype=torch.float64, device=params.angle.device).expand(params.angle.shape[0], 2)
+        angle = self.angle_sign * params.angle
+        return geometry.affine(angle, params.translate, params.scale, params.shear, center)
+
+
+class RandomRotation(_Affine):
+    """Rotate by a random angle in ``degrees`` (counter-clockwise, as torchvision).
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> ga.Pipeline([ga.RandomRotation(30)], seed=0)(torch.rand(2, 3, 16, 16)).shape
+        torch.Size([2, 3, 16, 16])
+    """
+
+    angle_sign = -1.0
+
+    def __init__(
+        self,
+        degrees: float | Sequence[float],
+        interpolation: InterpolationMode | str = InterpolationMode.NEAREST,
+        expand: bool = False,
+        center: Sequence[float] | None = None,
+        fill: float | Sequence[float] = 0,
+    ) -> None:
+        if expand:
+            raise ValueError("expand=True is not supported: it would give every sample its own output size")
+        super().__init__(degrees, interpolation, center, fill)
+
+    def draw(self, rng: Stream, spec: ImageSpec) -> AffineParams:
+        applied = self._coin(rng)
+        angle = rng.uniform(1, *self.degrees)[:, 0]
+        zeros2 = torch.zeros(angle.shape[0], 2, dtype=torch.float64, device=angle.device)
+        return AffineParams(applied, angle, zeros2, torch.ones_like(angle), zeros2)
+
+
+class RandomAffine(_Affine):
+    """Random affine map: rotation, translation, scale and shear about the centre, as torchvision.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> t = ga.RandomAffine(degrees=15, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=5)
+        >>> ga.Pipeline([t], seed=0)(torch.rand(2, 3, 16, 16)).shape
+        torch.Size([2, 3, 16, 16])
+    """
+
+    def __init__(
+        self,
+        degrees: float | Sequence[float],
+        translate: Sequence[float] | None = None,
+        scale: Sequence[float] | None = None,
+        shear: float | Sequence[float] | None = None,
+        interpolation: InterpolationMode | str = InterpolationMode.NEAREST,
+        fill: float | Sequence[float] = 0,
+        center: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__(degrees, interpolation, center, fill)
+        if translate is not None:
+            if not isinstance(translate, Sequence) or len(translate) != 2 or not all(0 <= t <= 1 for t in translate):
+                raise ValueError(f"translate must be two fractions in [0, 1], got {translate!r}")
+            translate = (float(translate[0]), float(translate[1]))
+        self.translate = translate
+        self.scale = parse_range(scale, "scale") if scale is not None else None
+        if self.scale is not None and self.scale[0] <= 0:
+            raise ValueError(f"scale values must be positive, got {self.scale}")
+        self.shear = self._parse_shear(shear)
+
+    @staticmethod
+    def _parse_shear(shear: float | Sequence[float] | None) -> tuple[float, float, float, float] | None:
+        if shear is None:
+            return None
+        if isinstance(shear, numbers.Real):
+            return (*parse_range(shear, "shear"), 0.0, 0.0)
+        if isinstance(shear, Sequence) and len(shear) == 2:
+            return (*parse_range(shear, "shear"), 0.0, 0.0)
+        if isinstance(shear, Sequence) and len(shear) == 4:
+            return (*parse_range(shear[:2], "shear"), *parse_range(shear[2:], "shear"))
+        raise ValueError(f"shear must be a number or a sequence of 2 or 4 numbers, got {shear!r}")
+
+    def draw(self, rng: Stream, spec: ImageSpec) -> AffineParams:
+        applied = self._coin(rng)
+        angle = rng.uniform(1, *self.degrees)[:, 0]
+        translate = torch.zeros(angle.shape[0], 2, dtype=torch.float64, device=angle.device)
+        if self.translate is not None:
+            max_shift = torch.tensor(
+                [self.translate[0] * spec.width, self.translate[1] * spec.height], dtype=torch.float64, device=angle.device
+            )
+            translate = torch.round((2 * rng.uniform(2) - 1) * max_shift)
+        scale = rng.uniform(1, *self.scale)[:, 0] if self.scale is not None else torch.ones_like(angle)
+        shear = torch.zeros_like(translate)
+        if self.shear is not None:
+            shear = torch.cat([rng.uniform(1, *self.shear[:2]), rng.uniform(1, *self.shear[2:])], dim=1)
+        return AffineParams(applied, angle, translate, scale, shear)
+
+
+@register_params
+class PerspectiveParams(Params):
+    """startpoints, endpoints (B, 4, 2) corners (x, y); coefficients (B, 8) as F.perspective takes them."""
+
+    startpoints: Tensor
+    endpoints: Tensor
+    coefficients: Tensor
+
+
+class RandomPerspective(_FillMixin):
+    """Random perspective distortion of the corners, as torchvision.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> ga.Pipeline([ga.RandomPerspective(0.5, p=1.0)], seed=0)(torch.rand(2, 3, 16, 16)).shape
+        torch.Size([2, 3, 16, 16])
+    """
+
+    def __init__(
+        self,
+        distortion_scale: float = 0.5,
+        p: float = 0.5,
+        interpolation: InterpolationMode | str = InterpolationMode.BILINEAR,
+        fill: float | Sequence[float] = 0,
+    ) -> None:
+        super().__init__(p)
+        if not 0 <= distortion_scale <= 1:
+            raise ValueError(f"distortion_scale must be in [0, 1], got {distortion_scale}")
+        self.distortion_scale = float(distortion_scale)
+        self.interpolation = parse_interpolation(interpolation, _RESIZE_MODES)
+        self.padding = Padding("constant", parse_fill(fill))
+
+    def draw(self, rng: Stream, spec: ImageSpec) -> PerspectiveParams:
+        height, width = spec.height, spec.width
+        applied = self._coin(rng)
+        bound_h = int(self.distortion_scale * (height // 2)) + 1
+        bound_w = int(self.distortion_scale * (width // 2)) + 1
+        r = rng.randint(torch.tensor([bound_w, bound_h] * 4, device=applied.device), 8).view(-1, 4, 2)
+        far = torch.tensor([[0, 0], [width - bound_w, 0], [width - bound_w, height - bound_h], [0, height - bound_h]])
+        endpoints = r + far.to(r.device)
+        start = torch.tensor([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], device=r.device)
+        startpoints = start.expand_as(endpoints).clone()
+        coefficients = geometry.perspective_coefficients(startpoints, endpoints)
+        return PerspectiveParams(applied, startpoints, endpoints, coefficients)
+
+    def matrix(self, params: PerspectiveParams, spec: ImageSpec) -> Tensor:
+        return geometry.perspective(params.coefficients)

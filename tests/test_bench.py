@@ -1,0 +1,114 @@
+"""The benchmark harness on a tiny configuration (no timing assertions)."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from gpuaug import bench
+from gpuaug.cli import main
+
+TINY = dict(device="cpu", batch_size=2, size=32, repeats=1, warmup=0)
+ROW_KEYS = {"case", "kind", "library", "label", "status", "reason", "images_per_s", "ms_per_batch", "times_s",
+            "repeats", "ratio_to_gpuaug", "peak_memory_bytes", "floor_share", "output"}
+META_KEYS = {"date", "gpuaug", "torch", "torchvision", "python", "cpu", "cpu_threads", "device", "device_name",
+             "batch_size", "size", "repeats", "warmup", "bandwidth_bytes_per_s"}
+
+
+@pytest.fixture(scope="module")
+def report():
+    cfg = bench.BenchConfig(**TINY, pipelines=["imagenet-train", "affine-heavy"],
+                            transforms=["RandomHorizontalFlip", "ColorJitter"],
+                            libraries=["gpuaug", "kornia", "torchvision-batch", "torchvision-loop"])
+    return bench.run_benchmark(cfg, progress=None)
+
+
+def test_report_structure(report):
+    assert META_KEYS <= set(report["meta"])
+    assert report["meta"]["batch_size"] == 2 and report["meta"]["bandwidth_bytes_per_s"] is None
+    for row in report["results"]:
+        assert set(row) == ROW_KEYS
+        assert row["status"] in ("ok", "skipped", "error")
+    json.dumps(report)  # serialisable as is
+
+
+def test_every_gpuaug_backend_and_library_runs(report):
+    rows = {(r["case"], r["library"]): r for r in report["results"]}
+    for case in ("imagenet-train", "affine-heavy", "RandomHorizontalFlip", "ColorJitter"):
+        for lib in ("gpuaug[torch]", "kornia", "torchvision-batch", "torchvision-loop"):
+            assert rows[case, lib]["status"] == "ok", rows[case, lib]["reason"]
+
+
+def test_numbers_are_sane(report):
+    for row in (r for r in report["results"] if r["status"] == "ok"):
+        assert row["repeats"] == 1 and len(row["times_s"]) == 1
+        assert math.isfinite(row["images_per_s"]) and row["images_per_s"] > 0
+        assert row["ms_per_batch"] == pytest.approx(1000 * 2 / row["images_per_s"])
+        assert row["ratio_to_gpuaug"] > 0
+        assert row["peak_memory_bytes"] is None and row["floor_share"] is None  # CPU
+
+
+def test_best_gpuaug_backend_has_ratio_one(report):
+    for case in {r["case"] for r in report["results"]}:
+        gpuaug = [r for r in report["results"] if r["case"] == case and r["library"].startswith("gpuaug")
+                  and r["status"] == "ok"]
+        assert max(r["ratio_to_gpuaug"] for r in gpuaug) == pytest.approx(1.0)
+
+
+def test_libraries_compute_the_same_shape_and_dtype(report):
+    expected = {"imagenet-train": [2, 3, 28, 28], "affine-heavy": [2, 3, 32, 32],
+                "RandomHorizontalFlip": [2, 3, 32, 32]}
+    for row in (r for r in report["results"] if r["status"] == "ok"):
+        if row["case"] in expected:
+            assert row["output"] == {"shape": expected[row["case"]], "dtype": "float32"}, row["library"]
+
+
+def test_table_lists_every_row(report):
+    table = bench.format_table(report)
+    assert "ONE param set per batch" in table and "per-sample loop" in table
+    assert table.count("imagenet-train ") >= 4
+
+
+def test_cases_match_the_issue():
+    steps = {c.name: c for c in bench.build_cases(["imagenet-train", "affine-heavy"], [], 256)}
+    imagenet = steps["imagenet-train"]
+    assert [s.name for s in imagenet.steps] == ["RandomResizedCrop", "RandomHorizontalFlip", "ColorJitter",
+                                                "RandomGrayscale", "ToDtype", "Normalize"]
+    assert imagenet.steps[0].kwargs["size"] == 224 and imagenet.steps[2].p == 0.8 and imagenet.steps[3].prob == 0.2
+    assert imagenet.input_dtype == torch.uint8 and imagenet.output_dtype == torch.float32
+    assert steps["affine-heavy"].steps[0].kwargs["shear"] == 5
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(pipelines=["nope"]), "unknown pipeline"),
+    (dict(libraries=["nope"]), "unknown library"),
+    (dict(transforms=["nope"]), "unknown transform"),
+    (dict(repeats=0), "repeats"),
+    (dict(device="tpu"), "unknown device"),
+])
+def test_bad_config_is_a_clear_error(change, message):
+    with pytest.raises(bench.BenchError, match=message):
+        bench.run_benchmark(bench.BenchConfig(**{**TINY, **change}), progress=None)
+
+
+def test_cli_bench_writes_json_and_chart(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
+    rc = main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1", "--warmup", "0",
+               "--pipelines", "imagenet-train", "--libraries", "gpuaug", "torchvision-batch",
+               "--transforms", "RandomHorizontalFlip", "--json", str(out_json), "--chart", str(out_png)])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert "imagenet-train" in captured.out and "[1/" in captured.err
+    report = json.loads(out_json.read_text())
+    assert {r["case"] for r in report["results"]} == {"imagenet-train", "RandomHorizontalFlip"}
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_bench_no_per_transform(tmp_path):
+    out_json = tmp_path / "b.json"
+    assert main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1",
+                 "--pipelines", "affine-heavy", "--libraries", "torchvision-batch", "--no-per-transform",
+                 "--json", str(out_json)]) == 0
+    assert {r["case"] for r in json.loads(out_json.read_text())["results"]} == {"affine-heavy"}

@@ -1,0 +1,97 @@
+"""The gpuaug command line: info, preview and argument errors."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torchvision.io import decode_image, write_png
+
+import gpuaug as ga
+from gpuaug.cli import grid_shape, main
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_cli(*args):
+    """The real console entry point in a subprocess: (exit status, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "gpuaug.cli", *args], capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_info_names_versions_and_backends(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for word in ("gpuaug", "torch", "torchvision", "numpy", "python", "cuda devices", "backends", ga.__version__):
+        assert word in out
+    for name in ga.available_backends():
+        assert f"{name}: " in out
+
+
+def test_preview_bundled_photos(tmp_path):
+    out = tmp_path / "grid.png"
+    assert main(["preview", "-o", str(out), "--n", "3", "--size", "48"]) == 0
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    grid = decode_image(str(out))
+    assert grid.dtype == torch.uint8 and tuple(grid.shape) == (3, *grid_shape(3, 3, 48))
+
+
+def test_preview_given_image(tmp_path):
+    src, out = tmp_path / "in.png", tmp_path / "grid.png"
+    write_png(torch.randint(0, 256, (3, 40, 60), dtype=torch.uint8), str(src))
+    assert main(["preview", str(src), "-o", str(out), "--n", "2", "--size", "32", "--seed", "3"]) == 0
+    assert tuple(decode_image(str(out)).shape) == (3, *grid_shape(1, 2, 32))
+
+
+def test_preview_is_reproducible_and_augments(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    for path in (a, b):
+        main(["preview", "-o", str(path), "--n", "4", "--size", "32"])
+    assert a.read_bytes() == b.read_bytes()
+    grid = decode_image(str(a))
+    tiles = [grid[:, 2:34, 2 + 34 * j:34 + 34 * j] for j in range(1, 5)]  # augmented tiles of the first row
+    assert len({t.float().sum().item() for t in tiles}) > 1  # per-sample random, not one parameter set
+
+
+@pytest.mark.parametrize("content, message", [(None, "image not found"), (b"not an image", "cannot decode")])
+def test_preview_bad_image_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.jpg"
+    if content is not None:
+        path.write_bytes(content)
+    rc, _, err = run_cli("preview", str(path), "-o", str(tmp_path / "g.png"))
+    assert rc == 1
+    assert message in err and str(path) in err and "Traceback" not in err
+
+
+def test_preview_unwritable_output(tmp_path, capsys):
+    assert main(["preview", "-o", str(tmp_path / "missing-dir" / "g.png"), "--n", "1", "--size", "16"]) == 1
+    assert "cannot write" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "required"),
+    (["frobnicate"], "invalid choice"),
+    (["preview"], "-o/--output"),
+    (["preview", "-o", "x.png", "--n", "0"], "positive integer"),
+    (["bench", "--batch-size", "-3"], "positive integer"),
+    (["bench", "--pipelines", "nope"], "invalid choice"),
+    (["bench", "--libraries", "nope"], "invalid choice"),
+    (["bench", "--device", "tpu"], "invalid choice"),
+])
+def test_bad_arguments_exit_2_with_a_message(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_bench_cuda_without_a_gpu(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--device", "cuda"])
+    assert exc.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+
+
+def test_console_script_module_runs():
+    rc, out, _ = run_cli("--version")
+    assert rc == 0 and ga.__version__ in out
