@@ -16,6 +16,7 @@ bandwidth / (input bytes + output bytes per image)).
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -119,28 +120,31 @@ PIPELINES: dict[str, Callable[[int], tuple[tuple[Step, ...], torch.dtype]]] = {
     "affine-heavy": lambda crop: (_affine_heavy(), torch.float32),
 }
 
-# One row per common transform, on float32 input in [0, 1] (kornia's native input).
-TRANSFORMS: dict[str, Callable[[int], Step]] = {
-    "RandomResizedCrop": lambda crop: Step("RandomResizedCrop", {"size": crop, "scale": (0.08, 1.0),
-                                                                 "ratio": (3 / 4, 4 / 3)}),
-    "RandomHorizontalFlip": lambda crop: Step("RandomHorizontalFlip", {"p": 0.5}),
-    "RandomRotation": lambda crop: Step("RandomRotation", {"degrees": 30, "interpolation": BILINEAR}),
-    "RandomAffine": lambda crop: _affine_heavy()[0],
-    "RandomPerspective": lambda crop: Step("RandomPerspective", {"distortion_scale": 0.5, "p": 0.5}),
-    "ColorJitter": lambda crop: Step("ColorJitter", {"brightness": 0.4, "contrast": 0.4,
-                                                     "saturation": 0.4, "hue": 0.1}),
-    "RandomGrayscale": lambda crop: Step("RandomGrayscale", {"p": 0.2}),
-    "GaussianBlur": lambda crop: Step("GaussianBlur", {"kernel_size": 9, "sigma": (0.1, 2.0)}),
-    "GaussianNoise": lambda crop: Step("GaussianNoise", {"sigma": 0.05}),
-    "RandomErasing": lambda crop: Step("RandomErasing", {"p": 0.5}),
-    "RandomInvert": lambda crop: Step("RandomInvert", {"p": 0.5}),
-    "RandomSolarize": lambda crop: Step("RandomSolarize", {"threshold": 0.5, "p": 0.5}),
-    "RandomPosterize": lambda crop: Step("RandomPosterize", {"bits": 4, "p": 0.5}),
-    "RandomAdjustSharpness": lambda crop: Step("RandomAdjustSharpness", {"sharpness_factor": 2.0, "p": 0.5}),
-    "RandomAutocontrast": lambda crop: Step("RandomAutocontrast", {"p": 0.5}),
-    "RandomEqualize": lambda crop: Step("RandomEqualize", {"p": 0.5}),
-    "Normalize": lambda crop: _normalize(),
-}
+def _transform_steps(crop: int) -> dict[str, Step]:
+    """One per-transform case per common transform (run on float32 input in [0, 1], kornia's native input)."""
+    steps = [
+        Step("RandomResizedCrop", {"size": crop, "scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3)}),
+        Step("RandomHorizontalFlip", {"p": 0.5}),
+        Step("RandomRotation", {"degrees": 30, "interpolation": BILINEAR}),
+        _affine_heavy()[0],
+        Step("RandomPerspective", {"distortion_scale": 0.5, "p": 0.5}),
+        Step("ColorJitter", {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1}),
+        Step("RandomGrayscale", {"p": 0.2}),
+        Step("GaussianBlur", {"kernel_size": 9, "sigma": (0.1, 2.0)}),
+        Step("GaussianNoise", {"sigma": 0.05}),
+        Step("RandomErasing", {"p": 0.5}),
+        Step("RandomInvert", {"p": 0.5}),
+        Step("RandomSolarize", {"threshold": 0.5, "p": 0.5}),
+        Step("RandomPosterize", {"bits": 4, "p": 0.5}),
+        Step("RandomAdjustSharpness", {"sharpness_factor": 2.0, "p": 0.5}),
+        Step("RandomAutocontrast", {"p": 0.5}),
+        Step("RandomEqualize", {"p": 0.5}),
+        _normalize(),
+    ]
+    return {step.name: step for step in steps}
+
+
+TRANSFORMS = tuple(_transform_steps(224))
 
 
 def crop_size(size: int) -> int:
@@ -155,8 +159,9 @@ def build_cases(pipelines: list[str], transforms: list[str], size: int) -> list[
     for name in pipelines:
         steps, out_dtype = PIPELINES[name](crop)
         cases.append(Case(name, "pipeline", steps, torch.uint8, out_dtype))
+    steps = _transform_steps(crop)
     for name in transforms:
-        cases.append(Case(name, "transform", (TRANSFORMS[name](crop),), torch.float32, torch.float32))
+        cases.append(Case(name, "transform", (steps[name],), torch.float32, torch.float32))
     return cases
 
 
@@ -231,16 +236,20 @@ def _kornia_steps() -> dict[str, Callable[[Step], Any]]:
     }
 
 
+def _translate(table: dict[str, Callable[[Step], Any]], case: Case, library: str) -> list[Any]:
+    """The library's transforms for the case's steps; ToDtype is left to the caller (float from the start)."""
+    steps = [s for s in case.steps if s.name != "ToDtype"]
+    missing = [s.name for s in steps if s.name not in table]
+    if missing:
+        raise Unsupported(f"{library} has no equivalent here of {', '.join(missing)}")
+    return [table[s.name](s) for s in steps]
+
+
 def _build_kornia(case: Case, device: torch.device) -> Fn:
     """kornia.augmentation.AugmentationSequential; the uint8 -> float conversion is part of the timing."""
     import kornia.augmentation as K
 
-    table = _kornia_steps()
-    missing = [s.name for s in case.steps if s.name != "ToDtype" and s.name not in table]
-    if missing:
-        raise Unsupported(f"kornia has no equivalent of {', '.join(missing)}")
-    aug = K.AugmentationSequential(*(table[s.name](s) for s in case.steps if s.name != "ToDtype"),
-                                   same_on_batch=False).to(device)
+    aug = K.AugmentationSequential(*_translate(_kornia_steps(), case, "kornia"), same_on_batch=False).to(device)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         x = x.float().div_(255) if x.dtype == torch.uint8 else x
@@ -303,18 +312,14 @@ def _build_albumentations(case: Case, device: torch.device) -> Fn:
     """albumentations per image on HWC uint8 numpy; the NCHW <-> HWC conversions are part of the timing."""
     import albumentations as A
 
-    table = _albumentations_steps()
-    missing = [s.name for s in case.steps if s.name != "ToDtype" and s.name not in table]
-    if missing:
-        raise Unsupported(f"albumentations has no equivalent here of {', '.join(missing)}")
     if case.steps[-1].name != "Normalize":
-        raise Unsupported("only pipelines that end in Normalize are mapped to albumentations")
-    compose = A.Compose([table[s.name](s) for s in case.steps if s.name != "ToDtype"], seed=0)
+        raise Unsupported("only pipelines that end in Normalize (float output) are mapped to albumentations")
+    compose = A.Compose(_translate(_albumentations_steps(), case, "albumentations"), seed=0)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         images = x.permute(0, 2, 3, 1).numpy()
         out = np.stack([compose(image=img)["image"] for img in images])
-        return torch.from_numpy(out).permute(0, 3, 1, 2)
+        return torch.from_numpy(out).permute(0, 3, 1, 2).to(case.output_dtype)
 
     return run
 
@@ -348,7 +353,7 @@ def _gpuaug_libraries() -> tuple[list[Library], dict[str, str]]:
     libs, skipped = [], {}
     for backend, state in ga.available_backends().items():
         if state == "available":
-            build = lambda case, device, backend=backend: _build_gpuaug(case, device, backend)  # noqa: E731
+            build = functools.partial(_build_gpuaug, backend=backend)
             libs.append(Library(f"gpuaug[{backend}]", f"gpuaug ({backend} backend)", build))
         else:
             skipped[f"gpuaug[{backend}]"] = state

@@ -6,16 +6,20 @@ first pass (never the caller's tensor) and then updated in place where the kerne
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
 from .functional.color import Domain
 from .functional.resample import warp_grid, warp_separable
 from .plan import FinalWrite, Step, Warp
-from .transforms._base import apply_selected
+from .transforms._base import ImageSpec, apply_selected
 from .transforms._dtype import Normalize, ToDtype
 
 __all__ = ["run"]
+
+_CHUNK_BYTES = 8 << 20
 
 
 def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
@@ -43,7 +47,8 @@ def _step(x: Tensor, step: Step, domain: Domain) -> Tensor:
     return apply_selected(x, step.applied, lambda xs, ps: t.apply(xs, ps, domain), step.params)
 
 
-def _final_write(x: Tensor, final: FinalWrite, domain: Domain, memory_format: torch.memory_format) -> Tensor:
+def _final_write(x: Tensor, final: FinalWrite, domain: Domain, out: Tensor) -> None:
+    """Write ``x * scale + shift`` (the folded ToDtype/Normalize tail) into ``out``, cast on the way."""
     channels = x.shape[1]
     scale = torch.ones(channels, device=x.device)
     shift = torch.zeros(channels, device=x.device)
@@ -60,28 +65,65 @@ def _final_write(x: Tensor, final: FinalWrite, domain: Domain, memory_format: to
             elif domain.integer and not target.integer and t.scale:
                 scale, shift = scale / 255.0, shift / 255.0
             domain = target
-    out = torch.empty(x.shape, dtype=domain.dtype, device=x.device, memory_format=memory_format)
     if to_uint8_scaled is not None:
         y = x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-        return out.copy_((y * 255.999 if to_uint8_scaled else y).floor_().clamp_(0.0, 255.0))
-    if final.steps:
-        return torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1), out=out)
-    return out.copy_(x)
+        out.copy_((y * 255.999 if to_uint8_scaled else y).floor_().clamp_(0.0, 255.0))
+    elif final.steps:
+        torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1), out=out)
+    else:
+        out.copy_(x)
 
 
-def run(images: Tensor, stages: list[Step | Warp | FinalWrite], memory_format: torch.memory_format) -> Tensor:
-    """Apply ``stages`` to ``images`` (B, C, H, W); ``images`` is never written."""
+def _run_chunk(images: Tensor, stages: list[Step | Warp | FinalWrite], out: Tensor) -> None:
     domain = Domain(images.dtype)
     x = images
     for stage in stages:
         if isinstance(stage, FinalWrite):
-            return _final_write(x, stage, domain, memory_format)
-        if isinstance(stage, Warp):
+            _final_write(x, stage, domain, out)
+        elif isinstance(stage, Warp):
             x = _warp(x, stage, domain)
-            continue
-        if x is images:
-            x = images.to(torch.float32, copy=True)
-        x = _step(x, stage, domain)
-        domain = Domain(stage.spec_out.dtype)
-    raise AssertionError("a plan ends with its final write")
+        else:
+            if x is images:
+                x = images.to(torch.float32, copy=True)
+            x = _step(x, stage, domain)
+            domain = Domain(stage.spec_out.dtype)
 
+
+def _slice(stage: Step | Warp | FinalWrite, rows: slice) -> Step | Warp | FinalWrite:
+    """The part of a stage that concerns the samples ``rows``."""
+    if isinstance(stage, Step):
+        return dataclasses.replace(stage, params=stage.params.select(rows), applied=stage.applied[rows])
+    if isinstance(stage, Warp):
+        return dataclasses.replace(stage, matrix=stage.matrix[rows], window=stage.window[rows])
+    return stage
+
+
+def _chunk_size(images: Tensor, spec_out: ImageSpec) -> int:
+    """Samples per chunk on the CPU: working tensors of a few MB stay in cache and in malloc's heap."""
+    per_sample = 4 * max(images[0].numel(), spec_out.channels * spec_out.height * spec_out.width)
+    return max(1, min(images.shape[0], _CHUNK_BYTES // per_sample))
+
+
+def run(
+    images: Tensor, stages: list[Step | Warp | FinalWrite], spec_out: ImageSpec, memory_format: torch.memory_format
+) -> Tensor:
+    """Apply ``stages`` to ``images`` (B, C, H, W) into a new tensor; ``images`` is never written.
+
+    On the CPU the batch runs in chunks of a few samples (all parameters were drawn for the whole
+    batch already), which keeps every intermediate small; accelerators take the batch at once.
+    """
+    batch = images.shape[0]
+    out = torch.empty(
+        batch, spec_out.channels, spec_out.height, spec_out.width,
+        dtype=spec_out.dtype, device=images.device, memory_format=memory_format,
+    )
+    chunk = _chunk_size(images, spec_out) if images.device.type == "cpu" else batch
+    if batch == 0:
+        return out
+    if chunk >= batch:
+        _run_chunk(images, stages, out)
+        return out
+    for start in range(0, batch, chunk):
+        rows = slice(start, start + chunk)
+        _run_chunk(images[rows], [_slice(s, rows) for s in stages], out[rows])
+    return out

@@ -42,8 +42,8 @@ class Params:
 
     applied: Tensor
 
-    def select(self: P, index: Tensor) -> P:
-        """The parameters of the samples at ``index``."""
+    def select(self: P, index: Tensor | slice) -> P:
+        """The parameters of the samples at ``index`` (indices or a slice)."""
         return dataclasses.replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     def to(self: P, device: torch.device | str) -> P:

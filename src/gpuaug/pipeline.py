@@ -157,12 +157,8 @@ class Pipeline:
         batch = _check_images(images)
         recorded = params.to(batch.device).transforms
         steps, _ = expand(self.transforms, _spec(batch), lambda index, t, spec: recorded[index])
-        stages = group(steps)
-        if batch.shape[0] == 0:
-            spec = steps[-1].spec_out if steps else _spec(batch)
-            out = torch.empty(0, spec.channels, spec.height, spec.width, dtype=spec.dtype, device=batch.device)
-        else:
-            out = execute.run(batch, stages, self.memory_format)
+        spec_out = steps[-1].spec_out if steps else _spec(batch)
+        out = execute.run(batch, group(steps), spec_out, self.memory_format)
         return out if images.ndim == 4 else out[0]
 
     def _names(self) -> list[str]:

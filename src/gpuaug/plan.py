@@ -119,12 +119,12 @@ class FinalWrite:
     steps: list[Step]
 
 
-def _window(prefix: Tensor, spec: ImageSpec) -> Tensor:
-    """The canvas ``spec`` seen through the axis-aligned ``prefix`` map, as inclusive source indices."""
+def _window(prefix: Tensor, box: Tensor) -> Tensor:
+    """The pixel ``box`` (B, 4) seen through the axis-aligned ``prefix`` map, as inclusive source indices."""
     a = torch.stack([prefix[:, 0, 0], prefix[:, 1, 1]], dim=1)
     b = torch.stack([prefix[:, 0, 2], prefix[:, 1, 2]], dim=1)
-    size = torch.tensor([spec.width, spec.height], dtype=torch.float64, device=prefix.device)
-    ends = torch.stack([b - 0.5 * a, a * (size - 0.5) + b], dim=2)  # (B, axis, 2)
+    lo, hi = box[:, 0::2] - 0.5, box[:, 1::2] + 0.5  # pixel edges, (B, axis)
+    ends = torch.stack([a * lo + b, a * hi + b], dim=2)  # (B, axis, 2)
     lo = (ends.amin(dim=2) + 0.5 - 1e-6).ceil()
     hi = (ends.amax(dim=2) - 0.5 + 1e-6).floor()
     return torch.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], dim=1)
@@ -148,8 +148,7 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         assert isinstance(t, GeometricTransform)
         if t.interpolation is not None:
             interpolation = t.interpolation
-            window = matrix
-            window_spec = s.spec_in
+            window = _window(matrix, t.source_box(s.params, s.spec_in))
         padding = padding or t.padding_for(s.spec_in)
         scale_y *= max(s.spec_in.height / s.spec_out.height, 1.0)
         scale_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
@@ -165,7 +164,7 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         antialias=any(s.transform.antialias for s in steps),
         padding=padding or Padding(),
         max_scale=(scale_y, scale_x),
-        window=_window(window, window_spec) if window is not None else _unbounded(batch, device),
+        window=window if window is not None else _unbounded(batch, device),
     )
 
 

@@ -82,6 +82,12 @@ class GeometricTransform(Transform):
         """(B, 3, 3) float64 output-to-source matrices (applied or not: the pipeline gates them)."""
         raise NotImplementedError
 
+    def source_box(self, params: Params, spec: ImageSpec) -> Tensor:
+        """(B, 4) inclusive input pixel bounds (x_lo, x_hi, y_lo, y_hi) its filter may read:
+        torchvision resamples a crop without looking past the crop's edge."""
+        box = torch.tensor([0, spec.width - 1, 0, spec.height - 1], dtype=torch.float64, device=params.applied.device)
+        return box.expand(params.applied.shape[0], 4)
+
     def padding_for(self, spec: ImageSpec) -> Padding | None:
         """What this transform shows outside its input for ``spec``, or None if it never looks there."""
         return self.padding

@@ -341,6 +341,10 @@ class RandomResizedCrop(GeometricTransform):
     def matrix(self, params: CropParams, spec: ImageSpec) -> Tensor:
         return geometry.crop(params.top, params.left) @ geometry.resize((params.height, params.width), self.size)
 
+    def source_box(self, params: CropParams, spec: ImageSpec) -> Tensor:
+        left, top = params.left, params.top
+        return torch.stack([left, left + params.width - 1, top, top + params.height - 1], dim=1).to(torch.float64)
+
 
 @register_params
 class AffineParams(Params):
