@@ -29,7 +29,8 @@ def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
         scale = torch.stack([m[:, 0, 0], m[:, 1, 1]], dim=1)
         offset = torch.stack([m[:, 0, 2], m[:, 1, 2]], dim=1)
         y = warp_separable(
-            x, scale, offset, warp.window, out_hw, warp.interpolation, warp.antialias, warp.max_scale, warp.padding
+            x, scale, offset, warp.window, out_hw, warp.interpolation, warp.antialias, warp.max_scale, warp.padding,
+            integer=domain.integer,
         )
     else:
         y = warp_grid(x, m, out_hw, warp.interpolation, warp.padding, warp.supersample)

@@ -128,12 +128,15 @@ def warp_separable(
     antialias: bool,
     max_scale: tuple[float, float],
     padding: Padding,
+    integer: bool = False,
 ) -> Tensor:
     """Axis-aligned resampling: ``src_x = scale[:, 0] * x + offset[:, 0]`` (same for y, index 1).
 
     ``window`` (B, 4) = (x_lo, x_hi, y_lo, y_hi) inclusive source indices the filter may read.
     Two batched matrix products (rows, then columns) with dense per-sample weights: on CPUs and
-    GPUs alike this beats gathering taps. Returns float32 (B, C, Ho, Wo).
+    GPUs alike this beats gathering taps. With ``integer`` the intermediate (after the horizontal
+    pass) is rounded and clamped to uint8 values, as torchvision's native uint8 resize does.
+    Returns float32 (B, C, Ho, Wo).
     """
     batch, channels, height, width = x.shape
     out_h, out_w = out_hw
@@ -146,6 +149,8 @@ def warp_separable(
         interpolation, antialias, max_scale[0], padding.mode,
     )
     y = torch.bmm(x.to(torch.float32).reshape(batch, channels * height, width), wx.transpose(1, 2))
+    if integer:
+        y = y.round_().clamp_(0.0, 255.0)
     y = torch.matmul(wy[:, None], y.view(batch, channels, height, out_w))
     if padding.has_fill:
         outside = 1.0 - inside_y[:, None, :, None] * inside_x[:, None, None, :]
