@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/gpuaug bench --batch-size 64 --repeats 5 --json bench.json --chart bench.png
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --doctest-modules src/gpuaug tests
 
 bench: $(STAMP)
 	$(PY) -m pytest -q benchmarks --benchmark-only

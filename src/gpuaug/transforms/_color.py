@@ -241,7 +241,7 @@ class RandomEqualize(_RandomColorOp):
 
     Example:
         >>> import torch, gpuaug as ga
-        >>> x = torch.randint(0, 64, (2, 3, 8, 8), dtype=torch.uint8)
+        >>> x = torch.randint(0, 64, (2, 3, 32, 32), dtype=torch.uint8)
         >>> ga.Pipeline([ga.RandomEqualize(p=1.0)])(x).amax().item() > 200
         True
     """

@@ -3,8 +3,8 @@
 Example:
     >>> import torch, gpuaug as ga
     >>> pipe = ga.Pipeline([ga.ToDtype(torch.float32, scale=True), ga.Normalize([0.5], [0.5])])
-    >>> pipe(torch.tensor([[[0, 255]]], dtype=torch.uint8)).tolist()
-    [[[-1.0, 1.0]]]
+    >>> pipe(torch.tensor([[[0, 255]]], dtype=torch.uint8)).round(decimals=5)
+    tensor([[[-1.,  1.]]])
 """
 
 from __future__ import annotations
