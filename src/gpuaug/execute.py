@@ -34,7 +34,7 @@ def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
         )
     else:
         y = warp_grid(x, m, out_hw, warp.interpolation, warp.padding, warp.supersample)
-    if domain.integer:
+    if domain.integer and y.is_floating_point():
         y = y.round_()
         if warp.interpolation == "bicubic":
             y = y.clamp_(0.0, 255.0)
@@ -84,8 +84,8 @@ def _run_chunk(images: Tensor, stages: list[Step | Warp | FinalWrite], out: Tens
         elif isinstance(stage, Warp):
             x = _warp(x, stage, domain)
         else:
-            if x is images:
-                x = images.to(torch.float32, copy=True)
+            if x.dtype != torch.float32 or x is images:
+                x = x.to(torch.float32, copy=True)
             x = _step(x, stage, domain)
             domain = Domain(stage.spec_out.dtype)
 

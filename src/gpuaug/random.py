@@ -108,13 +108,16 @@ class Stream:
 def normal_field(keys: Tensor, shape: tuple[int, ...]) -> Tensor:
     """(B, *shape) float32 standard normals, one per element, keyed by (key, element index).
 
-    Box-Muller over two hashed uniforms; element ``i`` of sample ``b`` depends only on
-    ``keys[b]`` and ``i``, so a fused kernel can compute the same numbers pixel by pixel.
+    Box-Muller: elements 2i and 2i + 1 of sample ``b`` are the cosine and sine normals of the
+    uniforms hashed from (``keys[b]``, 2i) and (``keys[b]``, 2i + 1); a fused kernel can compute the
+    same numbers pixel by pixel.
     """
     count = math.prod(shape)
-    index = torch.arange(count, dtype=torch.int32, device=keys.device) * 2
+    pairs = (count + 1) // 2
+    index = torch.arange(pairs, dtype=torch.int32, device=keys.device) * 2
     k = keys[:, None]
     u1 = (((mix32(k ^ mix32(index)) >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
-    u2 = ((mix32(k ^ mix32(index + 1)) >> 8) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
-    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
-    return z.view(keys.shape[0], *shape)
+    u2 = ((mix32(k ^ mix32(index + 1)) >> 8) & 0xFFFFFF).to(torch.float32) * (2.0 * math.pi / (1 << 24))
+    radius = torch.sqrt(-2.0 * torch.log(u1))
+    z = torch.stack([radius * torch.cos(u2), radius * torch.sin(u2)], dim=2).view(keys.shape[0], 2 * pairs)
+    return z[:, :count].reshape(keys.shape[0], *shape)

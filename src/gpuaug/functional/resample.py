@@ -73,7 +73,7 @@ def _filter(x: Tensor, interpolation: str) -> Tensor:
     return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
 
 
-def _axis_weights(
+def _axis_taps(
     a: Tensor,
     b: Tensor,
     window: tuple[Tensor, Tensor],
@@ -84,12 +84,12 @@ def _axis_weights(
     max_scale: float,
     mode: str,
 ) -> tuple[Tensor, Tensor]:
-    """Dense (B, out, in) resampling weights for ``src = a * out + b`` along one axis.
+    """Source indices and weights, both (B, out, taps), for ``src = a * out + b`` along one axis.
 
     ``window`` (lo, hi) are the inclusive source indices the filter may read (the canvas the
-    resampling transform saw, as torchvision's crop-then-resize reads only the crop); indices
-    outside the image are folded by ``mode``. Also returns the weight that stayed inside the image
-    (B, out), so a constant fill can make up the rest.
+    resampling transform saw, as torchvision's crop-then-resize reads only the crop). Indices
+    outside the image are folded back by ``mode``; with ``constant`` their weight is zeroed, so
+    the weights' sum is what stayed inside the image and a fill makes up the rest.
     """
     j = torch.arange(out_len, dtype=torch.float64, device=a.device)
     centre = a[:, None] * j + b[:, None]
@@ -110,12 +110,19 @@ def _axis_weights(
         weights = weights * ((taps >= lo) & (taps <= hi))
         weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
     taps = taps.to(torch.int64)
-    inside = (taps >= 0) & (taps < in_len)
     if mode == "constant":
-        weights = weights * inside
-    dense = torch.zeros(a.shape[0], out_len, in_len, dtype=torch.float32, device=a.device)
-    dense.scatter_add_(2, fold_index(taps, in_len, mode), weights.to(torch.float32))
-    return dense, weights.sum(-1).to(torch.float32)
+        weights = weights * ((taps >= 0) & (taps < in_len))
+    return fold_index(taps, in_len, mode), weights.to(torch.float32)
+
+
+def _dense(taps: Tensor, weights: Tensor, in_len: int) -> Tensor:
+    """(B, out, in) matrix holding the tap weights."""
+    dense = torch.zeros(*taps.shape[:2], in_len, dtype=torch.float32, device=taps.device)
+    return dense.scatter_add_(2, taps, weights)
+
+
+def _split(scale: Tensor, offset: Tensor, window: Tensor, axis: int) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
+    return scale[:, axis], offset[:, axis], (window[:, 2 * axis], window[:, 2 * axis + 1])
 
 
 def warp_separable(
@@ -140,21 +147,35 @@ def warp_separable(
     """
     batch, channels, height, width = x.shape
     out_h, out_w = out_hw
-    wx, inside_x = _axis_weights(
-        scale[:, 0], offset[:, 0], (window[:, 0], window[:, 1]), out_w, width,
-        interpolation, antialias, max_scale[1], padding.mode,
-    )
-    wy, inside_y = _axis_weights(
-        scale[:, 1], offset[:, 1], (window[:, 2], window[:, 3]), out_h, height,
-        interpolation, antialias, max_scale[0], padding.mode,
-    )
-    y = torch.bmm(x.to(torch.float32).reshape(batch, channels * height, width), wx.transpose(1, 2))
+    if interpolation == "nearest":
+        return _gather_nearest(x, scale, offset, window, out_hw, padding)
+    args = (interpolation, antialias)
+    tx, wx = _axis_taps(*_split(scale, offset, window, 0), out_w, width, *args, max_scale[1], padding.mode)
+    ty, wy = _axis_taps(*_split(scale, offset, window, 1), out_h, height, *args, max_scale[0], padding.mode)
+    y = torch.bmm(x.to(torch.float32).reshape(batch, channels * height, width), _dense(tx, wx, width).transpose(1, 2))
     if integer:
         y = y.round_().clamp_(0.0, 255.0)
-    y = torch.matmul(wy[:, None], y.view(batch, channels, height, out_w))
+    y = torch.matmul(_dense(ty, wy, height)[:, None], y.view(batch, channels, height, out_w))
     if padding.has_fill:
-        outside = 1.0 - inside_y[:, None, :, None] * inside_x[:, None, None, :]
+        outside = 1.0 - wy.sum(-1)[:, None, :, None] * wx.sum(-1)[:, None, None, :]
         y.add_(outside * padding.fill_tensor(channels, x.device))
+    return y
+
+
+def _gather_nearest(
+    x: Tensor, scale: Tensor, offset: Tensor, window: Tensor, out_hw: tuple[int, int], padding: Padding
+) -> Tensor:
+    """Nearest-neighbour axis-aligned maps (crops, flips, pads, nearest resizes): one gather, in x's dtype."""
+    batch, channels, height, width = x.shape
+    out_h, out_w = out_hw
+    tx, wx = _axis_taps(*_split(scale, offset, window, 0), out_w, width, "nearest", False, 1.0, padding.mode)
+    ty, wy = _axis_taps(*_split(scale, offset, window, 1), out_h, height, "nearest", False, 1.0, padding.mode)
+    flat = (ty[:, :, 0, None] * width + tx[:, None, :, 0]).view(batch, 1, out_h * out_w)
+    y = x.reshape(batch, channels, height * width).gather(2, flat.expand(batch, channels, -1))
+    y = y.view(batch, channels, out_h, out_w)
+    if padding.mode == "constant":
+        inside = (wy[:, :, 0, None] * wx[:, None, :, 0] > 0).view(batch, 1, out_h, out_w)
+        y = torch.where(inside, y, padding.fill_tensor(channels, x.device).to(y.dtype))
     return y
 
 
