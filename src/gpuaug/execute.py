@@ -7,6 +7,7 @@ first pass (never the caller's tensor) and then updated in place where the kerne
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import Tensor
@@ -101,7 +102,7 @@ def _slice(stage: Step | Warp | FinalWrite, rows: slice) -> Step | Warp | FinalW
 
 def _chunk_size(images: Tensor, spec_out: ImageSpec) -> int:
     """Samples per chunk on the CPU: working tensors of a few MB stay in cache and in malloc's heap."""
-    per_sample = 4 * max(images[0].numel(), spec_out.channels * spec_out.height * spec_out.width)
+    per_sample = 4 * max(math.prod(images.shape[1:]), spec_out.channels * spec_out.height * spec_out.width)
     return max(1, min(images.shape[0], _CHUNK_BYTES // per_sample))
 
 
