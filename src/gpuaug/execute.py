@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .functional.color import Domain
 from .functional.resample import warp_grid, warp_separable
-from .plan import FinalWrite, Step, Warp
+from .plan import FinalWrite, Stage, Step, Warp
 from .transforms._base import ImageSpec, apply_selected
 from .transforms._dtype import Normalize, ToDtype
 
@@ -76,7 +76,7 @@ def _final_write(x: Tensor, final: FinalWrite, domain: Domain, out: Tensor) -> N
         out.copy_(x)
 
 
-def _run_chunk(images: Tensor, stages: list[Step | Warp | FinalWrite], out: Tensor) -> None:
+def _run_chunk(images: Tensor, stages: list[Stage], out: Tensor) -> None:
     domain = Domain(images.dtype)
     x = images
     for stage in stages:
@@ -91,7 +91,7 @@ def _run_chunk(images: Tensor, stages: list[Step | Warp | FinalWrite], out: Tens
             domain = Domain(stage.spec_out.dtype)
 
 
-def _slice(stage: Step | Warp | FinalWrite, rows: slice) -> Step | Warp | FinalWrite:
+def _slice(stage: Stage, rows: slice) -> Stage:
     """The part of a stage that concerns the samples ``rows``."""
     if isinstance(stage, Step):
         return dataclasses.replace(stage, params=stage.params.select(rows), applied=stage.applied[rows])
@@ -107,7 +107,7 @@ def _chunk_size(images: Tensor, spec_out: ImageSpec) -> int:
 
 
 def run(
-    images: Tensor, stages: list[Step | Warp | FinalWrite], spec_out: ImageSpec, memory_format: torch.memory_format
+    images: Tensor, stages: list[Stage], spec_out: ImageSpec, memory_format: torch.memory_format
 ) -> Tensor:
     """Apply ``stages`` to ``images`` (B, C, H, W) into a new tensor; ``images`` is never written.
 

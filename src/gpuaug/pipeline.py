@@ -28,7 +28,7 @@ from torch import Tensor
 from . import execute
 from ._ext import resolve_backend
 from .params import BatchParams, Params
-from .plan import expand, group, matrices
+from .plan import Stage, Step, expand, group, matrices
 from .random import Stream, sample_keys
 from .transforms._base import ImageSpec, Transform
 from .transforms._container import _check_children
@@ -109,15 +109,31 @@ class Pipeline:
         epoch: int | None = None,
         return_params: bool = False,
     ) -> Tensor | tuple[Tensor, BatchParams]:
-        params = self.sample(images, sample_ids=sample_ids, epoch=epoch)
-        out = self._run(images, params)
+        batch = _check_images(images)
+        params, steps, stages = self._draw(batch, images, sample_ids, epoch)
+        out = self._execute(batch, steps, stages, images.ndim)
         return (out, params) if return_params else out
 
     def sample(
         self, images: Tensor, *, sample_ids: Tensor | Sequence[int] | None = None, epoch: int | None = None
     ) -> BatchParams:
         """Draw the parameters of every transform for ``images`` without augmenting them."""
+        return self._draw(_check_images(images), images, sample_ids, epoch)[0]
+
+    def replay(self, images: Tensor, params: BatchParams) -> Tensor:
+        """Augment ``images`` with recorded ``params`` (from this pipeline): the same output again."""
         batch = _check_images(images)
+        if tuple(images.shape) != tuple(params.input_shape):
+            raise ValueError(f"params were drawn for shape {params.input_shape}, got images of shape {tuple(images.shape)}")
+        if params.names != self._names():
+            raise ValueError(f"params come from a different pipeline: {params.names} vs {self._names()}")
+        recorded = params.to(batch.device).transforms
+        steps, _ = expand(self.transforms, _spec(batch), lambda index, t, spec: recorded[index])
+        return self._execute(batch, steps, group(steps), images.ndim)
+
+    def _draw(
+        self, batch: Tensor, images: Tensor, sample_ids: Tensor | Sequence[int] | None, epoch: int | None
+    ) -> tuple[BatchParams, list[Step], list[Stage]]:
         size, device = batch.shape[0], batch.device
         if sample_ids is None:
             call, ids = self._calls, torch.arange(size, device=device)
@@ -126,13 +142,13 @@ class Pipeline:
             call, ids = -1, self._check_ids(sample_ids, size, device)
         epoch = self.epoch if epoch is None else int(epoch)
         keys = sample_keys(self.seed, epoch, call, ids)
-        spec = _spec(batch)
 
         def draw(index: int, t: Transform, spec: ImageSpec) -> Params:
             return t.draw(Stream(keys, index), spec)
 
-        steps, drawn = expand(self.transforms, spec, draw)
-        return BatchParams(
+        steps, drawn = expand(self.transforms, _spec(batch), draw)
+        stages = group(steps)
+        params = BatchParams(
             seed=self.seed,
             epoch=epoch,
             call=call,
@@ -142,24 +158,14 @@ class Pipeline:
             input_dtype=images.dtype,
             names=self._names(),
             transforms=drawn,
-            matrices=matrices(group(steps)),
+            matrices=matrices(stages),
         )
+        return params, steps, stages
 
-    def replay(self, images: Tensor, params: BatchParams) -> Tensor:
-        """Augment ``images`` with recorded ``params`` (from this pipeline): the same output again."""
-        if tuple(images.shape) != tuple(params.input_shape):
-            raise ValueError(f"params were drawn for shape {params.input_shape}, got images of shape {tuple(images.shape)}")
-        if params.names != self._names():
-            raise ValueError(f"params come from a different pipeline: {params.names} vs {self._names()}")
-        return self._run(images, params)
-
-    def _run(self, images: Tensor, params: BatchParams) -> Tensor:
-        batch = _check_images(images)
-        recorded = params.to(batch.device).transforms
-        steps, _ = expand(self.transforms, _spec(batch), lambda index, t, spec: recorded[index])
+    def _execute(self, batch: Tensor, steps: list[Step], stages: list[Stage], ndim: int) -> Tensor:
         spec_out = steps[-1].spec_out if steps else _spec(batch)
-        out = execute.run(batch, group(steps), spec_out, self.memory_format)
-        return out if images.ndim == 4 else out[0]
+        out = execute.run(batch, stages, spec_out, self.memory_format)
+        return out if ndim == 4 else out[0]
 
     def _names(self) -> list[str]:
         names: list[str] = []

@@ -23,7 +23,7 @@ from .transforms._base import GeometricTransform, ImageSpec, Transform
 from .transforms._container import Compose, RandomApply, RandomChoice, RandomOrder
 from .transforms._dtype import Normalize, ToDtype
 
-__all__ = ["Step", "Warp", "FinalWrite", "expand", "group", "matrices"]
+__all__ = ["Step", "Warp", "FinalWrite", "Stage", "expand", "group", "matrices"]
 
 ParamsSource = Callable[[int, Transform, ImageSpec], Params]
 
@@ -130,6 +130,9 @@ def _window(prefix: Tensor, box: Tensor) -> Tensor:
     return torch.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], dim=1)
 
 
+Stage = Step | Warp | FinalWrite
+
+
 def _unbounded(batch: int, device: torch.device) -> Tensor:
     big = float(2**40)
     return torch.tensor([-big, big, -big, big], dtype=torch.float64, device=device).expand(batch, 4)
@@ -168,7 +171,7 @@ def _fold_geometry(steps: list[Step]) -> Warp:
     )
 
 
-def group(steps: list[Step]) -> list[Step | Warp | FinalWrite]:
+def group(steps: list[Step]) -> list[Stage]:
     """Fold consecutive geometric steps into one Warp and the ungated ToDtype/Normalize tail into a FinalWrite."""
     tail = len(steps)
     while tail > 0 and isinstance(steps[tail - 1].transform, (ToDtype, Normalize)) and not steps[tail - 1].gated:
@@ -179,7 +182,7 @@ def group(steps: list[Step]) -> list[Step | Warp | FinalWrite]:
         if isinstance(t, ToDtype) and not t.dtype.is_floating_point:
             tail = i + 1
             break
-    stages: list[Step | Warp | FinalWrite] = []
+    stages: list[Stage] = []
     run: list[Step] = []
     for s in steps[:tail]:
         if s.transform.kind == "geometry":
@@ -195,7 +198,7 @@ def group(steps: list[Step]) -> list[Step | Warp | FinalWrite]:
     return stages
 
 
-def matrices(stages: list[Step | Warp | FinalWrite]) -> list[Tensor]:
+def matrices(stages: list[Stage]) -> list[Tensor]:
     """The composed matrix of every resampling pass, in order."""
     return [s.matrix for s in stages if isinstance(s, Warp)]
 
