@@ -70,7 +70,7 @@ def _final_write(x: Tensor, final: FinalWrite, domain: Domain, out: Tensor) -> N
     if to_uint8_scaled is not None:
         y = x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
         out.copy_((y * 255.999 if to_uint8_scaled else y).floor_().clamp_(0.0, 255.0))
-    elif final.steps:
+    elif final.steps and out.is_floating_point():
         torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1), out=out)
     else:
         out.copy_(x)

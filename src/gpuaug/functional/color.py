@@ -73,8 +73,8 @@ def rgb_to_grayscale(x: Tensor, domain: Domain, truncate: bool = True) -> Tensor
 
 
 def _blend(x: Tensor, other: Tensor, factor: Tensor, domain: Domain) -> Tensor:
-    f = _per_sample(factor)
-    return _finish(x.mul_(f).add_(other * (1.0 - f)), domain)
+    """x * f + other * (1 - f), with 1 - f rounded once as torchvision's ``add_(alpha=1 - f)``."""
+    return _finish(torch.addcmul(x.mul_(_per_sample(factor)), other, _per_sample(1.0 - factor.double())), domain)
 
 
 def adjust_brightness(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
@@ -149,7 +149,7 @@ def autocontrast(x: Tensor, domain: Domain) -> Tensor:
     minimum = x.amin(dim=(2, 3), keepdim=True)
     maximum = x.amax(dim=(2, 3), keepdim=True)
     flat = maximum == minimum
-    inv_scale = torch.where(flat, torch.ones_like(maximum), (maximum - minimum) / domain.bound)
+    inv_scale = torch.where(flat, torch.ones_like(maximum), (maximum - minimum) * (1.0 / domain.bound))
     minimum = torch.where(flat, torch.zeros_like(minimum), minimum)
     return _finish(x.sub_(minimum).div_(inv_scale), domain)
 

@@ -63,11 +63,11 @@ def fold_index(t: Tensor, n: int, mode: str) -> Tensor:
     return torch.where(t >= n, 2 * n - 1 - t, t)
 
 
-def _filter(x: Tensor, interpolation: str) -> Tensor:
+def _filter(x: Tensor, interpolation: str, antialias: bool) -> Tensor:
     x = x.abs()
     if interpolation == "bilinear":
         return (1.0 - x).clamp_(min=0.0)
-    a = -0.5  # bicubic, as torch's antialiased kernels (and PIL) use
+    a = -0.5 if antialias else -0.75  # torch's antialiased kernels use PIL's -0.5, plain bicubic -0.75
     near = ((a + 2) * x - (a + 3)) * x * x + 1
     far = (((x - 5) * x + 8) * x - 4) * a
     return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
@@ -95,8 +95,11 @@ def _axis_taps(
     centre = a[:, None] * j + b[:, None]
     lo, hi = window[0][:, None, None], window[1][:, None, None]
     if interpolation == "nearest":
-        # torchvision's nearest reads the pixel holding the start of the output pixel's footprint
-        start = centre + 0.5 - 0.5 * a[:, None]
+        # torchvision's nearest reads the pixel holding the start of the output pixel's footprint,
+        # computed as torch does: floor(float32(j) * float32(scale)), plus the whole-pixel offset
+        offset = b + 0.5 - 0.5 * a
+        offset = torch.where((offset - offset.round()).abs() < 1e-6, offset.round(), offset)
+        start = (j.to(torch.float32) * a.to(torch.float32)[:, None]).to(torch.float64) + offset[:, None]
         taps = torch.where(a[:, None] > 0, start.floor(), start.ceil() - 1)[..., None]
         taps = torch.minimum(torch.maximum(taps, lo), hi)
         weights = torch.ones_like(taps)
@@ -106,9 +109,12 @@ def _axis_taps(
         num_taps = math.floor(2 * base_support * (max_scale if antialias else 1.0)) + 1
         first = (centre[..., None] - base_support * stretch).floor() + 1
         taps = first + torch.arange(num_taps, dtype=torch.float64, device=a.device)
-        weights = _filter((taps - centre[..., None]) / stretch, interpolation)
-        weights = weights * ((taps >= lo) & (taps <= hi))
-        weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
+        weights = _filter((taps - centre[..., None]) / stretch, interpolation, antialias)
+        if interpolation == "bicubic" and not antialias:  # torch's plain bicubic repeats the edge pixels
+            taps = torch.minimum(torch.maximum(taps, lo), hi)
+        else:  # the antialiased kernels (and bilinear) drop taps outside the window and renormalise
+            weights = weights * ((taps >= lo) & (taps <= hi))
+            weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
     taps = taps.to(torch.int64)
     if mode == "constant":
         weights = weights * ((taps >= 0) & (taps < in_len))

@@ -8,6 +8,7 @@ them into one resampling pass.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -101,6 +102,31 @@ class PixelTransform(Transform):
     def apply(self, x: Tensor, params: Params, domain: Domain) -> Tensor:
         """Run the kernel on float32 working values ``x`` (owned: may be overwritten)."""
         raise NotImplementedError
+
+
+def random_boxes(
+    rng: Stream, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float], tall: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """torchvision's 10 tries at a box of random area fraction and log-uniform aspect ratio.
+
+    Returns (top, left, height, width), each (B, 10) float64, rounded as torchvision rounds them;
+    ``tall`` puts sqrt(area * ratio) on the height (RandomErasing) instead of the width
+    (RandomResizedCrop). Positions are drawn for each try's own size.
+    """
+    tries = 10
+    area = height * width * rng.uniform(tries, *scale)
+    aspect = torch.exp(rng.uniform(tries, math.log(ratio[0]), math.log(ratio[1])))
+    long, short = torch.round(torch.sqrt(area * aspect)), torch.round(torch.sqrt(area / aspect))
+    h, w = (long, short) if tall else (short, long)
+    top = (rng.uniform(tries) * (height - h + 1)).floor()
+    left = (rng.uniform(tries) * (width - w + 1)).floor()
+    return top, left, h, w
+
+
+def first_valid(ok: Tensor, candidates: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """Whether any try in (B, tries) ``ok`` succeeded, and each candidate's first successful value."""
+    first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)
+    return ok.any(dim=1), [c.gather(1, first)[:, 0] for c in candidates]
 
 
 def require_channels(name: str, spec: ImageSpec, allowed: Sequence[int] = (1, 3)) -> None:

@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 from typing import ClassVar
@@ -27,11 +26,13 @@ from ._base import (
     GeometricTransform,
     ImageSpec,
     check_fill,
+    first_valid,
     parse_fill,
     parse_interpolation,
     parse_padding,
     parse_range,
     parse_size,
+    random_boxes,
 )
 
 __all__ = [
@@ -311,22 +312,12 @@ class RandomResizedCrop(GeometricTransform):
     def draw(self, rng: Stream, spec: ImageSpec) -> CropParams:
         height, width = spec.height, spec.width
         applied = self._coin(rng)
-        tries = 10
-        area = height * width * rng.uniform(tries, *self.scale)
-        aspect = torch.exp(rng.uniform(tries, math.log(self.ratio[0]), math.log(self.ratio[1])))
-        w = torch.round(torch.sqrt(area * aspect))
-        h = torch.round(torch.sqrt(area / aspect))
+        top, left, h, w = random_boxes(rng, height, width, self.scale, self.ratio, tall=False)
         ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-        top = (rng.uniform(tries) * (height - h + 1)).floor()
-        left = (rng.uniform(tries) * (width - w + 1)).floor()
-        first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)
-        found = ok.any(dim=1)
-        fb_top, fb_left, fb_h, fb_w = self._fallback(height, width)
-        pick = [
-            torch.where(found, v.gather(1, first)[:, 0], torch.full_like(v[:, 0], fallback))
-            for v, fallback in ((top, fb_top), (left, fb_left), (h, fb_h), (w, fb_w))
-        ]
-        return CropParams(applied, *(v.to(torch.int64) for v in pick))
+        found, box = first_valid(ok, (top, left, h, w))
+        fallback = torch.tensor(self._fallback(height, width), dtype=torch.float64, device=found.device)
+        box = [torch.where(found, v, fb) for v, fb in zip(box, fallback)]
+        return CropParams(applied, *(v.to(torch.int64) for v in box))
 
     def _fallback(self, height: int, width: int) -> tuple[int, int, int, int]:
         in_ratio = width / height

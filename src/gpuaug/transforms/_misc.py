@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 
@@ -20,7 +19,7 @@ from ..functional import filters, misc
 from ..functional.color import Domain
 from ..params import Params, register_params
 from ..random import Stream
-from ._base import ImageSpec, PixelTransform, parse_fill, parse_range, require_channels
+from ._base import ImageSpec, PixelTransform, first_valid, parse_fill, parse_range, random_boxes, require_channels
 
 __all__ = ["RandomAdjustSharpness", "GaussianBlur", "GaussianNoise", "RandomErasing"]
 
@@ -188,19 +187,10 @@ class RandomErasing(PixelTransform):
         return spec
 
     def draw(self, rng: Stream, spec: ImageSpec) -> ErasingParams:
-        height, width = spec.height, spec.width
         applied = self._coin(rng)
-        tries = 10
-        area = height * width * rng.uniform(tries, *self.scale)
-        aspect = torch.exp(rng.uniform(tries, math.log(self.ratio[0]), math.log(self.ratio[1])))
-        h = torch.round(torch.sqrt(area * aspect))
-        w = torch.round(torch.sqrt(area / aspect))
-        ok = (h < height) & (w < width)
-        top = (rng.uniform(tries) * (height - h + 1)).floor()
-        left = (rng.uniform(tries) * (width - w + 1)).floor()
-        first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)
-        box = [v.gather(1, first)[:, 0].to(torch.int64) for v in (top, left, h, w)]
-        return ErasingParams(applied & ok.any(dim=1), *box, key=rng.key())
+        top, left, h, w = random_boxes(rng, spec.height, spec.width, self.scale, self.ratio, tall=True)
+        found, box = first_valid((h < spec.height) & (w < spec.width), (top, left, h, w))
+        return ErasingParams(applied & found, *(v.to(torch.int64) for v in box), key=rng.key())
 
     def apply(self, x: Tensor, params: ErasingParams, domain: Domain) -> Tensor:
         box = torch.stack([params.top, params.left, params.height, params.width], dim=1)
