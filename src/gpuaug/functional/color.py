@@ -67,7 +67,7 @@ def rgb_to_grayscale(x: Tensor, domain: Domain, truncate: bool = True) -> Tensor
     """(B, 1, H, W) luma with torchvision's weights; truncated for integer images."""
     if x.shape[1] == 1:
         return x.clone()
-    r, g, b = x.unbind(1)
+    r, g, b = (plane.contiguous() for plane in x.unbind(1))  # ops on strided planes are slow on CPUs
     luma = (r * _GRAY[0]).add_(g, alpha=_GRAY[1]).add_(b, alpha=_GRAY[2]).unsqueeze(1)
     return luma.floor_() if truncate and domain.integer else luma
 
@@ -95,32 +95,46 @@ def adjust_saturation(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
     return _blend(x, rgb_to_grayscale(x, domain), factor, domain)
 
 
-def _hue_of(x: Tensor, maxc: Tensor, chroma: Tensor) -> Tensor:
-    """torchvision's ``_rgb_to_hsv`` hue in [0, 1), from the channel max and range."""
-    r, g, b = x.unbind(1)
-    safe = torch.where(chroma == 0, torch.ones_like(chroma), chroma)
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    max_is_r = maxc == r
-    max_is_g = (maxc == g) & ~max_is_r
-    h = torch.where(max_is_r, bc - gc, torch.where(max_is_g, 2.0 + rc - bc, 4.0 + gc - rc))
-    return (h / 6.0 + 1.0).fmod_(1.0)
+def _is_max(channel: Tensor, maxc: Tensor) -> Tensor:
+    """1.0 where ``channel`` equals the max, else 0.0, with float ops only (bool masks are slow on CPUs).
+
+    A channel within 1e-30 of the max counts as the max; that can only happen when the max itself is
+    that small, where the hue cannot change the output (which moves by at most the chroma).
+    """
+    return (channel - maxc).mul_(1e30).add_(1.0).clamp_(0.0, 1.0)
+
+
+def _wrap6(k: Tensor) -> Tensor:
+    """k mod 6 for k >= 0, by floor (faster than remainder on CPUs)."""
+    return k.sub_(torch.floor(k * (1.0 / 6.0)).mul_(6.0))
 
 
 def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     """Rotate the HSV hue by ``shift`` (fraction of a turn in [-0.5, 0.5]); value and saturation kept.
 
-    Uses the closed form f(n) = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + 6H) mod 6, which is
-    torchvision's sextant table written without the table.
+    Hue as torchvision's ``_rgb_to_hsv`` defines it, in sixths of a turn; back to RGB with the
+    closed form f(n) = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + 6H) mod 6, which is
+    torchvision's sextant table without the table. Plane by plane and with float ops only, which
+    CPUs run several times faster than masks and broadcasts.
     """
     if x.shape[1] == 1:
         return x
-    minc, maxc = torch.aminmax(x, dim=1)
+    r, g, b = (plane.contiguous() for plane in x.unbind(1))  # ops on strided planes are slow on CPUs
+    maxc, minc = x.amax(dim=1), x.amin(dim=1)  # much faster than aminmax over the channel dim on CPU
     chroma = maxc - minc
-    hue = (_hue_of(x, maxc, chroma) + _per_sample(shift)[:, 0]).remainder_(1.0)
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1)
-    k = (n + 6.0 * hue[:, None]).remainder_(6.0)
-    t = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
-    out = maxc[:, None] - chroma[:, None] * t
+    is_r = _is_max(r, maxc)
+    is_g = _is_max(g, maxc).mul_(1.0 - is_r)
+    is_b = 1.0 - is_r - is_g
+    hue = (g - b).mul_(is_r)
+    hue.add_((b - r).add_(chroma, alpha=2.0).mul_(is_g))
+    hue.add_((r - g).add_(chroma, alpha=4.0).mul_(is_b))
+    hue.mul_(chroma.clamp(min=1e-12).reciprocal_())  # grey pixels: chroma 0, hue 0
+    hue = _wrap6(hue.add_(6.0 * (1.0 + _per_sample(shift)[:, 0])))
+    out = torch.empty_like(x)
+    for channel, n in enumerate((5.0, 3.0, 1.0)):
+        k = _wrap6(hue + n)
+        t = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+        torch.sub(maxc, t.mul_(chroma), out=out[:, channel])
     if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999
         return out.mul_(255.999 / 255.0).floor_().clamp_(0.0, 255.0)
     return out.clamp_(0.0, 1.0)
