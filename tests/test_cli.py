@@ -13,12 +13,6 @@ from gpuaug.cli import grid_shape, main
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def run_cli(*args):
-    """The real console entry point in a subprocess: (exit status, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "gpuaug.cli", *args], capture_output=True, text=True, timeout=120)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
 def test_info_names_versions_and_backends(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
@@ -53,14 +47,21 @@ def test_preview_is_reproducible_and_augments(tmp_path):
     assert len({t.float().sum().item() for t in tiles}) > 1  # per-sample random, not one parameter set
 
 
-@pytest.mark.parametrize("content, message", [(None, "image not found"), (b"not an image", "cannot decode")])
-def test_preview_bad_image_is_a_clear_error(tmp_path, content, message):
+def test_preview_missing_image_exits_1_without_traceback(tmp_path):
+    """Through the real entry point in a subprocess: exit status and stderr as a user sees them."""
+    path = tmp_path / "missing.jpg"
+    proc = subprocess.run([sys.executable, "-m", "gpuaug.cli", "preview", str(path), "-o", str(tmp_path / "g.png")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 1
+    assert f"image not found: {path}" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_preview_invalid_image_is_a_clear_error(tmp_path, capsys):
     path = tmp_path / "bad.jpg"
-    if content is not None:
-        path.write_bytes(content)
-    rc, _, err = run_cli("preview", str(path), "-o", str(tmp_path / "g.png"))
-    assert rc == 1
-    assert message in err and str(path) in err and "Traceback" not in err
+    path.write_bytes(b"not an image")
+    assert main(["preview", str(path), "-o", str(tmp_path / "g.png")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot decode" in err and str(path) in err
 
 
 def test_preview_unwritable_output(tmp_path, capsys):
@@ -92,6 +93,7 @@ def test_bench_cuda_without_a_gpu(capsys):
     assert exc.value.code == 2 and "no CUDA device" in capsys.readouterr().err
 
 
-def test_console_script_module_runs():
-    rc, out, _ = run_cli("--version")
-    assert rc == 0 and ga.__version__ in out
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and ga.__version__ in capsys.readouterr().out

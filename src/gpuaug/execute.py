@@ -23,18 +23,32 @@ __all__ = ["run"]
 _CHUNK_BYTES = 8 << 20
 
 
+def _axis_aligned(warp: Warp) -> Tensor:
+    """(B,) bool: every step's map of the sample is a per-axis scale and shift (a skipped rotation is)."""
+    off = [m.matrix[:, i, j].abs() for m in warp.links for i, j in ((0, 1), (1, 0), (2, 0), (2, 1))]
+    return torch.stack(off).amax(dim=0) < 1e-12
+
+
 def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
+    if not warp.axis_aligned and x.device.type == "cpu":
+        # on the CPU, samples whose own maps are axis-aligned take the exact separable path
+        aligned = _axis_aligned(warp)
+        if bool(aligned.all()):
+            return _warp(x, dataclasses.replace(warp, axis_aligned=True), domain)
+        if bool(aligned.any()):
+            rows = aligned.nonzero().squeeze(1), (~aligned).nonzero().squeeze(1)
+            parts = [_warp(x[r], dataclasses.replace(_slice(warp, r), axis_aligned=a), domain) for r, a in zip(rows, (True, False))]
+            y = torch.empty((x.shape[0], *parts[0].shape[1:]), dtype=torch.float32, device=x.device)
+            y[rows[0]], y[rows[1]] = parts[0].to(torch.float32), parts[1]
+            return y
     out_hw = (warp.spec_out.height, warp.spec_out.width)
-    m = warp.matrix
     if warp.axis_aligned:
-        scale = torch.stack([m[:, 0, 0], m[:, 1, 1]], dim=1)
-        offset = torch.stack([m[:, 0, 2], m[:, 1, 2]], dim=1)
         y = warp_separable(
-            x, scale, offset, warp.window, out_hw, warp.interpolation, warp.antialias, warp.max_scale, warp.padding,
+            x, warp.links, warp.window, out_hw, warp.interpolation, warp.antialias, warp.max_scale,
             integer=domain.integer,
         )
     else:
-        y = warp_grid(x, m, out_hw, warp.interpolation, warp.padding, warp.supersample)
+        y = warp_grid(x, warp.links, out_hw, warp.interpolation, warp.supersample)
     if domain.integer and y.is_floating_point():
         y = y.round_()
         if warp.interpolation == "bicubic":
@@ -91,12 +105,13 @@ def _run_chunk(images: Tensor, stages: list[Stage], out: Tensor) -> None:
             domain = Domain(stage.spec_out.dtype)
 
 
-def _slice(stage: Stage, rows: slice) -> Stage:
+def _slice(stage: Stage, rows: slice | Tensor) -> Stage:
     """The part of a stage that concerns the samples ``rows``."""
     if isinstance(stage, Step):
         return dataclasses.replace(stage, params=stage.params.select(rows), applied=stage.applied[rows])
     if isinstance(stage, Warp):
-        return dataclasses.replace(stage, matrix=stage.matrix[rows], window=stage.window[rows])
+        links = [dataclasses.replace(link, matrix=link.matrix[rows]) for link in stage.links]
+        return dataclasses.replace(stage, matrix=stage.matrix[rows], window=stage.window[rows], links=links)
     return stage
 
 

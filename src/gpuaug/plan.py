@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from . import geometry
-from .functional.resample import Padding
+from .functional.resample import Link
 from .params import Params
 from .transforms._base import GeometricTransform, ImageSpec, Transform
 from .transforms._container import Compose, RandomApply, RandomChoice, RandomOrder
@@ -94,7 +94,13 @@ def expand(transforms: list[Transform], spec: ImageSpec, source: ParamsSource) -
 
 @dataclass
 class Warp:
-    """A run of geometric steps folded into one resampling pass."""
+    """A run of geometric steps folded into one resampling pass.
+
+    The pass samples the source once through the composed ``matrix``; ``links`` keep each step's
+    own map and canvas, so that where a later step looks outside its input (a pad after a crop, a
+    rotation after a crop) the pass shows that step's own fill or mirrored content, as applying the
+    steps one after the other would.
+    """
 
     matrix: Tensor  # (B, 3, 3) float64 output -> source
     spec_in: ImageSpec
@@ -102,7 +108,7 @@ class Warp:
     axis_aligned: bool
     interpolation: str
     antialias: bool
-    padding: Padding
+    links: list[Link]
     max_scale: tuple[float, float]  # static bound on source pixels per output pixel (y, x)
     window: Tensor  # (B, 4) inclusive source indices (x_lo, x_hi, y_lo, y_hi) the filter may read
 
@@ -138,34 +144,37 @@ def _unbounded(batch: int, device: torch.device) -> Tensor:
     return torch.tensor([-big, big, -big, big], dtype=torch.float64, device=device).expand(batch, 4)
 
 
+_INTERPOLATION_RANK = {"nearest": 0, "bilinear": 1, "bicubic": 2}
+
+
 def _fold_geometry(steps: list[Step]) -> Warp:
     batch, device = steps[0].applied.shape[0], steps[0].applied.device
     eye = geometry.identity(batch, device)
     matrix = eye
     window = None
-    interpolation = None
-    padding = None
+    interpolations = []
+    links = []
     scale_y = scale_x = 1.0
     for s in steps:
         t = s.transform
         assert isinstance(t, GeometricTransform)
         if t.interpolation is not None:
-            interpolation = t.interpolation
+            interpolations.append(t.interpolation)
             window = _window(matrix, t.source_box(s.params, s.spec_in))
-        padding = padding or t.padding_for(s.spec_in)
         scale_y *= max(s.spec_in.height / s.spec_out.height, 1.0)
         scale_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
         m = t.matrix(s.params, s.spec_in)
-        matrix = matrix @ (torch.where(s.applied.view(-1, 1, 1), m, eye) if s.gated else m)
-    axis_aligned = all(getattr(s.transform, "axis_aligned", False) for s in steps)
+        m = torch.where(s.applied.view(-1, 1, 1), m, eye) if s.gated else m
+        links.append(Link(m, s.spec_in.height, s.spec_in.width, t.padding_for(s.spec_in)))
+        matrix = matrix @ m
     return Warp(
         matrix=matrix,
         spec_in=steps[0].spec_in,
         spec_out=steps[-1].spec_out,
-        axis_aligned=axis_aligned,
-        interpolation=interpolation or "nearest",
+        axis_aligned=all(getattr(s.transform, "axis_aligned", False) for s in steps),
+        interpolation=max(interpolations, key=_INTERPOLATION_RANK.__getitem__, default="nearest"),
         antialias=any(s.transform.antialias for s in steps),
-        padding=padding or Padding(),
+        links=links,
         max_scale=(scale_y, scale_x),
         window=window if window is not None else _unbounded(batch, device),
     )

@@ -15,7 +15,7 @@ Example:
     >>> from gpuaug import geometry
     >>> x = torch.arange(16.0).view(1, 1, 4, 4)
     >>> A = geometry.horizontal_flip(torch.tensor([True]), width=4)
-    >>> bool(torch.equal(warp_grid(x, A, (4, 4), "nearest", Padding()), x.flip(-1)))
+    >>> bool(torch.equal(warp_grid(x, [Link(A, 4, 4, None)], (4, 4), "nearest"), x.flip(-1)))
     True
 """
 
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Padding", "warp_separable", "warp_grid", "fold_index"]
+__all__ = ["Padding", "Link", "warp_separable", "warp_grid", "fold_index"]
 
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 
@@ -47,6 +47,82 @@ class Padding:
     @property
     def has_fill(self) -> bool:
         return self.mode == "constant" and any(v != 0 for v in self.fill)
+
+
+@dataclass
+class Link:
+    """One geometric step of a folded pass: its output -> input ``matrix`` (B, 3, 3), the size of
+    its input canvas, and what it shows outside that canvas (None: it never looks there)."""
+
+    matrix: Tensor
+    height: int
+    width: int
+    padding: Padding | None
+
+
+def _coverage(v: Tensor, n: int, hard: bool) -> Tensor:
+    """How much of an interpolated sample at coordinate ``v`` falls inside [0, n - 1] (1 inside,
+    falling to 0 one pixel outside); nearest sampling keeps it when at least half is inside."""
+    c = torch.minimum(v + 1.0, n - v).clamp_(0.0, 1.0)
+    return (c >= 0.5).to(c.dtype) if hard else c
+
+
+def _fold_continuous(v: Tensor, n: int, mode: str) -> Tensor:
+    """Fold continuous coordinates outside [0, n - 1] back inside, per padding ``mode``."""
+    if mode == "edge" or n == 1:
+        return v.clamp(0.0, n - 1.0)
+    if mode == "reflect":  # about the edge pixels' centres
+        period = 2.0 * (n - 1)
+        v = torch.remainder(v, period)
+        return torch.where(v > n - 1, period - v, v)
+    v = torch.remainder(v + 0.5, 2.0 * n)  # symmetric: about the edge pixels' outer borders
+    return torch.where(v > n, 2.0 * n - v, v) - 0.5
+
+
+def _trace(links: list[Link], points: Tensor, hard: bool, axis: int | None = None) -> tuple[Tensor, list]:
+    """Map output ``points`` back through the outer links (all but the first), one canvas at a time.
+
+    Where a link shows a constant fill, record how much of each sample stays inside its canvas;
+    where it mirrors or repeats its edge, fold the points back inside. Returns the points in the
+    first link's output coordinates and the (coverage, padding) pairs, innermost first. ``axis``
+    None: points (B, N, 2) with homogeneous matrices; 0 or 1: coordinates (B, N) along that axis.
+    """
+    covers = []
+    pending = None
+    for link in reversed(links[1:]):
+        pending = link.matrix if pending is None else link.matrix @ pending
+        if link.padding is None:
+            continue
+        points = _map(pending, points, axis)
+        pending = None
+        sizes = (link.width, link.height)
+        if link.padding.mode == "constant":
+            if axis is None:
+                cover = _coverage(points[..., 0], sizes[0], hard) * _coverage(points[..., 1], sizes[1], hard)
+            else:
+                cover = _coverage(points, sizes[axis], hard)
+            covers.append((cover, link.padding))
+        elif axis is None:
+            points = torch.stack([_fold_continuous(points[..., i], sizes[i], link.padding.mode) for i in (0, 1)], -1)
+        else:
+            points = _fold_continuous(points, sizes[axis], link.padding.mode)
+    if pending is not None:
+        points = _map(pending, points, axis)
+    return points, covers[::-1]
+
+
+def _map(matrix: Tensor, points: Tensor, axis: int | None) -> Tensor:
+    if axis is None:
+        homog = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1) @ matrix.transpose(1, 2)
+        return homog[..., :2] / homog[..., 2:]
+    return matrix[:, axis, axis, None] * points + matrix[:, axis, 2, None]
+
+
+def _blend_fill(y: Tensor, cover: Tensor, padding: Padding) -> Tensor:
+    """y where ``cover`` (B, Ho, Wo) is 1, ``padding``'s fill where it is 0, mixed in between."""
+    y = y.to(torch.float32)
+    outside = 1.0 - cover[:, None].to(torch.float32)
+    return y + outside * (padding.fill_tensor(y.shape[1], y.device) - y)  # exactly y where fully inside
 
 
 def fold_index(t: Tensor, n: int, mode: str) -> Tensor:
@@ -83,8 +159,10 @@ def _axis_taps(
     antialias: bool,
     max_scale: float,
     mode: str,
+    centre: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Source indices and weights, both (B, out, taps), for ``src = a * out + b`` along one axis.
+    """Source indices and weights, both (B, out, taps), for ``src = a * out + b`` along one axis
+    (or at the given source ``centre`` (B, out) of each output pixel).
 
     ``window`` (lo, hi) are the inclusive source indices the filter may read (the canvas the
     resampling transform saw, as torchvision's crop-then-resize reads only the crop). Indices
@@ -92,7 +170,9 @@ def _axis_taps(
     the weights' sum is what stayed inside the image and a fill makes up the rest.
     """
     j = torch.arange(out_len, dtype=torch.float64, device=a.device)
-    centre = a[:, None] * j + b[:, None]
+    exact = centre is None
+    if exact:
+        centre = a[:, None] * j + b[:, None]
     lo, hi = window[0][:, None, None], window[1][:, None, None]
     if interpolation == "nearest":
         # torchvision's nearest reads the pixel holding the start of the output pixel's footprint,
@@ -100,6 +180,8 @@ def _axis_taps(
         offset = b + 0.5 - 0.5 * a
         offset = torch.where((offset - offset.round()).abs() < 1e-6, offset.round(), offset)
         start = (j.to(torch.float32) * a.to(torch.float32)[:, None]).to(torch.float64) + offset[:, None]
+        if not exact:
+            start = centre + 0.5 - 0.5 * a[:, None]
         taps = torch.where(a[:, None] > 0, start.floor(), start.ceil() - 1)[..., None]
         taps = torch.minimum(torch.maximum(taps, lo), hi)
         weights = torch.ones_like(taps)
@@ -127,37 +209,71 @@ def _dense(taps: Tensor, weights: Tensor, in_len: int) -> Tensor:
     return dense.scatter_add_(2, taps, weights)
 
 
-def _split(scale: Tensor, offset: Tensor, window: Tensor, axis: int) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
-    return scale[:, axis], offset[:, axis], (window[:, 2 * axis], window[:, 2 * axis + 1])
+def _axis(
+    x_shape: tuple[int, ...],
+    links: list[Link],
+    window: Tensor,
+    axis: int,
+    out_len: int,
+    interpolation: str,
+    antialias: bool,
+    max_scale: float,
+) -> tuple[Tensor, Tensor, list]:
+    """Taps, weights and the outer links' (coverage, padding) along one axis of a separable warp."""
+    matrix = links[0].matrix
+    for link in links[1:]:
+        matrix = matrix @ link.matrix
+    in_len = x_shape[3 - axis]
+    j = torch.arange(out_len, dtype=torch.float64, device=matrix.device).expand(matrix.shape[0], out_len)
+    points, covers = _trace(links, j, interpolation == "nearest", axis)
+    folded = any(link.padding is not None and link.padding.mode != "constant" for link in links[1:])
+    centre = _map(links[0].matrix, points, axis) if folded else None
+    padding = links[0].padding or Padding()
+    taps, weights = _axis_taps(
+        matrix[:, axis, axis], matrix[:, axis, 2], (window[:, 2 * axis], window[:, 2 * axis + 1]),
+        out_len, in_len, interpolation, antialias, max_scale, padding.mode, centre,
+    )
+    return taps, weights, covers
+
+
+def _blend_covers(y: Tensor, covers_y: list, covers_x: list) -> Tensor:
+    for (cy, padding), (cx, _) in zip(covers_y, covers_x):
+        y = _blend_fill(y, cy[:, :, None] * cx[:, None, :], padding)
+    return y
 
 
 def warp_separable(
     x: Tensor,
-    scale: Tensor,
-    offset: Tensor,
+    links: list[Link],
     window: Tensor,
     out_hw: tuple[int, int],
     interpolation: str,
     antialias: bool,
     max_scale: tuple[float, float],
-    padding: Padding,
     integer: bool = False,
 ) -> Tensor:
-    """Axis-aligned resampling: ``src_x = scale[:, 0] * x + offset[:, 0]`` (same for y, index 1).
+    """Axis-aligned resampling through the composed map of ``links`` (crops, resizes, flips, pads).
 
     ``window`` (B, 4) = (x_lo, x_hi, y_lo, y_hi) inclusive source indices the filter may read.
     Two batched matrix products (rows, then columns) with dense per-sample weights: on CPUs and
-    GPUs alike this beats gathering taps. With ``integer`` the intermediate (after the horizontal
-    pass) is rounded and clamped to uint8 values, as torchvision's native uint8 resize does.
-    Returns float32 (B, C, Ho, Wo).
+    GPUs alike this beats gathering taps; nearest maps are one gather in the input's dtype. With
+    ``integer`` the intermediate (after the horizontal pass) is rounded and clamped to uint8 values,
+    as torchvision's native uint8 resize does. Returns (B, C, Ho, Wo).
     """
     batch, channels, height, width = x.shape
     out_h, out_w = out_hw
-    if interpolation == "nearest":
-        return _gather_nearest(x, scale, offset, window, out_hw, padding)
+    padding = links[0].padding or Padding()
     args = (interpolation, antialias)
-    tx, wx = _axis_taps(*_split(scale, offset, window, 0), out_w, width, *args, max_scale[1], padding.mode)
-    ty, wy = _axis_taps(*_split(scale, offset, window, 1), out_h, height, *args, max_scale[0], padding.mode)
+    tx, wx, covers_x = _axis(x.shape, links, window, 0, out_w, *args, max_scale[1])
+    ty, wy, covers_y = _axis(x.shape, links, window, 1, out_h, *args, max_scale[0])
+    if interpolation == "nearest":
+        flat = (ty[:, :, 0, None] * width + tx[:, None, :, 0]).view(batch, 1, out_h * out_w)
+        y = x.reshape(batch, channels, height * width).gather(2, flat.expand(batch, channels, -1))
+        y = y.view(batch, channels, out_h, out_w)
+        if padding.mode == "constant":
+            inside = (wy[:, :, 0, None] * wx[:, None, :, 0] > 0).view(batch, 1, out_h, out_w)
+            y = torch.where(inside, y, padding.fill_tensor(channels, x.device).to(y.dtype))
+        return _blend_covers(y, covers_y, covers_x)
     y = torch.bmm(x.to(torch.float32).reshape(batch, channels * height, width), _dense(tx, wx, width).transpose(1, 2))
     if integer:
         y = y.round_().clamp_(0.0, 255.0)
@@ -165,67 +281,34 @@ def warp_separable(
     if padding.has_fill:
         outside = 1.0 - wy.sum(-1)[:, None, :, None] * wx.sum(-1)[:, None, None, :]
         y.add_(outside * padding.fill_tensor(channels, x.device))
-    return y
-
-
-def _gather_nearest(
-    x: Tensor, scale: Tensor, offset: Tensor, window: Tensor, out_hw: tuple[int, int], padding: Padding
-) -> Tensor:
-    """Nearest-neighbour axis-aligned maps (crops, flips, pads, nearest resizes): one gather, in x's dtype."""
-    batch, channels, height, width = x.shape
-    out_h, out_w = out_hw
-    tx, wx = _axis_taps(*_split(scale, offset, window, 0), out_w, width, "nearest", False, 1.0, padding.mode)
-    ty, wy = _axis_taps(*_split(scale, offset, window, 1), out_h, height, "nearest", False, 1.0, padding.mode)
-    flat = (ty[:, :, 0, None] * width + tx[:, None, :, 0]).view(batch, 1, out_h * out_w)
-    y = x.reshape(batch, channels, height * width).gather(2, flat.expand(batch, channels, -1))
-    y = y.view(batch, channels, out_h, out_w)
-    if padding.mode == "constant":
-        inside = (wy[:, :, 0, None] * wx[:, None, :, 0] > 0).view(batch, 1, out_h, out_w)
-        y = torch.where(inside, y, padding.fill_tensor(channels, x.device).to(y.dtype))
-    return y
-
-
-def _source_grid(matrix: Tensor, out_hw: tuple[int, int], supersample: int) -> Tensor:
-    """(B, Ho*k, Wo*k, 2) source coordinates (x, y) in index space, float64."""
-    out_h, out_w = out_hw
-    k = supersample
-    dev = matrix.device
-    ys = (torch.arange(out_h * k, dtype=torch.float64, device=dev) + 0.5) / k - 0.5
-    xs = (torch.arange(out_w * k, dtype=torch.float64, device=dev) + 0.5) / k - 0.5
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    pts = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).view(1, -1, 3)
-    src = pts @ matrix.transpose(1, 2)
-    src = src[..., :2] / src[..., 2:]
-    return src.view(matrix.shape[0], out_h * k, out_w * k, 2)
-
-
-def _fold_coordinate(v: Tensor, n: int) -> Tensor:
-    """Continuous reflection about the centres of the edge pixels (torch 'reflect')."""
-    if n == 1:
-        return torch.zeros_like(v)
-    period = 2.0 * (n - 1)
-    v = torch.remainder(v, period)
-    return torch.where(v > n - 1, period - v, v)
+    return _blend_covers(y, covers_y, covers_x)
 
 
 def warp_grid(
     x: Tensor,
-    matrix: Tensor,
+    links: list[Link],
     out_hw: tuple[int, int],
     interpolation: str,
-    padding: Padding,
     supersample: int = 1,
 ) -> Tensor:
-    """General resampling through ``matrix`` with ``grid_sample`` (align_corners=False).
+    """General resampling through ``links`` (any homographies) with ``grid_sample`` (align_corners=False).
 
     ``supersample`` k > 1 averages k x k samples per output pixel (antialiasing when the map
     shrinks). Returns float32 (B, C, Ho, Wo).
     """
     batch, channels, height, width = x.shape
-    src = _source_grid(matrix, out_hw, supersample)
+    out_h, out_w = out_hw[0] * supersample, out_hw[1] * supersample
+    dev = x.device
+    ys = (torch.arange(out_h, dtype=torch.float64, device=dev) + 0.5) / supersample - 0.5
+    xs = (torch.arange(out_w, dtype=torch.float64, device=dev) + 0.5) / supersample - 0.5
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    points = torch.stack([gx, gy], dim=-1).view(1, -1, 2).expand(batch, -1, -1)
+    points, covers = _trace(links, points, interpolation == "nearest")
+    src = _map(links[0].matrix, points, None).view(batch, out_h, out_w, 2)
+    padding = links[0].padding or Padding()
     if padding.mode == "reflect":
-        src = torch.stack([_fold_coordinate(src[..., 0], width), _fold_coordinate(src[..., 1], height)], -1)
-    size = torch.tensor([width, height], dtype=torch.float64, device=x.device)
+        src = torch.stack([_fold_continuous(src[..., 0], width, "reflect"), _fold_continuous(src[..., 1], height, "reflect")], -1)
+    size = torch.tensor([width, height], dtype=torch.float64, device=dev)
     grid = ((2.0 * src + 1.0) / size - 1.0).to(torch.float32)
     grid_mode = {"constant": "zeros", "edge": "border", "reflect": "border", "symmetric": "reflection"}[padding.mode]
     image = x.to(torch.float32)
@@ -234,7 +317,9 @@ def warp_grid(
     y = F.grid_sample(image, grid, mode=interpolation, padding_mode=grid_mode, align_corners=False)
     if padding.has_fill:
         y, mask = y[:, :channels], y[:, channels:]
-        y = y + (1.0 - mask) * padding.fill_tensor(channels, x.device)
+        y = y + (1.0 - mask) * padding.fill_tensor(channels, dev)
+    for cover, link_padding in covers:
+        y = _blend_fill(y, cover.view(batch, out_h, out_w), link_padding)
     if supersample > 1:
         y = F.avg_pool2d(y, supersample)
     return y

@@ -127,5 +127,5 @@ class RandomOrder(_Container):
 
     def draw(self, rng: Stream, spec: ImageSpec) -> OrderParams:
         order = rng.permutation(len(self.transforms))
-        return OrderParams(applied=torch.ones_like(order[:, 0], dtype=torch.bool), order=order)
+        return OrderParams(applied=torch.ones(order.shape[0], dtype=torch.bool, device=order.device), order=order)
 

@@ -509,6 +509,11 @@ class RandomPerspective(_FillMixin):
         self.interpolation = parse_interpolation(interpolation, _RESIZE_MODES)
         self.padding = Padding("constant", parse_fill(fill))
 
+    def output_spec(self, spec: ImageSpec) -> ImageSpec:
+        if spec.height < 2 or spec.width < 2:
+            raise ValueError(f"RandomPerspective needs images of at least 2x2 pixels, got {spec.height}x{spec.width}")
+        return super().output_spec(spec)
+
     def draw(self, rng: Stream, spec: ImageSpec) -> PerspectiveParams:
         height, width = spec.height, spec.width
         applied = self._coin(rng)
