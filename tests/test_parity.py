@@ -36,7 +36,6 @@ from _parity_helpers import (
     bilinear_reference,
     crop_resize_matrix,
     edge_free_mask,
-    far_outside_mask,
     hflip_matrix,
     inside_mask,
     level,
