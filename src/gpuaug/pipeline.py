@@ -123,8 +123,11 @@ class Pipeline:
     def replay(self, images: Tensor, params: BatchParams) -> Tensor:
         """Augment ``images`` with recorded ``params`` (from this pipeline): the same output again."""
         batch = _check_images(images)
-        if tuple(images.shape) != tuple(params.input_shape):
-            raise ValueError(f"params were drawn for shape {params.input_shape}, got images of shape {tuple(images.shape)}")
+        if tuple(images.shape) != tuple(params.input_shape) or images.dtype != params.input_dtype:
+            raise ValueError(
+                f"params were drawn for {params.input_dtype} images of shape {params.input_shape}, "
+                f"got {images.dtype} images of shape {tuple(images.shape)}"
+            )
         if params.names != self._names():
             raise ValueError(f"params come from a different pipeline: {params.names} vs {self._names()}")
         recorded = params.to(batch.device).transforms
@@ -181,7 +184,10 @@ class Pipeline:
 
     @staticmethod
     def _check_ids(sample_ids: Tensor | Sequence[int], size: int, device: torch.device) -> Tensor:
-        ids = torch.as_tensor(sample_ids)
+        try:
+            ids = torch.as_tensor(sample_ids)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"sample_ids must be a tensor or sequence of ints, got {sample_ids!r}") from error
         if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
             raise TypeError(f"sample_ids must be integers, got {ids.dtype}")
         if ids.shape != (size,):

@@ -107,7 +107,12 @@ class Resize(GeometricTransform):
         super().__init__(1.0)
         if isinstance(size, numbers.Integral):
             size = [int(size)]
-        if not isinstance(size, Sequence) or len(size) not in (1, 2) or min(size) <= 0:
+        if (
+            not isinstance(size, Sequence)
+            or len(size) not in (1, 2)
+            or not all(isinstance(v, numbers.Integral) for v in size)
+            or min(size) <= 0
+        ):
             raise ValueError(f"size must be a positive int or a sequence of one or two positive ints, got {size!r}")
         if max_size is not None and len(size) != 1:
             raise ValueError("max_size is only allowed when size is a single int")
