@@ -2,6 +2,7 @@
 
 import json
 import math
+import platform
 
 import pytest
 import torch
@@ -13,7 +14,8 @@ TINY = dict(device="cpu", batch_size=2, size=32, repeats=1, warmup=0)
 ROW_KEYS = {"case", "kind", "library", "label", "status", "reason", "images_per_s", "ms_per_batch", "times_s",
             "repeats", "ratio_to_gpuaug", "peak_memory_bytes", "floor_share", "output"}
 META_KEYS = {"date", "gpuaug", "torch", "torchvision", "python", "cpu", "cpu_threads", "device", "device_name",
-             "batch_size", "size", "repeats", "warmup", "bandwidth_bytes_per_s"}
+             "batch_size", "size", "repeats", "warmup", "bandwidth_bytes_per_s", "malloc",
+             "unavailable_backends"}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,8 @@ def test_table_lists_every_row(report):
     table = bench.format_table(report)
     assert "ONE param set per batch" in table and "per-sample loop" in table
     assert table.count("imagenet-train ") >= 4
+    for name in report["meta"]["unavailable_backends"]:
+        assert f"{name} not run" in table
 
 
 def test_cases_match_the_issue():
@@ -112,3 +116,14 @@ def test_cli_bench_no_per_transform(tmp_path):
                  "--pipelines", "affine-heavy", "--libraries", "torchvision-batch", "--no-per-transform",
                  "--json", str(out_json)]) == 0
     assert {r["case"] for r in json.loads(out_json.read_text())["results"]} == {"affine-heavy"}
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="--pin-malloc needs glibc")
+def test_cli_bench_pin_malloc(tmp_path):
+    out_json = tmp_path / "b.json"
+    assert main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1", "--pin-malloc",
+                 "--pipelines", "imagenet-train", "--libraries", "gpuaug", "--no-per-transform",
+                 "--json", str(out_json)]) == 0
+    report = json.loads(out_json.read_text())
+    assert report["meta"]["malloc"] == "pinned thresholds"
+    assert report["results"][0]["status"] == "ok"

@@ -15,6 +15,7 @@ bandwidth / (input bytes + output bytes per image)).
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import functools
 import importlib
@@ -422,6 +423,26 @@ def _peak_memory(device: torch.device, fn: Fn, x: torch.Tensor) -> int | None:
     return torch.cuda.max_memory_allocated(device) - base
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def pin_malloc_thresholds(nbytes: int = 1 << 30) -> None:
+    """Fix glibc's mmap and trim thresholds for this process (it cannot be undone).
+
+    By default glibc serves large blocks with fresh mmaps and adapts its thresholds to what was
+    freed before, so on the CPU a row's speed depends on page faults and on the rows that ran
+    before it. With the thresholds fixed, freed memory is reused: every row then runs in the
+    steady state a caching allocator would give it.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, nbytes) and libc.mallopt(_M_TRIM_THRESHOLD, 2 * nbytes)
+    except (OSError, AttributeError) as exc:
+        raise BenchError(f"--pin-malloc needs glibc (Linux): {exc}") from exc
+    if not ok:
+        raise BenchError("--pin-malloc: glibc's mallopt refused the thresholds")
+
+
 # ------------------------------------------------------------------------------------------- running
 @dataclass
 class BenchConfig:
@@ -435,6 +456,7 @@ class BenchConfig:
     pipelines: list[str] | None = None  # None: the defaults for the device
     transforms: list[str] = field(default_factory=lambda: list(TRANSFORMS))
     libraries: list[str] = field(default_factory=lambda: list(LIBRARY_NAMES))
+    pin_malloc: bool = False  # see pin_malloc_thresholds()
 
     def resolved_batch_size(self) -> int:
         return self.batch_size or (256 if self.device == "cuda" else 64)
@@ -466,7 +488,8 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _meta(cfg: BenchConfig, device: torch.device, bandwidth: float | None) -> dict[str, Any]:
+def _meta(cfg: BenchConfig, device: torch.device, bandwidth: float | None,
+          unavailable: dict[str, str]) -> dict[str, Any]:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "gpuaug": ga.__version__,
@@ -483,6 +506,8 @@ def _meta(cfg: BenchConfig, device: torch.device, bandwidth: float | None) -> di
         "repeats": cfg.repeats,
         "warmup": cfg.warmup,
         "bandwidth_bytes_per_s": bandwidth,
+        "malloc": "pinned thresholds" if cfg.pin_malloc else "default",
+        "unavailable_backends": unavailable,  # gpuaug backends that got no rows, with the reason
     }
 
 
@@ -571,9 +596,14 @@ def run_benchmark(cfg: BenchConfig, progress: TextIO | None = None) -> dict[str,
     Returns ``{"meta": {...}, "results": [row, ...]}``.
     """
     validate(cfg)
+    if cfg.pin_malloc:
+        pin_malloc_thresholds()
     device = torch.device(cfg.device)
     bandwidth = measure_bandwidth(device)
     libs, gpuaug_skipped = select_libraries(cfg.libraries)
+    for name, reason in gpuaug_skipped.items():
+        if progress is not None:
+            print(f"{name} not run: {reason}", file=progress, flush=True)
     cases = build_cases(cfg.resolved_pipelines(), cfg.transforms, cfg.size)
     inputs = {dtype: sample_batch(cfg.resolved_batch_size(), cfg.size, dtype, device)
               for dtype in {c.input_dtype for c in cases}}
@@ -584,9 +614,8 @@ def run_benchmark(cfg: BenchConfig, progress: TextIO | None = None) -> dict[str,
         rows.append(row)
         if progress is not None:
             print(f"[{i}/{len(pairs)}] {case.name:<22} {lib.name:<18} {_status_text(row)}", file=progress, flush=True)
-    rows += [_row(case, name, name, "skipped", reason) for case in cases for name, reason in gpuaug_skipped.items()]
     _add_ratios(rows)
-    return {"meta": _meta(cfg, device, bandwidth), "results": rows}
+    return {"meta": _meta(cfg, device, bandwidth, gpuaug_skipped), "results": rows}
 
 
 # ------------------------------------------------------------------------------------------ reporting
@@ -629,7 +658,8 @@ def format_table(report: dict[str, Any]) -> str:
     if cuda:
         head += f" | copy bandwidth {meta['bandwidth_bytes_per_s'] / 1e9:,.0f} GB/s"
     else:
-        head += " | peak memory: n/a on CPU (no per-call allocator statistics)"
+        head += f" | malloc: {meta['malloc']} | peak memory: n/a on CPU (no per-call allocator statistics)"
+    head += "".join(f"\n{name} not run: {reason}" for name, reason in meta["unavailable_backends"].items())
     cols = ["case", "library", "images/s", "ms/batch", "vs gpuaug"] + (["peak mem", "% of floor"] if cuda else [])
     rows = report["results"]
     cells = [_cells(r, cuda) for r in rows]
