@@ -44,7 +44,7 @@ def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
     out_hw = (warp.spec_out.height, warp.spec_out.width)
     if warp.axis_aligned:
         y = warp_separable(
-            x, warp.links, warp.window, out_hw, warp.interpolation, warp.antialias, warp.max_scale,
+            x, warp.matrix, warp.links, warp.window, out_hw, warp.interpolation, warp.antialias, warp.max_scale,
             integer=domain.integer,
         )
     else:

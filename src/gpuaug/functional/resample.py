@@ -211,6 +211,7 @@ def _dense(taps: Tensor, weights: Tensor, in_len: int) -> Tensor:
 
 def _axis(
     x_shape: tuple[int, ...],
+    matrix: Tensor,
     links: list[Link],
     window: Tensor,
     axis: int,
@@ -220,9 +221,6 @@ def _axis(
     max_scale: float,
 ) -> tuple[Tensor, Tensor, list]:
     """Taps, weights and the outer links' (coverage, padding) along one axis of a separable warp."""
-    matrix = links[0].matrix
-    for link in links[1:]:
-        matrix = matrix @ link.matrix
     in_len = x_shape[3 - axis]
     j = torch.arange(out_len, dtype=torch.float64, device=matrix.device).expand(matrix.shape[0], out_len)
     points, covers = _trace(links, j, interpolation == "nearest", axis)
@@ -244,6 +242,7 @@ def _blend_covers(y: Tensor, covers_y: list, covers_x: list) -> Tensor:
 
 def warp_separable(
     x: Tensor,
+    matrix: Tensor,
     links: list[Link],
     window: Tensor,
     out_hw: tuple[int, int],
@@ -252,7 +251,7 @@ def warp_separable(
     max_scale: tuple[float, float],
     integer: bool = False,
 ) -> Tensor:
-    """Axis-aligned resampling through the composed map of ``links`` (crops, resizes, flips, pads).
+    """Axis-aligned resampling through ``matrix``, the composed map of ``links`` (crops, resizes, flips, pads).
 
     ``window`` (B, 4) = (x_lo, x_hi, y_lo, y_hi) inclusive source indices the filter may read.
     Two batched matrix products (rows, then columns) with dense per-sample weights: on CPUs and
@@ -264,8 +263,8 @@ def warp_separable(
     out_h, out_w = out_hw
     padding = links[0].padding or Padding()
     args = (interpolation, antialias)
-    tx, wx, covers_x = _axis(x.shape, links, window, 0, out_w, *args, max_scale[1])
-    ty, wy, covers_y = _axis(x.shape, links, window, 1, out_h, *args, max_scale[0])
+    tx, wx, covers_x = _axis(x.shape, matrix, links, window, 0, out_w, *args, max_scale[1])
+    ty, wy, covers_y = _axis(x.shape, matrix, links, window, 1, out_h, *args, max_scale[0])
     if interpolation == "nearest":
         flat = (ty[:, :, 0, None] * width + tx[:, None, :, 0]).view(batch, 1, out_h * out_w)
         y = x.reshape(batch, channels, height * width).gather(2, flat.expand(batch, channels, -1))
