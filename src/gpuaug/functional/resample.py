@@ -130,13 +130,9 @@ def fold_index(t: Tensor, n: int, mode: str) -> Tensor:
 
     ``constant`` clamps (the caller zeroes those weights and adds the fill).
     """
-    if mode in ("constant", "edge") or n == 1:
+    if mode == "constant":
         return t.clamp(0, n - 1)
-    if mode == "reflect":  # mirror about the edge pixels' centres: ... 2 1 | 0 1 2 ... n-1 | n-2 ...
-        t = t.abs() % (2 * n - 2)
-        return torch.where(t >= n, 2 * n - 2 - t, t)
-    t = t % (2 * n)  # symmetric: the edge pixel repeats
-    return torch.where(t >= n, 2 * n - 1 - t, t)
+    return _fold_continuous(t.to(torch.float64), n, mode).round_().to(torch.int64)
 
 
 def _filter(x: Tensor, interpolation: str, antialias: bool) -> Tensor:
