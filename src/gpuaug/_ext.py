@@ -1,5 +1,13 @@
-"""Backend selection. "torch" (plain PyTorch ops) runs everywhere; the fused C++/CUDA extension
-("ext", built from csrc/) is not part of this release yet, so "auto" means "torch".
+"""The fused C++/CUDA extension (sources in csrc/): JIT build, loading, and backend selection.
+
+The extension is compiled on first use with ``torch.utils.cpp_extension`` (cached by torch under
+``$TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``; ``gpuaug build-ext`` builds it
+ahead of time). Its CUDA part is compiled only where CUDA is available, for the architectures in
+``$TORCH_CUDA_ARCH_LIST`` (default: the visible cards).
+
+Backends: "torch" (plain PyTorch ops, runs everywhere) and "ext" (the fused op). "auto" means
+"ext" when the extension builds and otherwise "torch", with one warning saying why.
+``$GPUAUG_BACKEND`` picks the backend when a Pipeline is not given one.
 
 Example:
     >>> from gpuaug._ext import available_backends
@@ -9,24 +17,113 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
+from pathlib import Path
 
-__all__ = ["available_backends", "resolve_backend"]
+import torch
+
+__all__ = ["available_backends", "resolve_backend", "build", "source_dir", "extension_error"]
+
+_NAME = "gpuaug_ext"
+_CPU_SOURCES = ("ops.cpp", "fused_cpu.cpp")
+_CUDA_SOURCE = "fused_cuda.cu"
+CPU_FLAGS = ["-O3", "-march=native", "-ffp-contract=off"]  # built where it runs; no implicit FMAs
+CUDA_FLAGS = ["-O3", "--fmad=false"]
+
+
+def source_dir() -> Path:
+    """The folder with the extension's sources: inside the installed package, else the checkout's csrc/."""
+    packaged = Path(__file__).resolve().parent / "csrc"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "csrc"
+
+
+def _cuda_include_dirs() -> list[str]:
+    """CUDA headers that pip's nvidia-* packages ship (torch's headers include some of them)."""
+    import site
+
+    roots = [Path(p) / "nvidia" for p in site.getsitepackages() if (Path(p) / "nvidia").is_dir()]
+    return [str(d) for root in roots for d in sorted(root.glob("*/include"))]
+
+
+def build(verbose: bool = False, with_cuda: bool | None = None) -> None:
+    """Compile (or load from the cache) the extension and register its op; raises on failure."""
+    from torch.utils import cpp_extension
+
+    if with_cuda is None:
+        with_cuda = torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None
+    src = source_dir()
+    sources = [str(src / name) for name in _CPU_SOURCES]
+    missing = [s for s in sources + [str(src / _CUDA_SOURCE)] if not Path(s).is_file()]
+    if missing:
+        raise RuntimeError(f"gpuaug's extension sources are missing: {missing}")
+    cflags, cuda_flags, includes = list(CPU_FLAGS), list(CUDA_FLAGS), []
+    if with_cuda:
+        sources.append(str(src / _CUDA_SOURCE))
+        cflags.append("-DGPUAUG_WITH_CUDA")
+        cuda_flags.append("-DGPUAUG_WITH_CUDA")
+        includes = _cuda_include_dirs()
+    cpp_extension.load(
+        name=_NAME + ("_cuda" if with_cuda else "_cpu"),
+        sources=sources,
+        extra_cflags=cflags,
+        extra_cuda_cflags=cuda_flags,
+        extra_include_paths=includes,
+        is_python_module=False,
+        verbose=verbose,
+    )
+    _register_fake()
+
+
+@functools.cache
+def _register_fake() -> None:
+    @torch.library.register_fake("gpuaug::fused_augment")
+    def _(images, src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, fill, program, keys,
+          out_scale, out_shift, contrast_slots, out_height, out_width, out_channels, interpolation,
+          padding_mode, supersample, warp_rounding, has_fill, final_mode, final_mult, out_dtype, channels_last):
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        return torch.empty(
+            (images.shape[0], out_channels, out_height, out_width),
+            dtype=out_dtype, device=images.device, memory_format=memory_format,
+        )
+
+
+@functools.cache
+def extension_error() -> str | None:
+    """None when the extension is built and loaded (building it if needed), else why it is not."""
+    if os.environ.get("GPUAUG_NO_EXT"):
+        return "disabled by $GPUAUG_NO_EXT"
+    try:
+        build()
+    except Exception as error:  # noqa: BLE001 - any build failure means "not available", with its reason
+        first = str(error).strip().splitlines()
+        return f"the extension failed to build: {type(error).__name__}: {first[0] if first else ''}"
+    return None
 
 
 def available_backends() -> dict[str, str]:
-    """Each backend's name mapped to "available" or the reason it is not."""
-    return {"torch": "available", "ext": "the fused C++/CUDA extension is not built in this version of gpuaug"}
+    """Each backend's name mapped to "available" or the reason it is not (builds the extension if needed)."""
+    return {"torch": "available", "ext": extension_error() or "available"}
 
 
 def resolve_backend(name: str | None = None) -> str:
     """The backend a Pipeline runs on: ``name``, else $GPUAUG_BACKEND, else "auto" (the best available)."""
     name = name or os.environ.get("GPUAUG_BACKEND") or "auto"
-    backends = available_backends()
-    if name == "auto":
-        return next(b for b in ("ext", "torch") if backends[b] == "available")
-    if name not in backends:
-        raise ValueError(f"unknown backend {name!r}: choose one of {['auto', *backends]}")
-    if backends[name] != "available":
-        raise ValueError(f"backend {name!r} is not available: {backends[name]}")
-    return name
+    if name not in ("auto", "torch", "ext"):
+        raise ValueError(f"unknown backend {name!r}: choose one of ['auto', 'torch', 'ext']")
+    if name == "torch":
+        return name
+    error = extension_error()
+    if error is None:
+        return "ext"
+    if name == "ext":
+        raise ValueError(f"backend 'ext' is not available: {error}")
+    _warn_fallback(error)
+    return "torch"
+
+
+@functools.cache
+def _warn_fallback(reason: str) -> None:
+    warnings.warn(f"gpuaug: using the plain-PyTorch backend, the fused extension is not available ({reason})",
+                  RuntimeWarning, stacklevel=3)

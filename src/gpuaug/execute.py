@@ -18,12 +18,12 @@ from .plan import FinalWrite, Stage, Step, Warp
 from .transforms._base import ImageSpec, apply_selected
 from .transforms._dtype import Normalize, ToDtype
 
-__all__ = ["run"]
+__all__ = ["run", "run_stage", "axis_aligned_samples", "final_coefficients", "FinalCoefficients"]
 
 _CHUNK_BYTES = 8 << 20
 
 
-def _axis_aligned(warp: Warp) -> Tensor:
+def axis_aligned_samples(warp: Warp) -> Tensor:
     """(B,) bool: every step's map of the sample is a per-axis scale and shift (a skipped rotation is)."""
     off = [m.matrix[:, i, j].abs() for m in warp.links for i, j in ((0, 1), (1, 0), (2, 0), (2, 1))]
     return torch.stack(off).amax(dim=0) < 1e-12
@@ -32,7 +32,7 @@ def _axis_aligned(warp: Warp) -> Tensor:
 def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
     if not warp.axis_aligned and x.device.type == "cpu":
         # on the CPU, samples whose own maps are axis-aligned take the exact separable path
-        aligned = _axis_aligned(warp)
+        aligned = axis_aligned_samples(warp)
         if bool(aligned.all()):
             return _warp(x, dataclasses.replace(warp, axis_aligned=True), domain)
         if bool(aligned.any()):
@@ -63,31 +63,58 @@ def _step(x: Tensor, step: Step, domain: Domain) -> Tensor:
     return apply_selected(x, step.applied, lambda xs, ps: t.apply(xs, ps, domain), step.params)
 
 
-def _final_write(x: Tensor, final: FinalWrite, domain: Domain, out: Tensor) -> None:
-    """Write ``x * scale + shift`` (the folded ToDtype/Normalize tail) into ``out``, cast on the way."""
-    channels = x.shape[1]
-    scale = torch.ones(channels, device=x.device)
-    shift = torch.zeros(channels, device=x.device)
-    to_uint8_scaled: bool | None = None
+@dataclasses.dataclass
+class FinalCoefficients:
+    """The folded ToDtype/Normalize tail: ``x * scale + shift`` per channel, then the output cast.
+
+    ``to_uint8`` None: a float output (or none of the tail converts to uint8); otherwise the value
+    is then truncated to uint8 as torchvision's ``to_dtype`` does, scaled by 255.999 when True.
+    """
+
+    scale: Tensor
+    shift: Tensor
+    to_uint8: bool | None
+
+
+def final_coefficients(final: FinalWrite, domain: Domain, channels: int, device: torch.device) -> FinalCoefficients:
+    scale = torch.ones(channels, device=device)
+    shift = torch.zeros(channels, device=device)
+    to_uint8: bool | None = None
     for s in final.steps:
         t = s.transform
         if isinstance(t, Normalize):
-            a, b = t.coefficients(channels, x.device)
+            a, b = t.coefficients(channels, device)
             scale, shift = scale * a, shift * a + b
         elif isinstance(t, ToDtype):
             target = Domain(t.dtype)
             if target.integer and not domain.integer:
-                to_uint8_scaled = t.scale
+                to_uint8 = t.scale
             elif domain.integer and not target.integer and t.scale:
                 scale, shift = scale / 255.0, shift / 255.0
             domain = target
-    if to_uint8_scaled is not None:
-        y = x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-        out.copy_((y * 255.999 if to_uint8_scaled else y).floor_().clamp_(0.0, 255.0))
+    return FinalCoefficients(scale, shift, to_uint8)
+
+
+def _final_write(x: Tensor, final: FinalWrite, domain: Domain, out: Tensor) -> None:
+    """Write the folded ToDtype/Normalize tail of ``x`` into ``out``, cast on the way."""
+    k = final_coefficients(final, domain, x.shape[1], x.device)
+    scale, shift = k.scale.view(1, -1, 1, 1), k.shift.view(1, -1, 1, 1)
+    if k.to_uint8 is not None:
+        y = x * scale + shift
+        out.copy_((y * 255.999 if k.to_uint8 else y).floor_().clamp_(0.0, 255.0))
     elif final.steps and out.is_floating_point():
-        torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1), out=out)
+        torch.addcmul(shift, x, scale, out=out)
     else:
         out.copy_(x)
+
+
+def run_stage(x: Tensor, stage: Step | Warp, domain: Domain, source: Tensor) -> tuple[Tensor, Domain]:
+    """One Warp or pixel Step on working values ``x`` (``source``: the caller's tensor, never written)."""
+    if isinstance(stage, Warp):
+        return _warp(x, stage, domain), domain
+    if x.dtype != torch.float32 or x is source:
+        x = x.to(torch.float32, copy=True)
+    return _step(x, stage, domain), Domain(stage.spec_out.dtype)
 
 
 def _run_chunk(images: Tensor, stages: list[Stage], out: Tensor) -> None:
@@ -96,13 +123,8 @@ def _run_chunk(images: Tensor, stages: list[Stage], out: Tensor) -> None:
     for stage in stages:
         if isinstance(stage, FinalWrite):
             _final_write(x, stage, domain, out)
-        elif isinstance(stage, Warp):
-            x = _warp(x, stage, domain)
         else:
-            if x.dtype != torch.float32 or x is images:
-                x = x.to(torch.float32, copy=True)
-            x = _step(x, stage, domain)
-            domain = Domain(stage.spec_out.dtype)
+            x, domain = run_stage(x, stage, domain, images)
 
 
 def _slice(stage: Stage, rows: slice | Tensor) -> Stage:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Padding", "Link", "warp_separable", "warp_grid", "fold_index"]
+__all__ = ["Padding", "Link", "separable_taps", "warp_separable", "warp_grid", "fold_index"]
 
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 
@@ -145,6 +145,9 @@ def _filter(x: Tensor, interpolation: str, antialias: bool) -> Tensor:
     return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
 
 
+_WEIGHT_STEPS = float(1 << 14)
+
+
 def _axis_taps(
     a: Tensor,
     b: Tensor,
@@ -156,6 +159,7 @@ def _axis_taps(
     max_scale: float,
     mode: str,
     centre: Tensor | None = None,
+    integer: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Source indices and weights, both (B, out, taps), for ``src = a * out + b`` along one axis
     (or at the given source ``centre`` (B, out) of each output pixel).
@@ -196,6 +200,9 @@ def _axis_taps(
     taps = taps.to(torch.int64)
     if mode == "constant":
         weights = weights * ((taps >= 0) & (taps < in_len))
+    if integer:  # whole multiples of 2**-14: every partial sum over uint8 values is exact in float32,
+        # so the rounding to uint8 does not depend on the order a backend sums in
+        weights = (weights * _WEIGHT_STEPS).round_() / _WEIGHT_STEPS
     return fold_index(taps, in_len, mode), weights.to(torch.float32)
 
 
@@ -205,7 +212,7 @@ def _dense(taps: Tensor, weights: Tensor, in_len: int) -> Tensor:
     return dense.scatter_add_(2, taps, weights)
 
 
-def _axis(
+def separable_taps(
     x_shape: tuple[int, ...],
     matrix: Tensor,
     links: list[Link],
@@ -215,8 +222,10 @@ def _axis(
     interpolation: str,
     antialias: bool,
     max_scale: float,
+    integer: bool = False,
 ) -> tuple[Tensor, Tensor, list]:
-    """Taps, weights and the outer links' (coverage, padding) along one axis of a separable warp."""
+    """Taps, weights and the outer links' (coverage, padding) along one axis of a separable warp;
+    ``integer``: the image holds uint8 values (the weights are then quantised, see _axis_taps)."""
     in_len = x_shape[3 - axis]
     j = torch.arange(out_len, dtype=torch.float64, device=matrix.device).expand(matrix.shape[0], out_len)
     points, covers = _trace(links, j, interpolation == "nearest", axis)
@@ -225,7 +234,7 @@ def _axis(
     padding = links[0].padding or Padding()
     taps, weights = _axis_taps(
         matrix[:, axis, axis], matrix[:, axis, 2], (window[:, 2 * axis], window[:, 2 * axis + 1]),
-        out_len, in_len, interpolation, antialias, max_scale, padding.mode, centre,
+        out_len, in_len, interpolation, antialias, max_scale, padding.mode, centre, integer,
     )
     return taps, weights, covers
 
@@ -259,8 +268,8 @@ def warp_separable(
     out_h, out_w = out_hw
     padding = links[0].padding or Padding()
     args = (interpolation, antialias)
-    tx, wx, covers_x = _axis(x.shape, matrix, links, window, 0, out_w, *args, max_scale[1])
-    ty, wy, covers_y = _axis(x.shape, matrix, links, window, 1, out_h, *args, max_scale[0])
+    tx, wx, covers_x = separable_taps(x.shape, matrix, links, window, 0, out_w, *args, max_scale[1], integer)
+    ty, wy, covers_y = separable_taps(x.shape, matrix, links, window, 1, out_h, *args, max_scale[0], integer)
     if interpolation == "nearest":
         flat = (ty[:, :, 0, None] * width + tx[:, None, :, 0]).view(batch, 1, out_h * out_w)
         y = x.reshape(batch, channels, height * width).gather(2, flat.expand(batch, channels, -1))

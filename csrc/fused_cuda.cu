@@ -1,0 +1,106 @@
+// The fused pass on CUDA: one thread per output pixel computes every channel (resample, colour
+// program, final write) in one launch on the current stream. Contrast means come first from one
+// reduction launch per contrast slot. No host synchronisation: CUDA-graph capturable.
+#include <ATen/Dispatch.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "fused.h"
+#include "fused_view.h"
+
+namespace gpuaug {
+
+namespace {
+
+constexpr int kBlockX = 32, kBlockY = 8;
+
+// Resample pixel (i, j) of sample b and run program slots [0, stop); returns the channel count.
+template <typename T>
+__device__ int compute_pixel(const FusedView& f, const T* images, int b, int i, int j, int stop, float* v) {
+  warp_pixel(f, images, b, i, j, v);
+  int channels = f.channels_in;
+  const Site site = f.site(i, j);
+  for (int s = 0; s < stop; ++s) {
+    const float* op = f.op(b, s);
+    dispatch_code(static_cast<int>(op[0]), ApplyOnePixel{op, f.key(b, s), f.mean(b, s), v, channels, site});
+    channels = channels_after(op, channels);
+  }
+  return channels;
+}
+
+template <typename T, typename O>
+__global__ void fused_kernel(const FusedView f, const T* __restrict__ images, O* __restrict__ out) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y, b = blockIdx.z;
+  if (j >= f.out_w || i >= f.out_h) return;
+  float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
+  compute_pixel(f, images, b, i, j, f.slots, v);
+  O* dst = out + b * f.out_sb + i * f.out_sh + j * f.out_sw;
+  for (int c = 0; c < f.out_c; ++c)
+    dst[c * f.out_sc] = static_cast<O>(final_value(v[c], f.out_scale[c], f.out_shift[c], f.final_mode, f.final_mult));
+}
+
+// sums[b] += the contrast gray of every pixel of sample b at program slot `slot`.
+template <typename T>
+__global__ void contrast_kernel(const FusedView f, const T* __restrict__ images, int slot, double* sums) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y, b = blockIdx.z;
+  const float* op = f.op(b, slot);
+  if (static_cast<int>(op[0]) != kContrast) return;  // the same for the whole block
+  double gray = 0.0;
+  if (j < f.out_w && i < f.out_h) {
+    float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
+    const int channels = compute_pixel(f, images, b, i, j, slot, v);
+    gray = contrast_gray(op, v, channels);
+  }
+  for (int offset = 16; offset > 0; offset /= 2) gray += __shfl_down_sync(0xFFFFFFFFu, gray, offset);
+  __shared__ double warp_sums[kBlockX * kBlockY / 32];
+  const int lane = (threadIdx.y * blockDim.x + threadIdx.x) % 32, warp = (threadIdx.y * blockDim.x + threadIdx.x) / 32;
+  if (lane == 0) warp_sums[warp] = gray;
+  __syncthreads();
+  if (threadIdx.x == 0 && threadIdx.y == 0) {
+    double total = 0.0;
+    for (int w = 0; w < kBlockX * kBlockY / 32; ++w) total += warp_sums[w];
+    atomicAdd(sums + b, total);
+  }
+}
+
+dim3 grid_for(const FusedArgs& a) {
+  TORCH_CHECK(a.images.size(0) <= 65535, "fused_augment: CUDA batches are limited to 65535 samples");
+  return dim3(static_cast<unsigned>((a.out_width + kBlockX - 1) / kBlockX),
+              static_cast<unsigned>((a.out_height + kBlockY - 1) / kBlockY), static_cast<unsigned>(a.images.size(0)));
+}
+
+}  // namespace
+
+void contrast_means_cuda(const FusedArgs& a, at::Tensor& means) {
+  if (a.contrast_slots.empty()) return;
+  const c10::cuda::CUDAGuard guard(a.images.device());
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const double pixels = static_cast<double>(a.out_height) * a.out_width;
+  for (const int64_t slot : a.contrast_slots) {
+    const FusedView f = make_view(a, means, nullptr);
+    at::Tensor sums = at::zeros({a.images.size(0)}, a.images.options().dtype(at::kDouble));
+    dispatch_input(a.images, [&](auto tag) {
+      using T = decltype(tag);
+      contrast_kernel<T><<<grid_for(a), dim3(kBlockX, kBlockY), 0, stream>>>(
+          f, a.images.data_ptr<T>(), static_cast<int>(slot), sums.data_ptr<double>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+    means.select(1, slot).copy_((sums / pixels).to(at::kFloat));
+  }
+}
+
+void fused_cuda(const FusedArgs& a, const at::Tensor& means, at::Tensor& out) {
+  const c10::cuda::CUDAGuard guard(a.images.device());
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const FusedView f = make_view(a, means, &out);
+  dispatch_input(a.images, [&](auto tag) {
+    using T = decltype(tag);
+    AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kByte, out.scalar_type(), "gpuaug_fused_cuda", [&] {
+      fused_kernel<T, scalar_t><<<grid_for(a), dim3(kBlockX, kBlockY), 0, stream>>>(
+          f, a.images.data_ptr<T>(), out.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+}
+
+}  // namespace gpuaug

@@ -1,0 +1,83 @@
+// Raw pointers and sizes of one fused_augment call, and the per-pixel steps every
+// implementation runs: resample one output pixel, run colour program slots, write the result.
+#pragma once
+
+#include "sampling.h"
+
+namespace gpuaug {
+
+struct FusedView {
+  const int8_t* geometry;
+  const int* taps_x;
+  const float* weights_x;
+  const int* taps_y;
+  const float* weights_y;
+  const double* matrix;
+  const int* src_size;
+  const float* fill;
+  const float* program;
+  const int* keys;
+  const float* means;
+  const float* out_scale;
+  const float* out_shift;
+  int kx, ky, slots;
+  int channels_in, out_h, out_w, out_c;
+  int64_t in_sb, in_sc, in_sh, in_sw;
+  int64_t out_sb, out_sc, out_sh, out_sw;
+  bool bilinear, has_fill;
+  int padding, supersample, warp_rounding, final_mode;
+  float final_mult;
+
+  GA_HD const float* op(int b, int slot) const { return program + (static_cast<int64_t>(b) * slots + slot) * kOpWidth; }
+  GA_HD uint32_t key(int b, int slot) const { return static_cast<uint32_t>(keys[static_cast<int64_t>(b) * slots + slot]); }
+  GA_HD float mean(int b, int slot) const { return means[static_cast<int64_t>(b) * slots + slot]; }
+  GA_HD Site site(int i, int j) const {
+    return Site{i, j, static_cast<int64_t>(i) * out_w + j, static_cast<int64_t>(out_h) * out_w};
+  }
+};
+
+// The resampled value of output pixel (i, j) of sample b, `channels_in` values into v.
+template <typename T>
+GA_HD void warp_pixel(const FusedView& f, const T* images, int b, int i, int j, float* v) {
+  const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
+  const int channels = f.channels_in;
+  const int mode = f.geometry[b];
+  if (mode == kIdentity) {
+    for (int c = 0; c < channels; ++c) v[c] = img.at(c, i, j);
+    return;
+  }
+  if (mode == kSeparable) {
+    const int64_t row = static_cast<int64_t>(b) * f.out_h + i, col = static_cast<int64_t>(b) * f.out_w + j;
+    const int *ty = f.taps_y + row * f.ky, *tx = f.taps_x + col * f.kx;
+    const float *wy = f.weights_y + row * f.ky, *wx = f.weights_x + col * f.kx;
+    sample_separable(img, channels, ty, wy, f.ky, tx, wx, f.kx, f.warp_rounding > 0, v);
+    if (f.has_fill) {
+      const float outside = 1.0f - tap_sum(wy, f.ky) * tap_sum(wx, f.kx);
+      for (int c = 0; c < channels; ++c) v[c] += outside * f.fill[c];
+    }
+  } else {
+    const int k = f.supersample;
+    float acc[kMaxChannels] = {0.0f, 0.0f, 0.0f}, sub[kMaxChannels];
+    for (int sy = 0; sy < k; ++sy) {
+      for (int sx = 0; sx < k; ++sx) {
+        const double ox = (j * k + sx + 0.5) / k - 0.5, oy = (i * k + sy + 0.5) / k - 0.5;
+        sample_matrix(img, channels, f.matrix + 9 * b, ox, oy, f.bilinear, f.padding, f.fill, f.has_fill, sub);
+        for (int c = 0; c < channels; ++c) acc[c] += sub[c];
+      }
+    }
+    for (int c = 0; c < channels; ++c) v[c] = k > 1 ? acc[c] / static_cast<float>(k * k) : acc[c];
+  }
+  if (f.warp_rounding > 0) {
+    for (int c = 0; c < channels; ++c) {
+      v[c] = nearbyintf(v[c]);
+      if (f.warp_rounding == 2) v[c] = clampf(v[c], 0.0f, 255.0f);
+    }
+  }
+}
+
+// The luma (or the single channel) that contrast averages, as functional.color.adjust_contrast.
+GA_HD float contrast_gray(const float* op, const float* v, int channels) {
+  return channels == 3 ? luma(v[0], v[1], v[2], op[1] != 0.0f) : v[0];
+}
+
+}  // namespace gpuaug

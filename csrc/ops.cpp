@@ -1,0 +1,149 @@
+// gpuaug::fused_augment: the operator schema, argument checks and the CPU/CUDA dispatch.
+// The Python side (src/gpuaug/fused.py) builds the arguments from a plan and registers the fake
+// (meta) implementation, so torch.compile and torch.export trace through the op.
+#include <torch/library.h>
+
+#include "fused.h"
+#include "pixel_ops.h"
+#include "fused_view.h"
+
+namespace gpuaug {
+
+FusedView make_view(const FusedArgs& a, const at::Tensor& means, const at::Tensor* out) {
+  FusedView f{};
+  f.geometry = a.geometry.data_ptr<int8_t>();
+  f.taps_x = a.taps_x.data_ptr<int>();
+  f.weights_x = a.weights_x.data_ptr<float>();
+  f.taps_y = a.taps_y.data_ptr<int>();
+  f.weights_y = a.weights_y.data_ptr<float>();
+  f.matrix = a.matrix.data_ptr<double>();
+  f.src_size = a.src_size.data_ptr<int>();
+  f.fill = a.fill.data_ptr<float>();
+  f.program = a.program.data_ptr<float>();
+  f.keys = a.keys.data_ptr<int>();
+  f.means = means.data_ptr<float>();
+  f.out_scale = a.out_scale.data_ptr<float>();
+  f.out_shift = a.out_shift.data_ptr<float>();
+  f.kx = static_cast<int>(a.taps_x.size(2));
+  f.ky = static_cast<int>(a.taps_y.size(2));
+  f.slots = static_cast<int>(a.program.size(1));
+  f.channels_in = static_cast<int>(a.images.size(1));
+  f.out_h = static_cast<int>(a.out_height);
+  f.out_w = static_cast<int>(a.out_width);
+  f.out_c = static_cast<int>(a.out_channels);
+  f.in_sb = a.images.stride(0);
+  f.in_sc = a.images.stride(1);
+  f.in_sh = a.images.stride(2);
+  f.in_sw = a.images.stride(3);
+  if (out != nullptr) {
+    f.out_sb = out->stride(0);
+    f.out_sc = out->stride(1);
+    f.out_sh = out->stride(2);
+    f.out_sw = out->stride(3);
+  }
+  f.bilinear = a.interpolation == 1;
+  f.has_fill = a.has_fill;
+  f.padding = static_cast<int>(a.padding_mode);
+  f.supersample = static_cast<int>(a.supersample);
+  f.warp_rounding = static_cast<int>(a.warp_rounding);
+  f.final_mode = static_cast<int>(a.final_mode);
+  f.final_mult = static_cast<float>(a.final_mult);
+  return f;
+}
+
+namespace {
+
+void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, std::vector<int64_t> shape,
+                  const at::Tensor& images) {
+  TORCH_CHECK(t.scalar_type() == dtype, "fused_augment: ", name, " must be ", dtype, ", got ", t.scalar_type());
+  TORCH_CHECK(t.device() == images.device(), "fused_augment: ", name, " is on ", t.device(), ", images on ",
+              images.device());
+  TORCH_CHECK(t.is_contiguous(), "fused_augment: ", name, " must be contiguous");
+  TORCH_CHECK(t.dim() == static_cast<int64_t>(shape.size()), "fused_augment: ", name, " must have ", shape.size(),
+              " dimensions, got shape ", t.sizes());
+  for (size_t d = 0; d < shape.size(); ++d)
+    TORCH_CHECK(shape[d] < 0 || t.size(d) == shape[d], "fused_augment: ", name, " has shape ", t.sizes(),
+                ", expected ", at::IntArrayRef(shape), " (-1: any)");
+}
+
+void check(const FusedArgs& a) {
+  const auto& x = a.images;
+  TORCH_CHECK(x.dim() == 4, "fused_augment: images must be (B, C, H, W), got shape ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kByte || x.scalar_type() == at::kFloat,
+              "fused_augment: images must be uint8 or float32, got ", x.scalar_type());
+  const int64_t batch = x.size(0), channels = x.size(1);
+  TORCH_CHECK(channels >= 1 && channels <= kMaxChannels, "fused_augment: images must have 1 to ", kMaxChannels,
+              " channels, got ", channels);
+  TORCH_CHECK(a.out_height > 0 && a.out_width > 0, "fused_augment: output size must be positive");
+  TORCH_CHECK(a.out_channels >= 1 && a.out_channels <= channels, "fused_augment: out_channels must be in [1, ",
+              channels, "], got ", a.out_channels);
+  const int64_t h = a.out_height, w = a.out_width;
+  check_tensor(a.src_size, "src_size", at::kInt, {batch, 2}, x);
+  check_tensor(a.geometry, "geometry", at::kChar, {batch}, x);
+  check_tensor(a.taps_x, "taps_x", at::kInt, {batch, w, -1}, x);
+  check_tensor(a.weights_x, "weights_x", at::kFloat, {batch, w, a.taps_x.size(2)}, x);
+  check_tensor(a.taps_y, "taps_y", at::kInt, {batch, h, -1}, x);
+  check_tensor(a.weights_y, "weights_y", at::kFloat, {batch, h, a.taps_y.size(2)}, x);
+  check_tensor(a.matrix, "matrix", at::kDouble, {batch, 3, 3}, x);
+  check_tensor(a.fill, "fill", at::kFloat, {channels}, x);
+  check_tensor(a.program, "program", at::kFloat, {batch, -1, kOpWidth}, x);
+  check_tensor(a.keys, "keys", at::kInt, {batch, a.program.size(1)}, x);
+  check_tensor(a.out_scale, "out_scale", at::kFloat, {a.out_channels}, x);
+  check_tensor(a.out_shift, "out_shift", at::kFloat, {a.out_channels}, x);
+  for (const int64_t s : a.contrast_slots)
+    TORCH_CHECK(s >= 0 && s < a.program.size(1), "fused_augment: contrast slot ", s, " out of range");
+  TORCH_CHECK(a.interpolation == 0 || a.interpolation == 1, "fused_augment: interpolation must be 0 or 1");
+  TORCH_CHECK(a.padding_mode >= kConstant && a.padding_mode <= kSymmetric, "fused_augment: bad padding_mode");
+  TORCH_CHECK(a.supersample >= 1 && a.supersample <= 8, "fused_augment: supersample must be in [1, 8]");
+  TORCH_CHECK(a.warp_rounding >= 0 && a.warp_rounding <= 2, "fused_augment: warp_rounding must be 0, 1 or 2");
+  TORCH_CHECK(a.final_mode >= kCopy && a.final_mode <= kScaleShiftToUint8, "fused_augment: bad final_mode");
+}
+
+at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, const at::Tensor& geometry,
+                         const at::Tensor& taps_x, const at::Tensor& weights_x, const at::Tensor& taps_y,
+                         const at::Tensor& weights_y, const at::Tensor& matrix, const at::Tensor& fill,
+                         const at::Tensor& program, const at::Tensor& keys, const at::Tensor& out_scale,
+                         const at::Tensor& out_shift, at::IntArrayRef contrast_slots, int64_t out_height,
+                         int64_t out_width, int64_t out_channels, int64_t interpolation, int64_t padding_mode,
+                         int64_t supersample, int64_t warp_rounding, bool has_fill, int64_t final_mode,
+                         double final_mult, at::ScalarType out_dtype, bool channels_last) {
+  FusedArgs a{images, src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, fill, program, keys,
+              out_scale, out_shift, contrast_slots.vec(), out_height, out_width, out_channels, interpolation,
+              padding_mode, supersample, warp_rounding, has_fill, final_mode, final_mult};
+  check(a);
+  const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor out = at::empty({images.size(0), out_channels, out_height, out_width},
+                             images.options().dtype(out_dtype).memory_format(format));
+  at::Tensor means = at::zeros({images.size(0), program.size(1)}, images.options().dtype(at::kFloat));
+  if (images.size(0) == 0) return out;
+  if (images.is_cuda()) {
+#ifdef GPUAUG_WITH_CUDA
+    contrast_means_cuda(a, means);
+    fused_cuda(a, means, out);
+#else
+    TORCH_CHECK(false, "fused_augment: this build of the gpuaug extension has no CUDA support");
+#endif
+  } else {
+    contrast_means_cpu(a, means);
+    fused_cpu(a, means, out);
+  }
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(gpuaug, m) {
+  m.def(
+      "fused_augment(Tensor images, Tensor src_size, Tensor geometry, Tensor taps_x, Tensor weights_x, "
+      "Tensor taps_y, Tensor weights_y, Tensor matrix, Tensor fill, Tensor program, Tensor keys, "
+      "Tensor out_scale, Tensor out_shift, int[] contrast_slots, int out_height, int out_width, "
+      "int out_channels, int interpolation, int padding_mode, int supersample, int warp_rounding, "
+      "bool has_fill, int final_mode, float final_mult, ScalarType out_dtype, bool channels_last) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(gpuaug, CPU, m) { m.impl("fused_augment", &fused_augment); }
+#ifdef GPUAUG_WITH_CUDA
+TORCH_LIBRARY_IMPL(gpuaug, CUDA, m) { m.impl("fused_augment", &fused_augment); }
+#endif
+
+}  // namespace gpuaug

@@ -1,0 +1,228 @@
+// Per-pixel arithmetic of the fused pass, shared by the CPU (.cpp) and CUDA (.cu) kernels.
+//
+// Every function mirrors one kernel of the plain-PyTorch backend (src/gpuaug/functional/*.py)
+// operation for operation, in float32, so that both backends compute the same function: values
+// are held in the image's own range (0..255 for a uint8 image, 0..1 for a float image) and, in
+// an integer domain, truncated exactly where torchvision's uint8 kernels truncate.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#ifdef __CUDACC__
+#define GA_HD __host__ __device__ __forceinline__
+#else
+#define GA_HD inline
+#endif
+
+namespace gpuaug {
+
+// The colour program: one row of kOpWidth floats per (sample, slot):
+// [code, integer, p0 .. p7]; `integer` says whether the image is in a uint8 domain there.
+// Keep in sync with OpCode in src/gpuaug/fused.py.
+enum OpCode : int {
+  kNop = 0,
+  kBrightness = 1,  // p0 factor
+  kContrast = 2,    // p0 factor, p1 1 - factor; the mean comes from a statistics pass
+  kSaturation = 3,  // p0 factor, p1 1 - factor
+  kHue = 4,         // p0 shift (fraction of a turn)
+  kGray = 5,        // p0 1: keep one channel (Grayscale(1)), else write gray to every channel
+  kInvert = 6,
+  kSolarize = 7,    // p0 threshold
+  kPosterize = 8,   // p0 bits
+  kNoise = 9,       // p0 sigma * bound, p1 mean * bound, p2 clip; the slot's key seeds the field
+  kErase = 10,      // p0 top, p1 left, p2 height, p3 width, p4 random values, p5.. p7 value per channel
+  kAffine = 11,     // p0..p2 scale, p3..p5 shift per channel, p6 1: then floor and clamp to 0..255
+};
+constexpr int kOpWidth = 10;
+constexpr int kMaxChannels = 3;
+
+// Where the input's pixels go (per sample).
+enum GeometryMode : int { kIdentity = 0, kSeparable = 1, kMatrix = 2 };
+enum PaddingMode : int { kConstant = 0, kEdge = 1, kReflect = 2, kSymmetric = 3 };
+// How the final write turns working values into output values.
+enum FinalMode : int { kCopy = 0, kScaleShift = 1, kScaleShiftToUint8 = 2 };
+
+// min / max / clamp as plain comparisons (fminf/fmaxf are library calls on CPUs without -ffast-math).
+GA_HD float minf(float a, float b) { return b < a ? b : a; }
+GA_HD float maxf(float a, float b) { return a < b ? b : a; }
+GA_HD float clampf(float v, float lo, float hi) { return minf(maxf(v, lo), hi); }
+
+// murmur3's 32-bit finaliser (gpuaug.random.mix32).
+GA_HD uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x85EBCA6Bu;
+  x ^= x >> 13;
+  x *= 0xC2B2AE35u;
+  return x ^ (x >> 16);
+}
+
+// Element `index` of gpuaug.random.normal_field(key, shape) (flat index in C, H, W order).
+GA_HD float normal_at(uint32_t key, int64_t index) {
+  const uint32_t even = static_cast<uint32_t>(index & ~int64_t(1));
+  const uint32_t h1 = mix32(key ^ mix32(even));
+  const uint32_t h2 = mix32(key ^ mix32(even + 1u));
+  const float u1 = (static_cast<float>((h1 >> 8) & 0xFFFFFFu) + 0.5f) * (1.0f / 16777216.0f);
+  const float u2 = static_cast<float>((h2 >> 8) & 0xFFFFFFu) * static_cast<float>(2.0 * M_PI / 16777216.0);
+  const float radius = sqrtf(-2.0f * logf(u1));
+  return (index & 1) ? radius * sinf(u2) : radius * cosf(u2);
+}
+
+// Clamp to the value range and truncate in an integer domain (functional.color._finish).
+GA_HD float finish(float v, bool integer) {
+  v = clampf(v, 0.0f, integer ? 255.0f : 1.0f);
+  return integer ? floorf(v) : v;
+}
+
+// torchvision's luma, truncated in an integer domain (functional.color.rgb_to_grayscale).
+GA_HD float luma(float r, float g, float b, bool integer) {
+  const float y = fmaf(b, 0.114f, fmaf(g, 0.587f, r * 0.2989f));
+  return integer ? floorf(y) : y;
+}
+
+// x * f + other * (1 - f) (functional.color._blend: torch's addcmul fuses the multiply-add).
+GA_HD float blend(float x, float other, float f, float one_minus_f, bool integer) {
+  return finish(fmaf(other, one_minus_f, x * f), integer);
+}
+
+// 1.0 where `c` is the maximum `maxc` (functional.color._is_max).
+GA_HD float is_max(float c, float maxc) { return clampf((c - maxc) * 1e30f + 1.0f, 0.0f, 1.0f); }
+
+GA_HD float wrap6(float k) { return k - floorf(k * (1.0f / 6.0f)) * 6.0f; }
+
+// Rotate the HSV hue by `shift` turns (functional.color.adjust_hue).
+GA_HD void hue(float& r, float& g, float& b, float shift, bool integer) {
+  const float maxc = maxf(maxf(r, g), b);
+  const float minc = minf(minf(r, g), b);
+  const float chroma = maxc - minc;
+  const float ir = is_max(r, maxc);
+  const float ig = is_max(g, maxc) * (1.0f - ir);
+  const float ib = 1.0f - ir - ig;
+  float h = (g - b) * ir;
+  h += fmaf(chroma, 2.0f, b - r) * ig;
+  h += fmaf(chroma, 4.0f, r - g) * ib;
+  h *= 1.0f / maxf(chroma, 1e-12f);
+  h = wrap6(h + 6.0f * (1.0f + shift));
+  float* out[3] = {&r, &g, &b};
+  const float sextant[3] = {5.0f, 3.0f, 1.0f};
+  for (int c = 0; c < 3; ++c) {
+    const float k = wrap6(h + sextant[c]);
+    const float t = clampf(minf(k, 4.0f - k), 0.0f, 1.0f);
+    const float v = maxc - t * chroma;
+    *out[c] = integer ? clampf(floorf(v * static_cast<float>(255.999 / 255.0)), 0.0f, 255.0f) : clampf(v, 0.0f, 1.0f);
+  }
+}
+
+GA_HD float posterize(float v, float bits, bool integer) {
+  if (integer) {
+    const float step = static_cast<float>(1 << (8 - static_cast<int>(bits)));
+    return floorf(v / step) * step;
+  }
+  const float levels = static_cast<float>(1 << static_cast<int>(bits));
+  return clampf(floorf(v * levels), 0.0f, levels - 1.0f) * (1.0f / levels);
+}
+
+// Where a pixel is: output row y and column x, its flat index in channel 0 of its (C, H, W)
+// image and H * W (the random fields are indexed like gpuaug.random.normal_field).
+struct Site {
+  int y, x;
+  int64_t element, plane;
+};
+
+// One program slot of code `Code` on one pixel (r, g, b; only r when channels == 1). `mean` is
+// the slot's contrast mean, `key` its random-field key. kGray with p0 = 1 leaves one channel: the
+// caller tracks the channel count (`channels_after`).
+template <int Code>
+GA_HD void apply_code(const float* p, bool integer, float& r, float& g, float& b, int channels, uint32_t key,
+                      float mean, const Site& site) {
+  const float bound = integer ? 255.0f : 1.0f;
+  float* v[3] = {&r, &g, &b};
+  if (Code == kBrightness) {
+    for (int c = 0; c < channels; ++c) *v[c] = finish(*v[c] * p[0], integer);
+  } else if (Code == kContrast) {
+    for (int c = 0; c < channels; ++c) *v[c] = blend(*v[c], mean, p[0], p[1], integer);
+  } else if (Code == kSaturation) {
+    if (channels == 3) {
+      const float gray = luma(r, g, b, integer);
+      for (int c = 0; c < 3; ++c) *v[c] = blend(*v[c], gray, p[0], p[1], integer);
+    }
+  } else if (Code == kHue) {
+    if (channels == 3) hue(r, g, b, p[0], integer);
+  } else if (Code == kGray) {
+    if (channels == 3) r = g = b = luma(r, g, b, integer);
+  } else if (Code == kInvert) {
+    for (int c = 0; c < channels; ++c) *v[c] = bound - *v[c];
+  } else if (Code == kSolarize) {
+    for (int c = 0; c < channels; ++c) *v[c] = *v[c] >= p[0] ? bound - *v[c] : *v[c];
+  } else if (Code == kPosterize) {
+    for (int c = 0; c < channels; ++c) *v[c] = posterize(*v[c], p[0], integer);
+  } else if (Code == kNoise) {
+    for (int c = 0; c < channels; ++c) {
+      float noise = normal_at(key, site.element + c * site.plane) * p[0] + p[1];
+      if (integer) noise = truncf(noise);
+      *v[c] += noise;
+      if (p[2] != 0.0f) *v[c] = clampf(*v[c], 0.0f, bound);
+    }
+  } else if (Code == kErase) {
+    if (site.y >= p[0] && site.y < p[0] + p[2] && site.x >= p[1] && site.x < p[1] + p[3]) {
+      for (int c = 0; c < channels; ++c) {
+        const float fill = p[4] != 0.0f ? normal_at(key, site.element + c * site.plane) : p[5 + c];
+        *v[c] = integer ? clampf(truncf(fill), 0.0f, 255.0f) : fill;
+      }
+    }
+  } else if (Code == kAffine) {
+    for (int c = 0; c < channels; ++c) {
+      *v[c] = *v[c] * p[c] + p[3 + c];
+      if (p[6] != 0.0f) *v[c] = clampf(floorf(*v[c]), 0.0f, 255.0f);
+    }
+  }
+}
+
+// The channel count after a slot: Grayscale(num_output_channels=1) keeps one.
+GA_HD int channels_after(const float* op, int channels) {
+  return static_cast<int>(op[0]) == kGray && op[2] == 1.0f ? 1 : channels;
+}
+
+// Calls f(std::integral_constant<int, code>()) for a run-time op code, so that loops inside f
+// are compiled for one code (the CPU vectorises them) while device code switches per pixel.
+template <typename F>
+GA_HD void dispatch_code(int code, F&& f) {
+  switch (code) {
+    case kBrightness: f(std::integral_constant<int, kBrightness>()); break;
+    case kContrast: f(std::integral_constant<int, kContrast>()); break;
+    case kSaturation: f(std::integral_constant<int, kSaturation>()); break;
+    case kHue: f(std::integral_constant<int, kHue>()); break;
+    case kGray: f(std::integral_constant<int, kGray>()); break;
+    case kInvert: f(std::integral_constant<int, kInvert>()); break;
+    case kSolarize: f(std::integral_constant<int, kSolarize>()); break;
+    case kPosterize: f(std::integral_constant<int, kPosterize>()); break;
+    case kNoise: f(std::integral_constant<int, kNoise>()); break;
+    case kErase: f(std::integral_constant<int, kErase>()); break;
+    case kAffine: f(std::integral_constant<int, kAffine>()); break;
+    default: break;
+  }
+}
+
+// One program slot on one pixel's values `v` (device code: the code is known only per sample).
+struct ApplyOnePixel {
+  const float* op;
+  uint32_t key;
+  float mean;
+  float* v;
+  int channels;
+  const Site& site;
+  template <typename Code>
+  GA_HD void operator()(Code) const {
+    apply_code<Code::value>(op + 2, op[1] != 0.0f, v[0], v[1], v[2], channels, key, mean, site);
+  }
+};
+
+// The final write's value (execute._final_write).
+GA_HD float final_value(float v, float scale, float shift, int mode, float mult) {
+  if (mode == kCopy) return v;
+  if (mode == kScaleShift) return shift + v * scale;
+  return clampf(floorf((v * scale + shift) * mult), 0.0f, 255.0f);
+}
+
+}  // namespace gpuaug

@@ -1,0 +1,110 @@
+// Resampling of one output pixel, shared by the CPU and CUDA kernels: the separable filter taps
+// of axis-aligned maps (functional.resample.warp_separable) and grid_sample through a 3x3 matrix
+// for any other map (functional.resample.warp_grid), read from one sample of the input batch.
+#pragma once
+
+#include "pixel_ops.h"
+
+namespace gpuaug {
+
+// One sample of the input batch, read with its strides; height and width of its valid region.
+template <typename T>
+struct SourceImage {
+  const T* data;
+  int64_t stride_c, stride_h, stride_w;
+  int height, width;
+  GA_HD float at(int c, int y, int x) const {
+    return static_cast<float>(data[c * stride_c + y * stride_h + x * stride_w]);
+  }
+};
+
+// Axis-aligned resampling: rows `ty` with weights `wy`, columns `tx` with weights `wx`. Each
+// source row is filtered first (and rounded to a uint8 value when `round_rows`), then the rows
+// are combined, as torchvision's separable uint8 resize does.
+template <typename T>
+GA_HD void sample_separable(const SourceImage<T>& img, int channels, const int* ty, const float* wy, int ky,
+                            const int* tx, const float* wx, int kx, bool round_rows, float* v) {
+  for (int c = 0; c < channels; ++c) v[c] = 0.0f;
+  for (int a = 0; a < ky; ++a) {
+    if (wy[a] == 0.0f) continue;
+    for (int c = 0; c < channels; ++c) {
+      float row = 0.0f;
+      for (int k = 0; k < kx; ++k) row += wx[k] * img.at(c, ty[a], tx[k]);
+      if (round_rows) row = clampf(nearbyintf(row), 0.0f, 255.0f);
+      v[c] += wy[a] * row;
+    }
+  }
+}
+
+// The sum of the taps' weights, (rows) x (columns): what of the filter fell inside the image.
+GA_HD float tap_sum(const float* w, int k) {
+  float s = 0.0f;
+  for (int i = 0; i < k; ++i) s += w[i];
+  return s;
+}
+
+// functional.resample._fold_continuous "reflect", about the edge pixels' centres.
+GA_HD double fold_reflect(double v, int n) {
+  if (n == 1) return 0.0;
+  const double period = 2.0 * (n - 1);
+  v -= floor(v / period) * period;
+  return v > n - 1 ? period - v : v;
+}
+
+// grid_sample's reflect_coordinates.
+GA_HD float reflect_coordinates(float in, int twice_low, int twice_high) {
+  const float lo = twice_low / 2.0f, span = (twice_high - twice_low) / 2.0f;
+  in = fabsf(in - lo);
+  const float extra = fmodf(in, span);
+  const int flips = static_cast<int>(floorf(in / span));
+  return flips % 2 == 0 ? extra + lo : span - extra + lo;
+}
+
+// Source coordinate `src` (pixel index units) as grid_sample sees it, after the padding's fold.
+GA_HD float grid_coordinate(double src, int size, int padding) {
+  const float g = static_cast<float>((2.0 * src + 1.0) / size - 1.0);
+  float i = ((g + 1.0f) * size - 1.0f) / 2.0f;
+  if (padding == kSymmetric) i = reflect_coordinates(i, -1, 2 * size - 1);
+  if (padding != kConstant) i = clampf(i, 0.0f, size - 1.0f);
+  return i;
+}
+
+// grid_sample (align_corners=False) of output point (ox, oy) through `m`, plus the fill where
+// constant padding leaves the image. `v` receives `channels` values.
+template <typename T>
+GA_HD void sample_matrix(const SourceImage<T>& img, int channels, const double* m, double ox, double oy,
+                         bool bilinear, int padding, const float* fill, bool has_fill, float* v) {
+  const double w = m[6] * ox + m[7] * oy + m[8];
+  double sx = (m[0] * ox + m[1] * oy + m[2]) / w;
+  double sy = (m[3] * ox + m[4] * oy + m[5]) / w;
+  if (padding == kReflect) {
+    sx = fold_reflect(sx, img.width);
+    sy = fold_reflect(sy, img.height);
+  }
+  const float ix = grid_coordinate(sx, img.width, padding);
+  const float iy = grid_coordinate(sy, img.height, padding);
+  float mask = 0.0f;
+  for (int c = 0; c < channels; ++c) v[c] = 0.0f;
+  if (!(fabsf(ix) < 1e7f && fabsf(iy) < 1e7f)) {  // degenerate map (also NaN): nothing inside
+  } else if (bilinear) {
+    const float x0 = floorf(ix), y0 = floorf(iy);
+    const float fx = ix - x0, fy = iy - y0;
+    const float weight[4] = {(1.0f - fx) * (1.0f - fy), fx * (1.0f - fy), (1.0f - fx) * fy, fx * fy};
+    for (int corner = 0; corner < 4; ++corner) {
+      const int x = static_cast<int>(x0) + (corner & 1), y = static_cast<int>(y0) + (corner >> 1);
+      if (x < 0 || y < 0 || x >= img.width || y >= img.height) continue;
+      mask += weight[corner];
+      for (int c = 0; c < channels; ++c) v[c] += weight[corner] * img.at(c, y, x);
+    }
+  } else {
+    const int x = static_cast<int>(nearbyintf(ix)), y = static_cast<int>(nearbyintf(iy));
+    if (x >= 0 && y >= 0 && x < img.width && y < img.height) {
+      mask = 1.0f;
+      for (int c = 0; c < channels; ++c) v[c] = img.at(c, y, x);
+    }
+  }
+  if (has_fill)
+    for (int c = 0; c < channels; ++c) v[c] += (1.0f - mask) * fill[c];
+}
+
+}  // namespace gpuaug

@@ -1,0 +1,341 @@
+"""The ``ext`` backend: run a grouped plan with the fused C++/CUDA op ``gpuaug::fused_augment``.
+
+One call of the op does a whole segment of the plan in one pass over the pixels: a Warp (one
+resampling through each sample's matrix), the pixel steps after it that it can encode as a
+per-sample colour *program* (brightness, contrast, saturation, hue, grayscale, invert, solarize,
+posterize, Gaussian noise, erasing, mid-pipeline ToDtype/Normalize), and the final write
+(normalize and cast into the output dtype and memory format). A stage the op cannot do
+(blur, sharpness, autocontrast, equalize, a multi-canvas warp, bicubic rotation) runs on the
+plain-PyTorch backend, and the next segment continues from its float32 result.
+
+The program is a float32 tensor (B, S, 10): for each sample and slot, the op code (:class:`OpCode`),
+whether the image is in a uint8 domain there, and up to eight parameters (see csrc/pixel_ops.h).
+
+Example:
+    >>> import torch, gpuaug as ga
+    >>> from gpuaug.plan import expand
+    >>> from gpuaug.random import Stream, sample_keys
+    >>> keys = sample_keys(seed=0, epoch=0, call=0, ids=torch.arange(2))
+    >>> steps, _ = expand([ga.ColorJitter(0.4, 0.4)], ga.ImageSpec(3, 8, 8, torch.uint8),
+    ...                   lambda index, t, spec: t.draw(Stream(keys, index), spec))
+    >>> program = encode_steps(steps, batch=2)
+    >>> program.rows.shape, program.contrast_slots  # ColorJitter takes 4 slots, in its per-sample order
+    (torch.Size([2, 4, 10]), [0, 1, 2, 3])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from . import execute
+from .functional.color import Domain
+from .functional.resample import Padding, separable_taps
+from .plan import FinalWrite, Stage, Step, Warp
+from .transforms._base import ImageSpec, PixelTransform
+from .transforms._color import (
+    ColorJitter,
+    ColorJitterParams,
+    Grayscale,
+    RandomGrayscale,
+    RandomInvert,
+    RandomPosterize,
+    RandomSolarize,
+)
+from .transforms._dtype import Normalize, ToDtype
+from .transforms._misc import ErasingParams, GaussianNoise, NoiseParams, RandomErasing
+
+__all__ = ["OpCode", "Program", "encode_steps", "run"]
+
+_WIDTH = 10  # code, integer, p0 .. p7
+_MAX_CHANNELS = 3
+
+
+class OpCode(enum.IntEnum):
+    """Colour program op codes; keep in sync with ``OpCode`` in csrc/pixel_ops.h."""
+
+    NOP = 0
+    BRIGHTNESS = 1
+    CONTRAST = 2
+    SATURATION = 3
+    HUE = 4
+    GRAY = 5
+    INVERT = 6
+    SOLARIZE = 7
+    POSTERIZE = 8
+    NOISE = 9
+    ERASE = 10
+    AFFINE = 11
+
+
+class _Geometry(enum.IntEnum):
+    IDENTITY = 0
+    SEPARABLE = 1
+    MATRIX = 2
+
+
+_PADDING_MODES = {"constant": 0, "edge": 1, "reflect": 2, "symmetric": 3}
+
+
+@dataclasses.dataclass
+class Program:
+    """The colour program of a run of pixel steps: ``rows`` (B, S, 10) float32, ``keys`` (B, S)
+    int32 (the random fields' keys), and the slots that may hold a contrast op (each needs a mean)."""
+
+    rows: Tensor
+    keys: Tensor
+    contrast_slots: list[int]
+
+
+def _slot(batch: int, device: torch.device, code: Tensor | int, integer: bool, *params: Tensor | float) -> Tensor:
+    """One slot's (B, 10) rows: ``code`` (B,) or scalar, then the parameters, padded with zeros."""
+    row = torch.zeros(batch, _WIDTH, dtype=torch.float32, device=device)
+    row[:, 0] = code if isinstance(code, Tensor) else float(code)
+    row[:, 1] = float(integer)
+    for i, p in enumerate(params):
+        row[:, 2 + i] = p
+    return row
+
+
+Encoded = list[tuple[Tensor, Tensor | None, bool]]  # per slot: rows (B, 10), key (B,) or None, may be contrast
+
+
+def _color_jitter(t: ColorJitter, step: Step, integer: bool) -> Encoded:
+    params: ColorJitterParams = step.params
+    factors = torch.stack([params.brightness, params.contrast, params.saturation, params.hue], dim=1)
+    enabled = torch.tensor([getattr(t, n) is not None for n in ("brightness", "contrast", "saturation", "hue")])
+    codes = torch.tensor([OpCode.BRIGHTNESS, OpCode.CONTRAST, OpCode.SATURATION, OpCode.HUE], dtype=torch.float32)
+    codes = torch.where(enabled, codes, 0.0).to(factors.device)
+    slots = []
+    for slot in range(4):
+        part = params.order[:, slot]
+        f = factors.gather(1, part[:, None])[:, 0]
+        code = codes[part]
+        slots.append((_slot(len(f), f.device, code, integer, f.to(torch.float32), (1.0 - f.double()).to(torch.float32)),
+                      None, t.contrast is not None))
+    return slots
+
+
+def _constant(code: OpCode, *params: float) -> Callable[[PixelTransform, Step, bool], Encoded]:
+    def encode(t: PixelTransform, step: Step, integer: bool) -> Encoded:
+        return [(_slot(step.applied.shape[0], step.applied.device, code, integer, *params), None, False)]
+
+    return encode
+
+
+def _grayscale(t: Grayscale, step: Step, integer: bool) -> Encoded | None:
+    if step.spec_out.channels > step.spec_in.channels:
+        return None  # one channel to three: the op never adds channels
+    keep_one = step.spec_out.channels == 1
+    return _constant(OpCode.GRAY, float(keep_one))(t, step, integer)
+
+
+def _noise(t: GaussianNoise, step: Step, integer: bool) -> Encoded:
+    params: NoiseParams = step.params
+    bound = Domain(step.spec_in.dtype).bound
+    row = _slot(len(params.key), params.key.device, OpCode.NOISE, integer, t.sigma * bound, t.mean * bound, float(t.clip))
+    return [(row, params.key, False)]
+
+
+def _erasing(t: RandomErasing, step: Step, integer: bool) -> Encoded:
+    params: ErasingParams = step.params
+    channels = step.spec_in.channels
+    value = (0.0,) * channels if t.value is None else (t.value * channels if len(t.value) == 1 else t.value)
+    box = [v.to(torch.float32) for v in (params.top, params.left, params.height, params.width)]
+    row = _slot(len(params.key), params.key.device, OpCode.ERASE, integer, *box, float(t.value is None), *value)
+    return [(row, params.key, False)]
+
+
+def _to_dtype(t: ToDtype, step: Step, integer: bool) -> Encoded:
+    source, target = Domain(step.spec_in.dtype), Domain(t.dtype)
+    batch, device = step.applied.shape[0], step.applied.device
+    if target.integer and not source.integer:
+        s = 255.999 if t.scale else 1.0
+        return [(_slot(batch, device, OpCode.AFFINE, integer, s, s, s, 0.0, 0.0, 0.0, 1.0), None, False)]
+    if source.integer and not target.integer and t.scale:
+        s = 1.0 / 255.0
+        return [(_slot(batch, device, OpCode.AFFINE, integer, s, s, s), None, False)]
+    return [(_slot(batch, device, OpCode.NOP, integer), None, False)]
+
+
+def _normalize(t: Normalize, step: Step, integer: bool) -> Encoded:
+    channels = step.spec_in.channels
+    scale, shift = (v.tolist() + [0.0] * (_MAX_CHANNELS - channels) for v in t.coefficients(channels, "cpu"))
+    row = _slot(step.applied.shape[0], step.applied.device, OpCode.AFFINE, integer, *scale, *shift)
+    return [(row, None, False)]
+
+
+_ENCODERS: dict[type, Callable[..., Encoded | None]] = {
+    ColorJitter: _color_jitter,
+    RandomGrayscale: _constant(OpCode.GRAY, 0.0),
+    Grayscale: _grayscale,
+    RandomInvert: _constant(OpCode.INVERT),
+    RandomSolarize: lambda t, step, integer: _constant(OpCode.SOLARIZE, t.threshold)(t, step, integer),
+    RandomPosterize: lambda t, step, integer: _constant(OpCode.POSTERIZE, float(t.bits))(t, step, integer),
+    GaussianNoise: _noise,
+    RandomErasing: _erasing,
+    ToDtype: _to_dtype,
+    Normalize: _normalize,
+}
+
+
+def _encode_step(step: Step) -> Encoded | None:
+    """The program slots of one pixel step, or None when the op cannot run it."""
+    encoder = _ENCODERS.get(type(step.transform))
+    if encoder is None or step.spec_in.channels > _MAX_CHANNELS:
+        return None
+    encoded = encoder(step.transform, step, Domain(step.spec_in.dtype).integer)
+    if encoded is None or not step.gated:
+        return encoded
+    skip = ~step.applied.view(-1, 1)
+    return [(rows.masked_fill(skip & (torch.arange(_WIDTH, device=rows.device) == 0), 0.0), key, c)
+            for rows, key, c in encoded]
+
+
+def encode_steps(steps: list[Stage], batch: int) -> Program:
+    """The colour program of pixel ``steps`` (each must be encodable; see :func:`run`)."""
+    slots: Encoded = []
+    for step in steps:
+        encoded = _encode_step(step) if isinstance(step, Step) else None
+        if encoded is None:
+            raise ValueError(f"{step!r} cannot be encoded in the fused op's colour program")
+        slots += encoded
+    if not slots:
+        return Program(torch.zeros(batch, 0, _WIDTH), torch.zeros(batch, 0, dtype=torch.int32), [])
+    device = slots[0][0].device
+    rows = torch.stack([rows for rows, _, _ in slots], dim=1)
+    zero = torch.zeros(batch, dtype=torch.int32, device=device)
+    keys = torch.stack([zero if key is None else key.to(torch.int32) for _, key, _ in slots], dim=1)
+    return Program(rows, keys, [i for i, (_, _, contrast) in enumerate(slots) if contrast])
+
+
+def _fusable_warp(warp: Warp, channels: int) -> bool:
+    if channels > _MAX_CHANNELS:
+        return False
+    if warp.axis_aligned:
+        return True
+    single_canvas = all(link.padding is None for link in warp.links[1:])
+    return single_canvas and warp.interpolation != "bicubic"
+
+
+@dataclasses.dataclass
+class _GeometryArgs:
+    mode: Tensor  # (B,) int8
+    taps_x: Tensor
+    weights_x: Tensor
+    taps_y: Tensor
+    weights_y: Tensor
+    matrix: Tensor
+    fill: Tensor
+    has_fill: bool
+    interpolation: int
+    padding_mode: int
+    supersample: int
+    rounding: int
+    out_hw: tuple[int, int]
+
+
+def _identity_geometry(x: Tensor) -> _GeometryArgs:
+    batch, channels, height, width = x.shape
+    empty = torch.zeros(batch, 1, 0, device=x.device)
+    return _GeometryArgs(
+        mode=torch.zeros(batch, dtype=torch.int8, device=x.device),
+        taps_x=empty.expand(batch, width, 0).to(torch.int32).contiguous(),
+        weights_x=empty.expand(batch, width, 0).contiguous(),
+        taps_y=empty.expand(batch, height, 0).to(torch.int32).contiguous(),
+        weights_y=empty.expand(batch, height, 0).contiguous(),
+        matrix=torch.zeros(batch, 3, 3, dtype=torch.float64, device=x.device),
+        fill=torch.zeros(channels, device=x.device),
+        has_fill=False, interpolation=1, padding_mode=0, supersample=1, rounding=0,
+        out_hw=(height, width),
+    )
+
+
+def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
+    """Arguments for one Warp: separable taps where the map is axis-aligned (per sample on the
+    CPU, as the plain-PyTorch backend routes them), the matrix and grid sampling elsewhere."""
+    batch, channels = x.shape[:2]
+    out_h, out_w = warp.spec_out.height, warp.spec_out.width
+    padding = warp.links[0].padding or Padding()
+    if warp.axis_aligned:
+        aligned = torch.ones(batch, dtype=torch.bool, device=x.device)
+    elif x.device.type == "cpu":
+        aligned = execute.axis_aligned_samples(warp)
+    else:
+        aligned = torch.zeros(batch, dtype=torch.bool, device=x.device)
+    args = (warp.interpolation, warp.antialias)
+    integer = domain.integer
+    tx, wx, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 0, out_w, *args, warp.max_scale[1], integer)
+    ty, wy, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 1, out_h, *args, warp.max_scale[0], integer)
+    fill = padding.fill_tensor(channels, x.device).view(channels)
+    if warp.axis_aligned and warp.interpolation == "nearest" and x.dtype == torch.uint8:
+        fill = fill.trunc()  # the separable nearest path writes the fill in the image's own dtype
+    rounding = (2 if warp.interpolation == "bicubic" else 1) if domain.integer else 0
+    return _GeometryArgs(
+        mode=torch.where(aligned, _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8),
+        taps_x=tx.to(torch.int32), weights_x=wx.contiguous(), taps_y=ty.to(torch.int32), weights_y=wy.contiguous(),
+        matrix=warp.matrix.contiguous(), fill=fill.contiguous(), has_fill=padding.has_fill,
+        interpolation=int(warp.interpolation != "nearest"), padding_mode=_PADDING_MODES[padding.mode],
+        supersample=warp.supersample, rounding=rounding, out_hw=(out_h, out_w),
+    )
+
+
+def _fused_call(
+    x: Tensor, domain: Domain, warp: Warp | None, steps: list[Step], final: FinalWrite | None,
+    spec_out: ImageSpec, memory_format: torch.memory_format,
+) -> Tensor:
+    batch = x.shape[0]
+    if x.dtype not in (torch.uint8, torch.float32):
+        x = x.to(torch.float32)
+    geometry = _identity_geometry(x) if warp is None else _warp_geometry(x, warp, domain)
+    program = encode_steps(steps, batch)
+    channels = steps[-1].spec_out.channels if steps else x.shape[1]
+    after = Domain(steps[-1].spec_out.dtype) if steps else domain
+    device = x.device
+    if final is None:
+        scale, shift, mode, mult, dtype = torch.ones(channels), torch.zeros(channels), 0, 1.0, torch.float32
+        memory_format = torch.contiguous_format
+    else:
+        k = execute.final_coefficients(final, after, channels, device)
+        scale, shift, dtype = k.scale, k.shift, spec_out.dtype
+        mode = 2 if k.to_uint8 is not None else (1 if final.steps and dtype.is_floating_point else 0)
+        mult = 255.999 if k.to_uint8 else 1.0
+    sizes = torch.tensor([x.shape[2], x.shape[3]], dtype=torch.int32, device=device).expand(batch, 2).contiguous()
+    return torch.ops.gpuaug.fused_augment(
+        x, sizes, geometry.mode, geometry.taps_x, geometry.weights_x, geometry.taps_y, geometry.weights_y,
+        geometry.matrix, geometry.fill, program.rows.to(device), program.keys.to(device),
+        scale.to(device, torch.float32), shift.to(device, torch.float32), program.contrast_slots,
+        geometry.out_hw[0], geometry.out_hw[1], channels, geometry.interpolation, geometry.padding_mode,
+        geometry.supersample, geometry.rounding, geometry.has_fill, mode, mult, dtype,
+        memory_format == torch.channels_last,
+    )
+
+
+def run(images: Tensor, stages: list[Stage], spec_out: ImageSpec, memory_format: torch.memory_format) -> Tensor:
+    """Apply ``stages`` to ``images`` (B, C, H, W) with the fused op where it can; ``images`` is never written."""
+    if images.shape[0] == 0:
+        return execute.run(images, stages, spec_out, memory_format)
+    x, domain = images, Domain(images.dtype)
+    i = 0
+    while True:
+        stage = stages[i]
+        warp = stage if isinstance(stage, Warp) and _fusable_warp(stage, x.shape[1]) else None
+        j = i + (warp is not None)
+        steps: list[Step] = []
+        while isinstance(stages[j], Step) and _encode_step(stages[j]) is not None:
+            steps.append(stages[j])
+            j += 1
+        final = stages[j] if isinstance(stages[j], FinalWrite) else None
+        if warp is None and not steps and final is None:  # a stage the op cannot do
+            x, domain = execute.run_stage(x, stage, domain, images)
+            i += 1
+            continue
+        x = _fused_call(x, domain, warp, steps, final, spec_out, memory_format)
+        if final is not None:
+            return x
+        domain = Domain(steps[-1].spec_out.dtype) if steps else domain
+        i = j
