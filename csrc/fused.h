@@ -35,7 +35,7 @@ struct FusedArgs {
 };
 
 struct FusedView;
-// The raw pointers and sizes of a call (`out` null for the statistics pass).
+// The raw pointers and sizes of a call (`out` null for the statistics pass, `means` undefined on CPUs).
 FusedView make_view(const FusedArgs& args, const at::Tensor& means, const at::Tensor* out);
 
 // f(T()) with T the images' element type: uint8, or float32 (fused.py converts other inputs).
@@ -48,9 +48,9 @@ void dispatch_input(const at::Tensor& images, F&& f) {
   }
 }
 
-// Fills `means` (B, S) float32 with each sample's contrast mean for the contrast slots.
-void contrast_means_cpu(const FusedArgs& args, at::Tensor& means);
-void fused_cpu(const FusedArgs& args, const at::Tensor& means, at::Tensor& out);
+// The CPU pass computes each contrast mean when it reaches the slot; on CUDA a reduction launch
+// per contrast slot fills `means` (B, S) float32 first.
+void fused_cpu(const FusedArgs& args, at::Tensor& out);
 #ifdef GPUAUG_WITH_CUDA
 void contrast_means_cuda(const FusedArgs& args, at::Tensor& means);
 void fused_cuda(const FusedArgs& args, const at::Tensor& means, at::Tensor& out);

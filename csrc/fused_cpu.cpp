@@ -1,13 +1,14 @@
-// The fused pass on the CPU: parallel over (sample, block of output rows); each row is resampled
-// into planar float buffers, then every program slot runs over the whole row (a loop compiled
-// for that slot's code, which the compiler vectorises), then the row is written.
+// The fused pass on the CPU. Each sample is resampled into a planar float buffer the size of its
+// output (a few hundred KB: it stays in cache), every program slot then runs over the buffer in a
+// loop compiled for that slot's code (which the compiler vectorises; a contrast slot first sums
+// the buffer's luma, so no second pass over the input is needed), and the buffer is written out.
+// Parallel over samples, or over rows within a sample when the batch is smaller than the threads.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
-#include <cstdint>
-
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <vector>
 
 #include "fused.h"
@@ -17,236 +18,235 @@ namespace gpuaug {
 
 namespace {
 
-constexpr int kRowsPerTask = 16;
+constexpr int64_t kRowGrain = 8;
 
-// The horizontal pass of a separable warp over the source rows that a block of output rows
-// reads: each source row is filtered once (as in sample_separable, in the same order), then every
-// output row of the block combines its rows with contiguous, vectorisable loops.
-struct RowCache {
-  std::vector<float> data;  // (rows, kMaxChannels, out_w)
-  std::vector<float> line;  // one source row as float
-  std::vector<int> taps;    // (kx, out_w) column taps of the sample
-  std::vector<float> weights;
-  int first = 0;
-  int width = 0;
-  float* row(int r, int c) { return data.data() + (static_cast<size_t>(r - first) * kMaxChannels + c) * width; }
-  const float* row(int r, int c) const {
-    return data.data() + (static_cast<size_t>(r - first) * kMaxChannels + c) * width;
-  }
+// Per-thread working memory.
+struct Scratch {
+  std::vector<float> image;    // (kMaxChannels, out_h, out_w): the sample being processed
+  std::vector<float> rows;     // (source rows, kMaxChannels, out_w): separable horizontal pass
+  std::vector<int> taps;       // (kx, out_w) column taps of the sample
+  std::vector<float> weights;  // (kx, out_w)
 };
 
-template <typename T>
-void fill_cache(const FusedView& f, const T* images, int b, int first, int last, RowCache& cache) {
-  const int64_t row0 = static_cast<int64_t>(b) * f.out_h;
-  int lo = INT_MAX, hi = -1;
-  for (int i = first; i < last; ++i) {
-    for (int a = 0; a < f.ky; ++a) {
-      if (f.weights_y[(row0 + i) * f.ky + a] == 0.0f) continue;
-      lo = std::min(lo, f.taps_y[(row0 + i) * f.ky + a]);
-      hi = std::max(hi, f.taps_y[(row0 + i) * f.ky + a]);
-    }
-  }
-  cache.first = lo;
-  cache.width = f.out_w;
-  if (hi < lo) return;
-  const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
-  cache.data.resize(static_cast<size_t>(hi - lo + 1) * kMaxChannels * f.out_w);
-  cache.line.resize(img.width);
-  // the taps as (kx, out_w) so that the inner loops run over output columns (vectorised gathers)
-  const int width = f.out_w, kx = f.kx;
-  cache.taps.resize(static_cast<size_t>(kx) * width);
-  cache.weights.resize(static_cast<size_t>(kx) * width);
-  const int* tx = f.taps_x + static_cast<int64_t>(b) * width * kx;
-  const float* wx = f.weights_x + static_cast<int64_t>(b) * width * kx;
-  for (int j = 0; j < width; ++j) {
-    for (int k = 0; k < kx; ++k) {
-      cache.taps[k * width + j] = tx[j * kx + k];
-      cache.weights[k * width + j] = wx[j * kx + k];
-    }
-  }
-  const bool round_rows = f.warp_rounding > 0;
-  float* line = cache.line.data();
-  for (int r = lo; r <= hi; ++r) {
-    for (int c = 0; c < f.channels_in; ++c) {
-      const T* src = img.data + c * img.stride_c + r * img.stride_h;
-      if (img.stride_w == 1) {
-        for (int x = 0; x < img.width; ++x) line[x] = static_cast<float>(src[x]);
-      } else {
-        for (int x = 0; x < img.width; ++x) line[x] = static_cast<float>(src[x * img.stride_w]);
-      }
-      float* dst = cache.row(r, c);
-      std::fill(dst, dst + width, 0.0f);
-      for (int k = 0; k < kx; ++k) {  // the same order of additions as sample_separable
-        const int* t = cache.taps.data() + k * width;
-        const float* w = cache.weights.data() + k * width;
-        for (int j = 0; j < width; ++j) dst[j] += w[j] * line[t[j]];
-      }
-      if (round_rows)
-        for (int j = 0; j < width; ++j) dst[j] = clampf(nearbyintf(dst[j]), 0.0f, 255.0f);
-    }
-  }
-}
-
-// Output row i of a separable sample from the block's cache (warp_pixel's kSeparable branch).
-void separable_row(const FusedView& f, const RowCache& cache, int b, int i, float* rows) {
-  const int width = f.out_w;
-  const int64_t row = static_cast<int64_t>(b) * f.out_h + i;
-  const int* ty = f.taps_y + row * f.ky;
-  const float* wy = f.weights_y + row * f.ky;
-  for (int c = 0; c < f.channels_in; ++c) {
-    float* out = rows + c * width;
-    std::fill(out, out + width, 0.0f);
-    for (int a = 0; a < f.ky; ++a) {
-      if (wy[a] == 0.0f) continue;
-      const float w = wy[a];
-      const float* src = cache.row(ty[a], c);
-      for (int j = 0; j < width; ++j) out[j] += w * src[j];
-    }
-  }
-  if (f.has_fill) {
-    const float sy = tap_sum(wy, f.ky);
-    const float* wx = f.weights_x + static_cast<int64_t>(b) * width * f.kx;
-    for (int j = 0; j < width; ++j) {
-      const float outside = 1.0f - sy * tap_sum(wx + j * f.kx, f.kx);
-      for (int c = 0; c < f.channels_in; ++c) rows[c * width + j] += outside * f.fill[c];
-    }
-  }
-  if (f.warp_rounding > 0) {
-    for (int c = 0; c < f.channels_in; ++c) {
-      float* out = rows + c * width;
-      for (int j = 0; j < width; ++j) {
-        const float v = nearbyintf(out[j]);
-        out[j] = f.warp_rounding == 2 ? clampf(v, 0.0f, 255.0f) : v;
-      }
-    }
-  }
-}
-
-// Resample output row i of sample b into rows[c * out_w + j] (from `cache` for a separable
-// sample) and run program slots [0, stop). Returns the channel count after those slots.
-template <typename T>
-int compute_row(const FusedView& f, const T* images, const RowCache& cache, int b, int i, int stop, float* rows) {
-  const int width = f.out_w;
-  if (f.geometry[b] == kSeparable) {
-    separable_row(f, cache, b, i, rows);
+// Runs body(first, last) over [0, n), in parallel unless the caller already is.
+template <typename Body>
+void for_rows(bool parallel, int64_t n, Body&& body) {
+  if (parallel) {
+    at::parallel_for(0, n, kRowGrain, body);
   } else {
-    float v[kMaxChannels];
-    for (int j = 0; j < width; ++j) {
-      warp_pixel(f, images, b, i, j, v);
-      for (int c = 0; c < f.channels_in; ++c) rows[c * width + j] = v[c];
-    }
+    body(0, n);
   }
-  int channels = f.channels_in;
-  for (int s = 0; s < stop; ++s) {
-    const float* op = f.op(b, s);
-    const uint32_t key = f.key(b, s);
-    const float mean = f.mean(b, s);
-    const bool integer = op[1] != 0.0f;
-    float *r = rows, *g = rows + width, *bl = rows + 2 * width;
-    dispatch_code(static_cast<int>(op[0]), [&](auto code) {
-      constexpr int kCode = decltype(code)::value;
-      for (int j = 0; j < width; ++j)
-        apply_code<kCode>(op + 2, integer, r[j], g[j], bl[j], channels, key, mean, f.site(i, j));
-    });
-    channels = channels_after(op, channels);
-  }
-  return channels;
 }
 
-template <typename O>
-void write_row(const FusedView& f, const float* rows, int b, int i, O* out) {
-  const int width = f.out_w;
-  for (int c = 0; c < f.out_c; ++c) {
-    const float scale = f.out_scale[c], shift = f.out_shift[c], mult = f.final_mult;
-    O* dst = out + b * f.out_sb + c * f.out_sc + i * f.out_sh;
-    const float* src = rows + c * width;
-    const int64_t step = f.out_sw;
-    auto store = [&](auto value) {  // one loop per final mode, contiguous or strided
-      if (step == 1) {
-        for (int j = 0; j < width; ++j) dst[j] = static_cast<O>(value(src[j]));
-      } else {
-        for (int j = 0; j < width; ++j) dst[j * step] = static_cast<O>(value(src[j]));
+// Separable resampling of sample b into s.image: each source row that an output row reads is
+// filtered once (in sample_separable's order of additions), then the output rows combine them.
+template <typename T>
+void warp_separable(const FusedView& f, const T* images, int b, Scratch& s, bool parallel) {
+  const int width = f.out_w, kx = f.kx, ky = f.ky;
+  const int64_t row0 = static_cast<int64_t>(b) * f.out_h;
+  const int* ty = f.taps_y + row0 * ky;
+  const float* wy = f.weights_y + row0 * ky;
+  int lo = INT_MAX, hi = -1;
+  for (int64_t k = 0; k < static_cast<int64_t>(f.out_h) * ky; ++k) {
+    if (wy[k] == 0.0f) continue;
+    lo = std::min(lo, ty[k]);
+    hi = std::max(hi, ty[k]);
+  }
+  const int plane = f.out_h * width;
+  if (hi < lo) {  // nothing of the image is read: fill only
+    for (int c = 0; c < f.channels_in; ++c) std::fill(s.image.begin() + c * plane, s.image.begin() + (c + 1) * plane, 0.0f);
+  } else {
+    const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
+    s.rows.resize(static_cast<size_t>(hi - lo + 1) * kMaxChannels * width);
+    s.taps.resize(static_cast<size_t>(kx) * width);
+    s.weights.resize(static_cast<size_t>(kx) * width);
+    const int* tx = f.taps_x + static_cast<int64_t>(b) * width * kx;
+    const float* wx = f.weights_x + static_cast<int64_t>(b) * width * kx;
+    for (int j = 0; j < width; ++j) {  // as (kx, out_w): the inner loops run over output columns
+      for (int k = 0; k < kx; ++k) {
+        s.taps[k * width + j] = tx[j * kx + k];
+        s.weights[k * width + j] = wx[j * kx + k];
       }
-    };
-    if (f.final_mode == kCopy) {
-      store([](float v) { return v; });
-    } else if (f.final_mode == kScaleShift) {
-      store([&](float v) { return final_value(v, scale, shift, kScaleShift, mult); });
-    } else {
-      store([&](float v) { return final_value(v, scale, shift, kScaleShiftToUint8, mult); });
     }
+    const bool round_rows = f.warp_rounding > 0;
+    for_rows(parallel, hi - lo + 1, [&](int64_t first, int64_t last) {
+      std::vector<float> line(img.width);
+      for (int64_t r = lo + first; r < lo + last; ++r) {
+        for (int c = 0; c < f.channels_in; ++c) {
+          const T* src = img.data + c * img.stride_c + r * img.stride_h;
+          if (img.stride_w == 1) {
+            for (int x = 0; x < img.width; ++x) line[x] = static_cast<float>(src[x]);
+          } else {
+            for (int x = 0; x < img.width; ++x) line[x] = static_cast<float>(src[x * img.stride_w]);
+          }
+          float* dst = s.rows.data() + ((r - lo) * kMaxChannels + c) * width;
+          std::fill(dst, dst + width, 0.0f);
+          for (int k = 0; k < kx; ++k) {
+            const int* t = s.taps.data() + k * width;
+            const float* w = s.weights.data() + k * width;
+            for (int j = 0; j < width; ++j) dst[j] += w[j] * line[t[j]];
+          }
+          if (round_rows)
+            for (int j = 0; j < width; ++j) dst[j] = clampf(nearbyintf(dst[j]), 0.0f, 255.0f);
+        }
+      }
+    });
+    for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
+      for (int64_t i = first; i < last; ++i) {
+        for (int c = 0; c < f.channels_in; ++c) {
+          float* out = s.image.data() + c * plane + i * width;
+          std::fill(out, out + width, 0.0f);
+          for (int a = 0; a < ky; ++a) {
+            const float w = wy[i * ky + a];
+            if (w == 0.0f) continue;
+            const float* src = s.rows.data() + ((ty[i * ky + a] - lo) * kMaxChannels + c) * width;
+            for (int j = 0; j < width; ++j) out[j] += w * src[j];
+          }
+        }
+      }
+    });
   }
-}
-
-// Run `task(b, first_row, last_row, block, cache, rows)` over every (sample, block of output
-// rows) of the samples where `wanted(b)` in parallel; `cache` holds the block's horizontal pass
-// when the sample is separable.
-template <typename T, typename Wanted, typename Task>
-void for_each_block(const FusedView& f, const T* images, int batch, Wanted&& wanted, Task&& task) {
-  const int blocks = (f.out_h + kRowsPerTask - 1) / kRowsPerTask;
-  at::parallel_for(0, static_cast<int64_t>(batch) * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> rows(static_cast<size_t>(kMaxChannels) * f.out_w);
-    RowCache cache;
-    for (int64_t t = begin; t < end; ++t) {
-      const int b = static_cast<int>(t / blocks), block = static_cast<int>(t % blocks);
-      if (!wanted(b)) continue;
-      const int first = block * kRowsPerTask, last = std::min(f.out_h, (block + 1) * kRowsPerTask);
-      if (f.geometry[b] == kSeparable) fill_cache(f, images, b, first, last, cache);
-      task(b, first, last, block, cache, rows.data());
+  for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
+    for (int64_t i = first; i < last; ++i) {
+      if (f.has_fill) {
+        const float sy = tap_sum(wy + i * ky, ky);
+        const float* wx = f.weights_x + static_cast<int64_t>(b) * width * kx;
+        for (int j = 0; j < width; ++j) {
+          const float outside = 1.0f - sy * tap_sum(wx + j * kx, kx);
+          for (int c = 0; c < f.channels_in; ++c) s.image[c * plane + i * width + j] += outside * f.fill[c];
+        }
+      }
+      if (f.warp_rounding > 0) {
+        for (int c = 0; c < f.channels_in; ++c) {
+          float* out = s.image.data() + c * plane + i * width;
+          for (int j = 0; j < width; ++j) {
+            const float v = nearbyintf(out[j]);
+            out[j] = f.warp_rounding == 2 ? clampf(v, 0.0f, 255.0f) : v;
+          }
+        }
+      }
     }
   });
 }
 
-}  // namespace
-
-void contrast_means_cpu(const FusedArgs& a, at::Tensor& means) {
-  const int batch = static_cast<int>(a.images.size(0));
-  const int blocks = (static_cast<int>(a.out_height) + kRowsPerTask - 1) / kRowsPerTask;
-  auto acc = means.accessor<float, 2>();
-  const double pixels = static_cast<double>(a.out_height) * a.out_width;
-  for (const int64_t slot64 : a.contrast_slots) {
-    const int slot = static_cast<int>(slot64);
-    const FusedView f = make_view(a, means, nullptr);
-    std::vector<double> partial(static_cast<size_t>(batch) * blocks, 0.0);
-    dispatch_input(a.images, [&](auto tag) {
-      const auto* images = a.images.data_ptr<decltype(tag)>();
-      const auto has_contrast = [&](int b) { return static_cast<int>(f.op(b, slot)[0]) == kContrast; };
-      for_each_block(f, images, batch, has_contrast, [&](int b, int first, int last, int block, const RowCache& cache,
-                                                         float* rows) {
-        const float* op = f.op(b, slot);
-        double sum = 0.0;
-        for (int i = first; i < last; ++i) {
-          const int channels = compute_row(f, images, cache, b, i, slot, rows);
-          for (int j = 0; j < f.out_w; ++j) {
-            const float v[kMaxChannels] = {rows[j], rows[f.out_w + j], rows[2 * f.out_w + j]};
-            sum += contrast_gray(op, v, channels);
-          }
-        }
-        partial[static_cast<size_t>(b) * blocks + block] = sum;
-      });
-    });
-    for (int b = 0; b < batch; ++b) {
-      double sum = 0.0;
-      for (int k = 0; k < blocks; ++k) sum += partial[static_cast<size_t>(b) * blocks + k];
-      acc[b][slot] = static_cast<float>(sum / pixels);
+// Any other geometry (identity or a matrix), pixel by pixel.
+template <typename T>
+void warp_pixels(const FusedView& f, const T* images, int b, Scratch& s, bool parallel) {
+  const int width = f.out_w, plane = f.out_h * width;
+  for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
+    float v[kMaxChannels];
+    for (int64_t i = first; i < last; ++i) {
+      for (int j = 0; j < width; ++j) {
+        warp_pixel(f, images, b, static_cast<int>(i), j, v);
+        for (int c = 0; c < f.channels_in; ++c) s.image[c * plane + i * width + j] = v[c];
+      }
     }
-  }
+  });
 }
 
-void fused_cpu(const FusedArgs& a, const at::Tensor& means, at::Tensor& out) {
-  const FusedView f = make_view(a, means, &out);
+// The mean that a contrast slot blends with: of the luma (or the one channel) of the image now.
+float contrast_mean(const FusedView& f, const float* op, const Scratch& s, int channels) {
+  const int64_t plane = static_cast<int64_t>(f.out_h) * f.out_w;
+  const float* r = s.image.data();
+  double sum = 0.0;
+  if (channels == 3) {
+    const float *g = r + plane, *bl = r + 2 * plane;
+    const bool integer = op[1] != 0.0f;
+    for (int64_t k = 0; k < plane; ++k) sum += luma(r[k], g[k], bl[k], integer);
+  } else {
+    for (int64_t k = 0; k < plane; ++k) sum += r[k];
+  }
+  return static_cast<float>(sum / static_cast<double>(plane));
+}
+
+// One program slot over the whole image; returns the channel count after it.
+int run_slot(const FusedView& f, int b, int slot, Scratch& s, int channels, bool parallel) {
+  const float* op = f.op(b, slot);
+  const int code = static_cast<int>(op[0]);
+  if (code == kNop) return channels;
+  const float mean = code == kContrast ? contrast_mean(f, op, s, channels) : 0.0f;
+  const uint32_t key = f.key(b, slot);
+  const bool integer = op[1] != 0.0f;
+  const int width = f.out_w, plane = f.out_h * width;
+  float *r = s.image.data(), *g = r + plane, *bl = r + 2 * plane;
+  for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
+    dispatch_code(code, [&](auto tag) {
+      dispatch_pixel_kind(channels, integer, [&](auto c, auto integer_domain) {
+        constexpr int kCode = decltype(tag)::value, kChannels = decltype(c)::value;
+        constexpr bool kInteger = decltype(integer_domain)::value;
+        for (int64_t i = first; i < last; ++i) {
+          float *rr = r + i * width, *gg = g + i * width, *bb = bl + i * width;
+          for (int j = 0; j < width; ++j)
+            apply_code<kCode, kChannels, kInteger>(op + 2, rr[j], gg[j], bb[j], key, mean, f.site(static_cast<int>(i), j));
+        }
+      });
+    });
+  });
+  return channels_after(op, channels);
+}
+
+template <typename O>
+void write_sample(const FusedView& f, const Scratch& s, int b, O* out, bool parallel) {
+  const int width = f.out_w, plane = f.out_h * width;
+  for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
+    for (int64_t i = first; i < last; ++i) {
+      for (int c = 0; c < f.out_c; ++c) {
+        const float scale = f.out_scale[c], shift = f.out_shift[c], mult = f.final_mult;
+        O* dst = out + b * f.out_sb + c * f.out_sc + i * f.out_sh;
+        const float* src = s.image.data() + c * plane + i * width;
+        const int64_t step = f.out_sw;
+        auto store = [&](auto value) {  // one loop per final mode, contiguous or strided
+          if (step == 1) {
+            for (int j = 0; j < width; ++j) dst[j] = static_cast<O>(value(src[j]));
+          } else {
+            for (int j = 0; j < width; ++j) dst[j * step] = static_cast<O>(value(src[j]));
+          }
+        };
+        if (f.final_mode == kCopy) {
+          store([](float v) { return v; });
+        } else if (f.final_mode == kScaleShift) {
+          store([&](float v) { return final_value(v, scale, shift, kScaleShift, mult); });
+        } else {
+          store([&](float v) { return final_value(v, scale, shift, kScaleShiftToUint8, mult); });
+        }
+      }
+    }
+  });
+}
+
+template <typename T, typename O>
+void process_sample(const FusedView& f, const T* images, int b, O* out, Scratch& s, bool parallel) {
+  s.image.resize(static_cast<size_t>(kMaxChannels) * f.out_h * f.out_w);
+  if (f.geometry[b] == kSeparable) {
+    warp_separable(f, images, b, s, parallel);
+  } else {
+    warp_pixels(f, images, b, s, parallel);
+  }
+  int channels = f.channels_in;
+  for (int slot = 0; slot < f.slots; ++slot) channels = run_slot(f, b, slot, s, channels, parallel);
+  write_sample(f, s, b, out, parallel);
+}
+
+}  // namespace
+
+void fused_cpu(const FusedArgs& a, at::Tensor& out) {
+  const at::Tensor unused_means;
+  const FusedView f = make_view(a, unused_means, &out);
   const int batch = static_cast<int>(a.images.size(0));
+  const bool by_sample = batch >= at::get_num_threads();
   dispatch_input(a.images, [&](auto tag) {
     const auto* images = a.images.data_ptr<decltype(tag)>();
     AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kByte, out.scalar_type(), "gpuaug_fused_cpu", [&] {
       auto* dst = out.data_ptr<scalar_t>();
-      const auto every = [](int) { return true; };
-      for_each_block(f, images, batch, every, [&](int b, int first, int last, int, const RowCache& cache, float* rows) {
-        for (int i = first; i < last; ++i) {
-          compute_row(f, images, cache, b, i, f.slots, rows);
-          write_row(f, rows, b, i, dst);
-        }
-      });
+      if (by_sample) {
+        at::parallel_for(0, batch, 1, [&](int64_t first, int64_t last) {
+          Scratch s;
+          for (int64_t b = first; b < last; ++b) process_sample(f, images, static_cast<int>(b), dst, s, false);
+        });
+      } else {
+        Scratch s;
+        for (int b = 0; b < batch; ++b) process_sample(f, images, b, dst, s, true);
+      }
     });
   });
 }

@@ -21,7 +21,7 @@ FusedView make_view(const FusedArgs& a, const at::Tensor& means, const at::Tenso
   f.fill = a.fill.data_ptr<float>();
   f.program = a.program.data_ptr<float>();
   f.keys = a.keys.data_ptr<int>();
-  f.means = means.data_ptr<float>();
+  f.means = means.defined() ? means.data_ptr<float>() : nullptr;
   f.out_scale = a.out_scale.data_ptr<float>();
   f.out_shift = a.out_shift.data_ptr<float>();
   f.kx = static_cast<int>(a.taps_x.size(2));
@@ -114,18 +114,17 @@ at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, c
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor out = at::empty({images.size(0), out_channels, out_height, out_width},
                              images.options().dtype(out_dtype).memory_format(format));
-  at::Tensor means = at::zeros({images.size(0), program.size(1)}, images.options().dtype(at::kFloat));
   if (images.size(0) == 0) return out;
   if (images.is_cuda()) {
 #ifdef GPUAUG_WITH_CUDA
+    at::Tensor means = at::zeros({images.size(0), program.size(1)}, images.options().dtype(at::kFloat));
     contrast_means_cuda(a, means);
     fused_cuda(a, means, out);
 #else
     TORCH_CHECK(false, "fused_augment: this build of the gpuaug extension has no CUDA support");
 #endif
   } else {
-    contrast_means_cpu(a, means);
-    fused_cpu(a, means, out);
+    fused_cpu(a, out);
   }
   return out;
 }

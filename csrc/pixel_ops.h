@@ -130,52 +130,76 @@ struct Site {
   int64_t element, plane;
 };
 
-// One program slot of code `Code` on one pixel (r, g, b; only r when channels == 1). `mean` is
-// the slot's contrast mean, `key` its random-field key. kGray with p0 = 1 leaves one channel: the
-// caller tracks the channel count (`channels_after`).
-template <int Code>
-GA_HD void apply_code(const float* p, bool integer, float& r, float& g, float& b, int channels, uint32_t key,
-                      float mean, const Site& site) {
-  const float bound = integer ? 255.0f : 1.0f;
-  float* v[3] = {&r, &g, &b};
-  if (Code == kBrightness) {
-    for (int c = 0; c < channels; ++c) *v[c] = finish(*v[c] * p[0], integer);
-  } else if (Code == kContrast) {
-    for (int c = 0; c < channels; ++c) *v[c] = blend(*v[c], mean, p[0], p[1], integer);
-  } else if (Code == kSaturation) {
-    if (channels == 3) {
-      const float gray = luma(r, g, b, integer);
-      for (int c = 0; c < 3; ++c) *v[c] = blend(*v[c], gray, p[0], p[1], integer);
-    }
-  } else if (Code == kHue) {
-    if (channels == 3) hue(r, g, b, p[0], integer);
-  } else if (Code == kGray) {
-    if (channels == 3) r = g = b = luma(r, g, b, integer);
-  } else if (Code == kInvert) {
-    for (int c = 0; c < channels; ++c) *v[c] = bound - *v[c];
-  } else if (Code == kSolarize) {
-    for (int c = 0; c < channels; ++c) *v[c] = *v[c] >= p[0] ? bound - *v[c] : *v[c];
-  } else if (Code == kPosterize) {
-    for (int c = 0; c < channels; ++c) *v[c] = posterize(*v[c], p[0], integer);
-  } else if (Code == kNoise) {
-    for (int c = 0; c < channels; ++c) {
+// fn(value, channel) on each of the first C channels of a pixel, unrolled.
+template <int C, typename F>
+GA_HD void each_channel(float& r, float& g, float& b, F&& fn) {
+  r = fn(r, 0);
+  if constexpr (C > 1) g = fn(g, 1);
+  if constexpr (C > 2) b = fn(b, 2);
+}
+
+// One program slot of code `Code` on one pixel of a C-channel image in an integer (uint8) domain
+// or not: r (and g, b). `mean` is the slot's contrast mean, `key` its random-field key. kGray
+// with p0 = 1 leaves one channel: the caller tracks the count (channels_after). Every branch
+// is on template parameters, so the CPU's loops over a row vectorise.
+template <int Code, int C, bool Integer>
+GA_HD void apply_code(const float* p, float& r, float& g, float& b, uint32_t key, float mean, const Site& site) {
+  constexpr float bound = Integer ? 255.0f : 1.0f;
+  if constexpr (Code == kBrightness) {
+    each_channel<C>(r, g, b, [&](float v, int) { return finish(v * p[0], Integer); });
+  } else if constexpr (Code == kContrast) {
+    each_channel<C>(r, g, b, [&](float v, int) { return blend(v, mean, p[0], p[1], Integer); });
+  } else if constexpr (Code == kSaturation && C == 3) {
+    const float gray = luma(r, g, b, Integer);
+    each_channel<C>(r, g, b, [&](float v, int) { return blend(v, gray, p[0], p[1], Integer); });
+  } else if constexpr (Code == kHue && C == 3) {
+    hue(r, g, b, p[0], Integer);
+  } else if constexpr (Code == kGray && C == 3) {
+    r = g = b = luma(r, g, b, Integer);
+  } else if constexpr (Code == kInvert) {
+    each_channel<C>(r, g, b, [&](float v, int) { return bound - v; });
+  } else if constexpr (Code == kSolarize) {
+    each_channel<C>(r, g, b, [&](float v, int) { return v >= p[0] ? bound - v : v; });
+  } else if constexpr (Code == kPosterize) {
+    each_channel<C>(r, g, b, [&](float v, int) { return posterize(v, p[0], Integer); });
+  } else if constexpr (Code == kNoise) {
+    each_channel<C>(r, g, b, [&](float v, int c) {
       float noise = normal_at(key, site.element + c * site.plane) * p[0] + p[1];
-      if (integer) noise = truncf(noise);
-      *v[c] += noise;
-      if (p[2] != 0.0f) *v[c] = clampf(*v[c], 0.0f, bound);
-    }
-  } else if (Code == kErase) {
+      if (Integer) noise = truncf(noise);
+      v += noise;
+      return p[2] != 0.0f ? clampf(v, 0.0f, bound) : v;
+    });
+  } else if constexpr (Code == kErase) {
     if (site.y >= p[0] && site.y < p[0] + p[2] && site.x >= p[1] && site.x < p[1] + p[3]) {
-      for (int c = 0; c < channels; ++c) {
+      each_channel<C>(r, g, b, [&](float, int c) {
         const float fill = p[4] != 0.0f ? normal_at(key, site.element + c * site.plane) : p[5 + c];
-        *v[c] = integer ? clampf(truncf(fill), 0.0f, 255.0f) : fill;
-      }
+        return Integer ? clampf(truncf(fill), 0.0f, 255.0f) : fill;
+      });
     }
-  } else if (Code == kAffine) {
-    for (int c = 0; c < channels; ++c) {
-      *v[c] = *v[c] * p[c] + p[3 + c];
-      if (p[6] != 0.0f) *v[c] = clampf(floorf(*v[c]), 0.0f, 255.0f);
+  } else if constexpr (Code == kAffine) {
+    each_channel<C>(r, g, b, [&](float v, int c) {
+      v = v * p[c] + p[3 + c];
+      return p[6] != 0.0f ? clampf(floorf(v), 0.0f, 255.0f) : v;
+    });
+  }
+}
+
+// f(std::integral_constant<int, C>(), std::bool_constant<Integer>()) for run-time values.
+template <typename F>
+GA_HD void dispatch_pixel_kind(int channels, bool integer, F&& f) {
+  auto with_channels = [&](auto c) {
+    if (integer) {
+      f(c, std::true_type());
+    } else {
+      f(c, std::false_type());
     }
+  };
+  if (channels == 3) {
+    with_channels(std::integral_constant<int, 3>());
+  } else if (channels == 2) {
+    with_channels(std::integral_constant<int, 2>());
+  } else {
+    with_channels(std::integral_constant<int, 1>());
   }
 }
 
@@ -214,7 +238,9 @@ struct ApplyOnePixel {
   const Site& site;
   template <typename Code>
   GA_HD void operator()(Code) const {
-    apply_code<Code::value>(op + 2, op[1] != 0.0f, v[0], v[1], v[2], channels, key, mean, site);
+    dispatch_pixel_kind(channels, op[1] != 0.0f, [&](auto c, auto integer) {
+      apply_code<Code::value, decltype(c)::value, decltype(integer)::value>(op + 2, v[0], v[1], v[2], key, mean, site);
+    });
   }
 };
 

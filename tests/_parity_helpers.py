@@ -152,7 +152,9 @@ def tv_affine_matrix(
     torchvision works relative to the image centre in continuous coordinates; pixel centres sit at
     index - (size - 1) / 2 in that frame. ``angle`` is F.affine's (F.rotate(a) is F.affine(-a)).
     """
-    from torchvision.transforms.v2.functional._geometry import _get_inverse_affine_matrix
+    from torchvision.transforms.v2.functional._geometry import (
+        _get_inverse_affine_matrix,
+    )
 
     center_f = [0.0, 0.0] if center is None else [c - s * 0.5 for c, s in zip(center, (width, height))]
     m = _get_inverse_affine_matrix(center_f, angle, [float(t) for t in translate], scale, [float(s) for s in shear])

@@ -237,9 +237,12 @@ def test_unknown_backend_raises():
         ga.Pipeline([], backend="nope")
 
 
-def test_ext_backend_not_available_yet_raises():
-    assert ga.available_backends()["ext"] != "available"
-    with pytest.raises(ValueError, match=r"backend 'ext' is not available"):
+def test_unavailable_ext_backend_raises(monkeypatch):
+    from gpuaug import _ext
+
+    monkeypatch.setattr(_ext, "extension_error", lambda: "no compiler here")
+    assert ga.available_backends()["ext"] == "no compiler here"
+    with pytest.raises(ValueError, match=r"backend 'ext' is not available: no compiler here"):
         ga.Pipeline([], backend="ext")
 
 

@@ -24,11 +24,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchvision.transforms.v2 import functional as F
-
-import gpuaug as ga
-from gpuaug.random import normal_field
-
 from _parity_helpers import (
     assert_close,
     assert_close_resampled,
@@ -47,6 +42,10 @@ from _parity_helpers import (
     tv_perspective_coefficients,
     tv_perspective_matrix,
 )
+from torchvision.transforms.v2 import functional as F
+
+import gpuaug as ga
+from gpuaug.random import normal_field
 
 H, W = 37, 53  # odd, non-square
 B = 5
@@ -799,7 +798,9 @@ def test_random_erasing(dtype, channels, value):
         if dtype == torch.uint8:
             fill = fill.trunc().clamp(0, 255)  # torchvision assigns float values into a uint8 image
         ref = F.erase(x[b], i, j, h, w, fill.to(dtype))
-        assert_equal(out[b], ref, what=f"sample {b} box {(i, j, h, w)}")
+        # random values: the fused backend's log/sin/cos may differ from torch's by float rounding
+        atol = 1e-6 if value == "random" and dtype != torch.uint8 else 0.0
+        assert_close(out[b], ref, atol, what=f"sample {b} box {(i, j, h, w)}")
 
 
 # =============================================================================================================

@@ -10,9 +10,14 @@ Example:
 from ._ext import available_backends
 from .params import BatchParams, Params
 from .pipeline import Pipeline
+from .targets import Batch, TargetOptions
 from .transforms import *  # noqa: F403
 from .transforms import __all__ as _transforms
+from .mix import CutMix, MixChoice, MixParams, MixUp
+from . import data
+from .data import RaggedBatch
 
 __version__ = "0.1.0"
 
-__all__ = ["Pipeline", "BatchParams", "Params", "available_backends", "__version__", *_transforms]
+__all__ = ["Pipeline", "Batch", "TargetOptions", "BatchParams", "Params", "available_backends", "__version__", *_transforms]
+__all__ += ["data", "RaggedBatch", "MixUp", "CutMix", "MixChoice", "MixParams"]

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -49,6 +50,7 @@ def _cuda_include_dirs() -> list[str]:
 
 def build(verbose: bool = False, with_cuda: bool | None = None) -> None:
     """Compile (or load from the cache) the extension and register its op; raises on failure."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # not its CUDA_HOME guess on CPUs
     from torch.utils import cpp_extension
 
     if with_cuda is None:

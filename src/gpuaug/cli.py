@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from torchvision.transforms.v2 import functional as F
 from torchvision.utils import make_grid
 
 import gpuaug as ga
-from gpuaug import bench
+from gpuaug import _ext, bench
 from gpuaug.assets import load_samples
 
 GRID_PADDING = 2
@@ -52,14 +53,34 @@ def info_text() -> str:
         ("cpu", [f"{bench.cpu_model()}, {torch.get_num_threads()} torch threads"]),
         ("cuda devices", _cuda_lines()),
         ("backends", [f"{name}: {state}" for name, state in ga.available_backends().items()]),
+        ("default backend", [_default_backend()]),
     ]
     width = max(len(name) for name, _ in items) + 2
     return "\n".join(f"{(name if i == 0 else '').ljust(width)}{value}"
                      for name, values in items for i, value in enumerate(values))
 
 
+def _default_backend() -> str:
+    """Which backend a Pipeline gets without a ``backend`` argument here, and why."""
+    env = os.environ.get("GPUAUG_BACKEND")
+    if env:
+        return f"{env} ($GPUAUG_BACKEND)"
+    error = _ext.extension_error()
+    return "ext (the fused extension is built)" if error is None else f"torch (ext is not available: {error})"
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     print(info_text())
+
+
+def cmd_build_ext(args: argparse.Namespace) -> None:
+    """Compile the fused extension now (torch caches it), so the first Pipeline call does not wait."""
+    try:
+        _ext.build(verbose=args.verbose, with_cuda=args.cuda)
+    except Exception as error:  # noqa: BLE001 - report any build failure as a CLI error
+        raise CLIError(f"building the extension failed: {error}") from error
+    print(f"gpuaug extension built from {_ext.source_dir()}"
+          f" ({'with' if args.cuda is not False and torch.cuda.is_available() else 'without'} CUDA)")
 
 
 # ------------------------------------------------------------------------------------------- preview
@@ -181,10 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gpuaug`` command."""
     parser = argparse.ArgumentParser(prog="gpuaug", description="Batched per-sample image augmentation for PyTorch.")
     parser.add_argument("--version", action="version", version=f"gpuaug {ga.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,preview,bench}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,build-ext,preview,bench}")
 
     info = sub.add_parser("info", help="versions, devices and available backends")
     info.set_defaults(func=cmd_info)
+
+    build = sub.add_parser("build-ext", help="compile the fused C++/CUDA extension now (cached by torch)")
+    build.add_argument("--verbose", action="store_true", help="show the compiler's output")
+    build.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=None,
+                       help="build the CUDA part (default: when torch sees a CUDA device)")
+    build.set_defaults(func=cmd_build_ext)
 
     preview = sub.add_parser("preview", help="write a grid PNG of augmented photos")
     preview.add_argument("images", nargs="*", metavar="IMAGE",

@@ -214,12 +214,14 @@ def encode_steps(steps: list[Stage], batch: int) -> Program:
 
 
 def _fusable_warp(warp: Warp, channels: int) -> bool:
+    """Whether the op can do this Warp: one canvas with a fill (later steps may mirror or repeat
+    edges only in separable maps, where the taps fold them), and bicubic only when separable."""
     if channels > _MAX_CHANNELS:
         return False
+    outer = [link.padding for link in warp.links[1:] if link.padding is not None]
     if warp.axis_aligned:
-        return True
-    single_canvas = all(link.padding is None for link in warp.links[1:])
-    return single_canvas and warp.interpolation != "bicubic"
+        return all(padding.mode != "constant" for padding in outer)
+    return not outer and warp.interpolation != "bicubic"
 
 
 @dataclasses.dataclass

@@ -33,6 +33,8 @@ __all__ = [
     "perspective",
     "perspective_coefficients",
     "map_points",
+    "map_boxes",
+    "continuous",
     "invert",
     "rotation_center",
 ]
@@ -159,6 +161,28 @@ def map_points(matrix: Tensor, points: Tensor) -> Tensor:
     p = points.to(_F64)
     homog = torch.cat([p, torch.ones_like(p[..., :1])], dim=-1) @ matrix.transpose(1, 2)
     return homog[..., :2] / homog[..., 2:]
+
+
+def map_boxes(matrix: Tensor, boxes: Tensor) -> Tensor:
+    """Map (B, N, 4) xyxy boxes through (B, 3, 3) matrices: the box enclosing the four mapped corners.
+
+    Example:
+        >>> A = continuous(horizontal_flip(torch.tensor([True]), width=10))
+        >>> map_boxes(A, torch.tensor([[[1.0, 2.0, 4.0, 3.0]]]))
+        tensor([[[6., 2., 9., 3.]]], dtype=torch.float64)
+    """
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    batch, count = boxes.shape[:2]
+    corners = torch.stack([x0, y0, x1, y0, x1, y1, x0, y1], dim=-1).view(batch, count * 4, 2)
+    mapped = map_points(matrix, corners).view(batch, count, 4, 2)
+    return torch.cat([mapped.amin(dim=2), mapped.amax(dim=2)], dim=-1)
+
+
+def continuous(matrix: Tensor) -> Tensor:
+    """The same map in continuous coordinates, where pixel (x, y) spans [x, x + 1) x [y, y + 1)
+    (torchvision's coordinates of boxes and keypoints): ``T(0.5) @ matrix @ T(-0.5)``."""
+    half = torch.full(matrix.shape[:1], 0.5, dtype=_F64, device=matrix.device)
+    return translation(half, half) @ matrix.to(_F64) @ translation(-half, -half)
 
 
 def invert(matrix: Tensor) -> Tensor:

@@ -1,0 +1,208 @@
+"""Encoded images from files, and batch decoding: JPEGs on the GPU with nvJPEG, the rest on the CPU.
+
+Workers only read bytes (:class:`ImageFiles`); :func:`decode_batch` decodes a collated batch on
+the CPU (in ``Collate``) or on the GPU (in ``DeviceLoader``), and packs it into a stacked or
+ragged batch. A file that does not decode raises a ValueError naming it, or, with
+``on_error="skip"``, is dropped from the batch (with its label and id) with a warning.
+
+Example:
+    >>> import torch, gpuaug as ga
+    >>> from torchvision.io import encode_png
+    >>> images = [torch.zeros(3, 4, 6, dtype=torch.uint8), torch.zeros(3, 5, 2, dtype=torch.uint8)]
+    >>> batch = ga.data.decode_batch({"images": [encode_png(x) for x in images], "labels": torch.tensor([0, 1])})
+    >>> batch["images"].sizes.tolist(), batch["labels"].tolist()
+    ([[4, 6], [5, 2]], [0, 1])
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+from .ragged import image_fields
+
+__all__ = ["ImageFiles", "decode_images", "decode_batch", "is_encoded"]
+
+OnError = Literal["raise", "skip"]
+_JPEG_MAGIC = (0xFF, 0xD8, 0xFF)
+
+
+class ImageFiles(Dataset):
+    """A dataset of image files that yields their bytes, undecoded.
+
+    Sample ``i`` is ``{"image": data, "label": labels[i], "path": str(files[i])}`` (no "label"
+    when ``labels`` is None), ``data`` a 1-D uint8 tensor of the file's bytes.
+    :meth:`from_folder` labels files by their class folder, as torchvision's ImageFolder does.
+
+    Example:
+        >>> import tempfile, torch, gpuaug as ga
+        >>> from pathlib import Path
+        >>> from torchvision.io import write_png
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for name in ("cat", "dog"):
+        ...     (root / name).mkdir()
+        ...     _ = write_png(torch.zeros(3, 4, 4, dtype=torch.uint8), str(root / name / "a.png"))
+        >>> files = ga.data.ImageFiles.from_folder(root)
+        >>> files.classes, len(files), files[1]["label"]
+        (['cat', 'dog'], 2, 1)
+    """
+
+    def __init__(self, files: Sequence[str | os.PathLike[str]], labels: Sequence[int] | None = None) -> None:
+        self.files = [Path(f) for f in files]
+        if labels is not None and len(labels) != len(self.files):
+            raise ValueError(f"got {len(labels)} labels for {len(self.files)} files")
+        self.labels = None if labels is None else [int(label) for label in labels]
+        self.classes: list[str] = []
+
+    @classmethod
+    def from_folder(
+        cls, root: str | os.PathLike[str], extensions: Sequence[str] = (".jpg", ".jpeg", ".png")
+    ) -> ImageFiles:
+        """Every file under ``root/<class>/`` with one of ``extensions``, labelled by its class's
+        index in the sorted class names."""
+        root = Path(root)
+        if not root.is_dir():
+            raise ValueError(f"{root} is not a directory")
+        suffixes = {e.lower() for e in extensions}
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        files, labels = [], []
+        for label, name in enumerate(classes):
+            found = sorted(f for f in (root / name).rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+            files += found
+            labels += [label] * len(found)
+        if not files:
+            raise ValueError(f"no {'/'.join(sorted(suffixes))} files in class folders under {root}")
+        dataset = cls(files, labels)
+        dataset.classes = classes
+        return dataset
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        path = self.files[i]
+        sample: dict[str, Any] = {"image": torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)}
+        if self.labels is not None:
+            sample["label"] = self.labels[i]
+        sample["path"] = str(path)
+        return sample
+
+
+def is_encoded(image: object) -> bool:
+    """Whether ``image`` is an encoded image (a 1-D uint8 tensor of file bytes)."""
+    return isinstance(image, Tensor) and image.ndim == 1 and image.dtype == torch.uint8
+
+
+def _reason(error: Exception) -> str:
+    """torchvision's message without its C++ source location prefix."""
+    return re.sub(r"^\w+, \S+:\d+, ", "", str(error)).strip()
+
+
+def _decode_one(data: Tensor, mode: ImageReadMode, device: torch.device, on_gpu: bool) -> Tensor:
+    if on_gpu:
+        try:
+            return decode_jpeg(data, mode=mode, device=device)
+        except RuntimeError:
+            pass  # not every JPEG suits nvJPEG: the CPU decoder decides
+    return decode_image(data, mode=mode).to(device)
+
+
+def decode_images(
+    data: Sequence[Tensor],
+    *,
+    device: torch.device | str = "cpu",
+    names: Sequence[str] | None = None,
+    on_error: OnError = "raise",
+    mode: ImageReadMode = ImageReadMode.RGB,
+) -> tuple[list[Tensor], list[int]]:
+    """Decode encoded images to (C, H, W) uint8 tensors on ``device``.
+
+    On a CUDA device JPEGs are decoded together with ``torchvision.io.decode_jpeg(device=...)``;
+    everything else (everything on the CPU, and a JPEG that nvJPEG refuses) with
+    ``torchvision.io.decode_image``. Returns the images and the indices in ``data`` they came
+    from: every index unless ``on_error="skip"`` dropped some. ``names`` (file paths) name the
+    failures in errors and warnings.
+
+    Example:
+        >>> import torch
+        >>> from torchvision.io import encode_jpeg
+        >>> bad = torch.tensor(list(b"not an image"), dtype=torch.uint8)
+        >>> images, kept = decode_images([encode_jpeg(torch.zeros(3, 8, 8, dtype=torch.uint8)), bad], on_error="skip")
+        >>> [tuple(x.shape) for x in images], kept
+        ([(3, 8, 8)], [0])
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    device = torch.device(device)
+    names = [f"image {i}" for i in range(len(data))] if names is None else list(names)
+    if len(names) != len(data):
+        raise ValueError(f"got {len(names)} names for {len(data)} images")
+    for i, item in enumerate(data):
+        if not is_encoded(item):
+            raise TypeError(f"{names[i]}: encoded images must be 1-D uint8 tensors of file bytes, got {item!r:.80}")
+    jpegs = [i for i, item in enumerate(data) if tuple(item[:3].tolist()) == _JPEG_MAGIC] if device.type == "cuda" else []
+    decoded: dict[int, Tensor] = {}
+    if len(jpegs) > 1:
+        try:
+            decoded.update(zip(jpegs, decode_jpeg([data[i].cpu() for i in jpegs], mode=mode, device=device)))
+        except RuntimeError:
+            pass  # some file does not suit nvJPEG: decoded one by one below
+    failures: dict[int, str] = {}
+    for i in range(len(data)):
+        if i not in decoded:
+            try:
+                decoded[i] = _decode_one(data[i].cpu(), mode, device, on_gpu=i in jpegs)
+            except RuntimeError as error:
+                failures[i] = _reason(error)
+    if failures:
+        message = "; ".join(f"cannot decode {names[i]}: {reason}" for i, reason in sorted(failures.items()))
+        if on_error == "raise":
+            raise ValueError(message)
+        warnings.warn(f"skipping {len(failures)} image(s): {message}", stacklevel=2)
+    kept = sorted(decoded)
+    return [decoded[i] for i in kept], kept
+
+
+def _select(value: Any, kept: list[int], size: int) -> Any:
+    """The samples ``kept`` of one batch field (tensors and lists along their first dimension)."""
+    if isinstance(value, Tensor) and value.ndim > 0 and value.shape[0] == size:
+        return value[torch.tensor(kept, device=value.device, dtype=torch.int64)]
+    if isinstance(value, (list, tuple)) and len(value) == size:
+        return type(value)(value[i] for i in kept)
+    if isinstance(value, dict):
+        return {k: _select(v, kept, size) for k, v in value.items()}
+    return value
+
+
+def decode_batch(
+    batch: dict[str, Any],
+    *,
+    device: torch.device | str = "cpu",
+    on_error: OnError = "raise",
+    mode: ImageReadMode = ImageReadMode.RGB,
+) -> dict[str, Any]:
+    """A copy of ``batch`` whose ``images`` (a list of encoded images) are decoded on ``device``.
+
+    Images of one size are stacked into (B, C, H, W); differently sized ones are packed into a
+    :class:`~gpuaug.data.RaggedBatch` and their sizes put under ``"sizes"``. ``batch["path"]``,
+    when present, names the failures. With ``on_error="skip"`` the samples that fail are dropped
+    from every field; a batch with none left raises a ValueError.
+    """
+    data, names = list(batch["images"]), batch.get("path")
+    images, kept = decode_images(data, device=device, names=names, on_error=on_error, mode=mode)
+    if not images:
+        raise ValueError(f"no image of the batch could be decoded: {names or len(data)}")
+    out = dict(batch)
+    if len(kept) < len(data):
+        out = {k: _select(v, kept, len(data)) for k, v in batch.items()}
+    out.update(image_fields(images))
+    return out

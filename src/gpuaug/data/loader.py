@@ -1,0 +1,154 @@
+"""DeviceLoader: moves a DataLoader's batches to the device and augments them there, ahead of use.
+
+On CUDA, batch ``i + prefetch`` is copied (from pinned memory), decoded and augmented on a side
+stream while the model works on batch ``i``; the stream that consumes a batch waits for its work
+and every tensor of it is recorded on that stream, so the caching allocator never hands its memory
+to other work too early.
+
+Example:
+    >>> import torch, gpuaug as ga
+    >>> from torch.utils.data import DataLoader
+    >>> data = [(torch.zeros(3, 12, 12, dtype=torch.uint8), i % 2, i) for i in range(6)]
+    >>> loader = DataLoader(data, batch_size=4, collate_fn=ga.data.Collate())
+    >>> pipe = ga.Pipeline([ga.RandomResizedCrop(8), ga.ToDtype(torch.float32, scale=True)], seed=0)
+    >>> device_loader = ga.data.DeviceLoader(loader, pipe, device="cpu")
+    >>> len(device_loader), [tuple(b["images"].shape) for b in device_loader]
+    (2, [(4, 3, 8, 8), (2, 3, 8, 8)])
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..mix import AnyMix
+from ..pipeline import Pipeline
+from .collate import augment_batch, check_options
+from .decode import OnError, decode_batch
+from .ragged import RaggedBatch
+
+__all__ = ["DeviceLoader"]
+
+_END = object()
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, (Tensor, RaggedBatch)):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    return value
+
+
+def _record_stream(value: Any, stream: torch.cuda.Stream) -> None:
+    """Tell the caching allocator that ``stream`` uses every tensor in ``value``."""
+    if isinstance(value, Tensor):
+        if value.is_cuda:
+            value.record_stream(stream)
+    elif isinstance(value, RaggedBatch):
+        _record_stream(value.images, stream)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _record_stream(v, stream)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _record_stream(v, stream)
+
+
+class DeviceLoader:
+    """Wraps a DataLoader of gpuaug batch dicts (from :class:`~gpuaug.data.Collate`) and yields them
+    on ``device`` with ``images`` decoded (when encoded), augmented by ``pipeline`` and mixed by
+    ``mix``, keyed by ``sample_ids`` when the batches have them.
+
+    Args:
+        loader: any iterable of batch dicts; ``pin_memory=True`` makes the CUDA copies asynchronous.
+        pipeline: the augmentation, run on ``device`` (None: only move and decode).
+        device: "cuda", "cuda:1", "cpu", ...
+        prefetch: how many batches are prepared ahead of the one being consumed (CUDA only: on
+            the CPU the work is done as each batch is asked for).
+        mix: a MixUp, CutMix or MixChoice applied after the pipeline.
+        on_error: for encoded images that do not decode: "raise" or "skip" (see Collate).
+
+    ``len()`` is the loader's; :meth:`set_epoch` forwards to the loader's sampler and collate_fn,
+    the pipeline and the mix.
+    """
+
+    def __init__(
+        self,
+        loader: Iterable[dict[str, Any]],
+        pipeline: Pipeline | None = None,
+        device: torch.device | str = "cuda",
+        prefetch: int = 2,
+        *,
+        mix: AnyMix | None = None,
+        on_error: OnError = "raise",
+    ) -> None:
+        check_options(pipeline, mix, on_error)
+        if not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(f"prefetch must be a non-negative int, got {prefetch!r}")
+        self.loader = loader
+        self.pipeline = pipeline
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {str(self.device)!r} is not available: torch.cuda.is_available() is False")
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.prefetch = prefetch
+        self.mix = mix
+        self.on_error = on_error
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch of the loader's sampler and collate_fn, of the pipeline and of the mix."""
+        owners = [
+            getattr(self.loader, "sampler", None),
+            getattr(getattr(self.loader, "batch_sampler", None), "sampler", None),
+            getattr(self.loader, "collate_fn", None),
+            self.pipeline,
+            self.mix,
+        ]
+        for i, owner in enumerate(owners):
+            if hasattr(owner, "set_epoch") and all(owner is not other for other in owners[:i]):
+                owner.set_epoch(epoch)
+
+    def _prepare(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(batch, dict) or "images" not in batch:
+            raise TypeError(f"DeviceLoader takes batch dicts with 'images' (use ga.data.Collate), got {type(batch).__name__}")
+        if isinstance(batch["images"], list):
+            batch = decode_batch(batch, device=self.device, on_error=self.on_error)
+        return augment_batch(_to_device(batch, self.device), self.pipeline, self.mix)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.device.type != "cuda":
+            yield from (self._prepare(batch) for batch in self.loader)
+            return
+        side = torch.cuda.Stream(self.device)
+        pending: deque[tuple[dict[str, Any], torch.cuda.Event]] = deque()
+        batches = iter(self.loader)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) <= self.prefetch:
+                batch = next(batches, _END)
+                if batch is _END:
+                    exhausted = True
+                    break
+                with torch.cuda.stream(side):
+                    ready = self._prepare(batch)
+                    done = torch.cuda.Event()
+                    done.record(side)
+                pending.append((ready, done))
+            if not pending:
+                return
+            ready, done = pending.popleft()
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(done)
+            _record_stream(ready, current)
+            yield ready

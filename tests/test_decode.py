@@ -1,0 +1,163 @@
+"""Decoding: ImageFiles yields file bytes; Collate decodes them on the CPU (in workers) and
+DeviceLoader on its device; PNG round trips exactly and JPEG as torchvision decodes it; a file that
+does not decode raises an error naming it, or is skipped with a warning and its label and id."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _data_helpers import image
+from torch.utils.data import DataLoader
+from torchvision.io import (
+    ImageReadMode,
+    decode_image,
+    encode_jpeg,
+    encode_png,
+    write_jpeg,
+    write_png,
+)
+
+import gpuaug as ga
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+
+
+def _smooth() -> torch.Tensor:
+    """A (3, 12, 12) gradient: JPEG keeps it close."""
+    ramp = torch.linspace(0, 240, 12)
+    return torch.stack([ramp[None, :].expand(12, 12), ramp[:, None].expand(12, 12), 240 - ramp[None, :].expand(12, 12)]).to(torch.uint8)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Two classes of PNGs of three sizes, plus a JPEG and a file that is not an image."""
+    for i in range(6):
+        cls = tmp_path / ("cat" if i % 2 else "dog")
+        cls.mkdir(exist_ok=True)
+        write_png(image(i, ragged=True), str(cls / f"{i}.png"))
+    write_jpeg(_smooth(), str(tmp_path / "cat" / "6.jpg"), quality=95)
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def _index(path: str) -> int:
+    return int(path.rsplit("/", 1)[1].split(".")[0])
+
+
+def test_image_files_from_folder_labels_by_class(folder):
+    files = ga.data.ImageFiles.from_folder(folder)
+    assert files.classes == ["cat", "dog"]
+    assert [(_index(str(f)), label) for f, label in zip(files.files, files.labels)] == [
+        (1, 0), (3, 0), (5, 0), (6, 0), (0, 1), (2, 1), (4, 1)]
+    sample = files[0]
+    assert set(sample) == {"image", "label", "path"} and sample["image"].dtype == torch.uint8 and sample["image"].ndim == 1
+    assert bytes(sample["image"].numpy()) == (folder / "cat" / "1.png").read_bytes()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_png_round_trip_through_collate_in_workers(folder, workers):
+    files = ga.data.WithIndex(ga.data.ImageFiles.from_folder(folder))
+    loader = DataLoader(files, batch_size=3, num_workers=workers, collate_fn=ga.data.Collate())
+    batches = list(loader)
+    assert [int(i) for b in batches for i in b["sample_ids"]] == list(range(7))
+    for batch in batches:
+        images = batch["images"].unpack() if isinstance(batch["images"], ga.RaggedBatch) else list(batch["images"])
+        assert len(batch["path"]) == len(images) == len(batch["labels"])
+        for x, path in zip(images, batch["path"]):
+            i = _index(path)
+            if path.endswith(".png"):
+                assert torch.equal(x, image(i, ragged=True)), path
+            else:  # as torchvision decodes the file, and close to what was encoded
+                assert torch.equal(x, decode_image(path))
+                assert (x.float() - _smooth().float()).abs().mean() < 3
+
+
+def test_decode_images_gray_mode_and_names():
+    data = [encode_jpeg(image(0))]
+    images, kept = ga.data.decode_images(data, mode=ImageReadMode.GRAY)
+    assert images[0].shape == (1, 12, 12) and kept == [0]
+    with pytest.raises(ValueError, match="2 names for 1 images"):
+        ga.data.decode_images(data, names=["a", "b"])
+    with pytest.raises(TypeError, match="1-D uint8"):
+        ga.data.decode_images([image(0)])
+
+
+def test_non_image_file_raises_an_error_naming_it(folder):
+    files = ga.data.ImageFiles.from_folder(folder, extensions=(".png", ".txt"))
+    bad = str(folder / "dog" / "notes.txt")
+    with pytest.raises(ValueError, match=f"cannot decode {bad}: Unsupported image file"):
+        ga.data.Collate()([files[i] for i in range(len(files))])
+
+
+def test_truncated_file_raises_an_error_naming_it(tmp_path):
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(encode_jpeg(image(0)).numpy().tobytes()[:200])
+    with pytest.raises(ValueError, match=f"cannot decode {path}: .*(truncated|incomplete)"):
+        ga.data.Collate()([ga.data.ImageFiles([path], [0])[0]])
+
+
+def test_skip_drops_the_sample_its_label_and_id_with_a_warning(folder):
+    files = ga.data.WithIndex(ga.data.ImageFiles.from_folder(folder, extensions=(".png", ".jpg", ".txt")))
+    bad = [i for i in range(len(files)) if files[i]["path"].endswith(".txt")]
+    with pytest.warns(UserWarning, match="notes.txt"):
+        batch = ga.data.Collate(on_error="skip")([files[i] for i in range(len(files))])
+    kept = [i for i in range(len(files)) if i not in bad]
+    assert batch["sample_ids"].tolist() == kept
+    assert batch["labels"].tolist() == [files[i]["label"] for i in kept]
+    assert batch["path"] == [files[i]["path"] for i in kept]
+    assert len(batch["images"]) == len(kept)
+
+
+def test_skip_with_nothing_left_raises():
+    files = [{"image": torch.tensor(list(b"text"), dtype=torch.uint8), "path": "a.txt"}]
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no image of the batch"):
+        ga.data.Collate(on_error="skip")(files)
+
+
+def test_device_loader_decodes_what_collate_left_encoded(folder):
+    files = ga.data.WithIndex(ga.data.ImageFiles.from_folder(folder))
+    collate = ga.data.Collate(decode=False)
+    loader = DataLoader(files, batch_size=4, collate_fn=collate)
+    assert all(isinstance(b["images"], list) for b in loader)
+    pipe = ga.Pipeline([ga.RandomResizedCrop(8)], seed=0)
+    for batch in ga.data.DeviceLoader(loader, pipe, device="cpu"):
+        plain = ga.data.Collate(pipe)([files[int(i)] for i in batch["sample_ids"]])
+        assert torch.equal(batch["images"], plain["images"])
+    with pytest.raises(TypeError, match="DeviceLoader"):
+        ga.data.Collate(pipe, decode=False)([files[0]])
+
+
+def test_image_files_errors(tmp_path):
+    with pytest.raises(ValueError, match="not a directory"):
+        ga.data.ImageFiles.from_folder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no .* files"):
+        ga.data.ImageFiles.from_folder(tmp_path)
+    with pytest.raises(ValueError, match="2 labels for 1 files"):
+        ga.data.ImageFiles(["a.png"], [0, 1])
+    with pytest.raises(ValueError, match="on_error"):
+        ga.data.decode_images([], on_error="ignore")
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_decode_matches_cpu():
+    """nvJPEG decodes the JPEGs together (may round differently from libjpeg), the CPU the PNG; a
+    truncated JPEG among them is found and named."""
+    jpegs = [encode_jpeg(image(i, ragged=True), quality=95) for i in range(3)]
+    data = [*jpegs, torch.cat([jpegs[0][:150], jpegs[0][-2:]]), encode_png(image(4))]
+    names = ["0.jpg", "1.jpg", "2.jpg", "broken.jpg", "4.png"]
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        on_gpu, kept = ga.data.decode_images(data, device="cuda", names=names, on_error="skip")
+    assert kept == [0, 1, 2, 4]
+    for x, i in zip(on_gpu, kept):
+        assert x.is_cuda
+        expected = decode_image(data[i])
+        assert x.shape == expected.shape
+        assert (x.cpu().float() - expected.float()).abs().max() <= (0 if i == 4 else 8), names[i]
+    with pytest.raises(ValueError, match="broken.jpg"):
+        ga.data.decode_images(data, device="cuda", names=names)
+    clean, _ = ga.data.decode_images(jpegs, device="cuda")
+    assert all(torch.equal(x, y) for x, y in zip(clean, on_gpu[:3]))

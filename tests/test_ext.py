@@ -1,0 +1,287 @@
+"""The fused extension (backend "ext") against the plain-PyTorch backend, the reference.
+
+On the CPU in CI: random pipelines, shapes, dtypes and layouts (hypothesis) give the same output
+within 1 uint8 level (float output: 1e-3 relative, or one uint8 level in output units where the
+pipeline went through uint8 values); every output element is written (memory poisoned first); the
+op passes torch.library.opcheck; the .cu source compiles with nvcc. CUDA tests (extension on CUDA
+against the CPU reference, CUDA-graph capture, torch.compile) run where a GPU is present.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from _strategies import SETTINGS, _describe, _input, _n, cases
+from hypothesis import given, settings
+
+import gpuaug as ga
+from gpuaug import _ext
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def extension() -> None:
+    """The extension must build wherever a C++ compiler exists (CI included)."""
+    error = _ext.extension_error()
+    if error is None:
+        return
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip(f"no C++ compiler here: {error}")
+    pytest.fail(f"the extension does not build: {error}")
+
+
+def imagenet_train(size: int = 24, dtype: torch.dtype = torch.float32) -> list:
+    return [
+        ga.RandomResizedCrop(size),
+        ga.RandomHorizontalFlip(),
+        ga.RandomApply([ga.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        ga.RandomGrayscale(0.2),
+        ga.ToDtype(dtype, scale=True),
+        ga.Normalize(*IMAGENET),
+    ]
+
+
+def _tolerance(reference: torch.Tensor, transforms: list, input_dtype: torch.dtype) -> torch.Tensor:
+    """Per element: 1 uint8 level for uint8 output; for float output 1e-3 relative, one step of the
+    output dtype, or (where values passed through uint8) one uint8 level scaled by the Normalize factors."""
+    ref = reference.to(torch.float64)
+    if not reference.dtype.is_floating_point:
+        return torch.ones_like(ref)
+    level = 1e-6
+    if input_dtype == torch.uint8 or "ToDtype(dtype=torch.uint8" in _describe(transforms):
+        gain = 1.0
+        for t in transforms:
+            if isinstance(t, ga.Normalize):
+                gain /= min(abs(s) for s in t.std)
+        level = gain / 255.0
+    step = torch.finfo(reference.dtype).eps
+    return torch.maximum(ref.abs() * max(1e-3, 2 * step), torch.full_like(ref, level))
+
+
+def assert_backends_agree(transforms: list, x: torch.Tensor, seed: int = 0, layout=torch.contiguous_format) -> None:
+    note = _describe(transforms)
+    keep = x.clone()
+    expected = ga.Pipeline(transforms, seed=seed, backend="torch", memory_format=layout)(x)
+    with poisoned_memory():
+        actual = ga.Pipeline(transforms, seed=seed, backend="ext", memory_format=layout)(x)
+    assert torch.equal(x, keep), f"input modified: {note}"
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype, note
+    assert actual.is_contiguous(memory_format=layout), note
+    diff = (actual.to(torch.float64) - expected.to(torch.float64)).abs()
+    both_nan = actual.to(torch.float64).isnan() & expected.to(torch.float64).isnan()
+    bad = (diff > _tolerance(expected, transforms, x.dtype)) & ~both_nan | (actual.to(torch.float64).isnan() & ~both_nan)
+    assert not bool(bad.any()), (
+        f"{int(bad.sum())} of {bad.numel()} values differ (max {float(diff[~both_nan].max()):.4g}): {note}"
+    )
+
+
+class poisoned_memory:
+    """Fill new tensors with NaN (floats) or the largest value (integers), as torch's deterministic
+    mode does, so that an output element the op never writes shows up."""
+
+    def __enter__(self) -> None:
+        self.before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = True
+
+    def __exit__(self, *exc) -> None:
+        torch.use_deterministic_algorithms(self.before[0], warn_only=self.before[1])
+
+
+@settings(max_examples=_n(150), **SETTINGS)
+@given(cases())
+def test_random_pipelines_match_the_torch_backend(case):
+    (b, c, h, w, dtype), transforms, spec, seed, layout = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # deterministic mode's warn_only notes
+        assert_backends_agree(transforms, _input((b, c, h, w), dtype, seed % 1000), seed, layout)
+
+
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_imagenet_train_matches(out_dtype, layout):
+    x = _input((8, 3, 40, 52), torch.uint8, 1)
+    assert_backends_agree(imagenet_train(24, out_dtype), x, seed=3, layout=layout)
+
+
+@pytest.mark.parametrize("transforms", [
+    [ga.RandomAffine(15, (0.1, 0.1), (0.9, 1.1), 5), ga.RandomHorizontalFlip(), ga.ColorJitter(0.3, 0.3),
+     ga.ToDtype(torch.float32, scale=True), ga.GaussianNoise(sigma=0.05), ga.Normalize(*IMAGENET)],
+    [ga.RandomRotation(30, fill=(10, 200, 30)), ga.RandomErasing(p=1.0, value="random"), ga.RandomPosterize(3)],
+    [ga.RandomCrop(36, padding=6, padding_mode="reflect"), ga.RandomPerspective(p=1.0), ga.RandomSolarize(0.4)],
+    [ga.Pad(3, padding_mode="symmetric"), ga.RandomAffine(20, interpolation="nearest", fill=7), ga.Grayscale(1)],
+    [ga.RandomResizedCrop(20), ga.GaussianBlur(5), ga.ColorJitter(0.4, 0.4), ga.RandomAutocontrast(p=1.0),
+     ga.ToDtype(torch.float16, scale=True)],  # blur and autocontrast run on the torch backend between fused passes
+    [ga.RandomOrder([ga.RandomInvert(), ga.ColorJitter(0.5, 0.5, 0.5, 0.2)]), ga.RandomChoice([ga.RandomGrayscale(1.0), ga.RandomHorizontalFlip(1.0)])],
+    [ga.RandomCrop((30, 40)), ga.RandomHorizontalFlip(), ga.Pad(2, fill=9), ga.RandomCrop(36, padding=3, padding_mode="edge")],
+], ids=["affine-heavy", "rotation-fill-erase", "reflect-perspective", "symmetric-nearest-gray1", "mixed-backends",
+        "containers", "pad-after-crop"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_named_pipelines_match(transforms, dtype):
+    assert_backends_agree(transforms, _input((6, 3, 40, 44), dtype, 2), seed=5)
+
+
+def test_replay_and_sample_ids_on_ext():
+    pipe = ga.Pipeline(imagenet_train(), seed=1, backend="ext")
+    x = _input((6, 3, 32, 32), torch.uint8, 4)
+    ids = torch.tensor([10, 11, 12, 13, 14, 15])
+    out, params = pipe(x, sample_ids=ids, return_params=True)
+    assert torch.equal(pipe.replay(x, params), out)
+    order = torch.tensor([5, 3, 1, 0, 2, 4])
+    assert torch.equal(pipe(x[order], sample_ids=ids[order]), out[order])
+    assert torch.equal(pipe(x[:2], sample_ids=ids[:2]), out[:2])
+
+
+def test_empty_batch_and_chw_input():
+    pipe = ga.Pipeline(imagenet_train(), seed=1, backend="ext")
+    assert pipe(torch.zeros(0, 3, 32, 32, dtype=torch.uint8)).shape == (0, 3, 24, 24)
+    x = _input((1, 3, 32, 32), torch.uint8, 4)
+    assert torch.equal(pipe(x[0], sample_ids=[7]), pipe(x, sample_ids=[7])[0])
+
+
+def test_backend_selection(monkeypatch):
+    assert ga.Pipeline([ga.RandomHorizontalFlip()], backend="ext").backend == "ext"
+    monkeypatch.setenv("GPUAUG_BACKEND", "ext")
+    assert ga.Pipeline([ga.RandomHorizontalFlip()]).backend == "ext"
+    monkeypatch.setenv("GPUAUG_BACKEND", "torch")
+    assert ga.Pipeline([ga.RandomHorizontalFlip()]).backend == "torch"
+    assert ga.Pipeline([ga.RandomHorizontalFlip()], backend="auto").backend == "ext"
+
+
+def test_auto_falls_back_with_one_warning(monkeypatch):
+    monkeypatch.setenv("GPUAUG_NO_EXT", "1")
+    _ext.extension_error.cache_clear()
+    _ext._warn_fallback.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="GPUAUG_NO_EXT") as record:
+            assert ga.Pipeline([ga.RandomHorizontalFlip()], backend="auto").backend == "torch"
+            assert ga.Pipeline([ga.RandomHorizontalFlip()], backend="auto").backend == "torch"
+        assert len(record) == 1
+        with pytest.raises(ValueError, match="'ext' is not available"):
+            ga.Pipeline([ga.RandomHorizontalFlip()], backend="ext")
+    finally:
+        monkeypatch.delenv("GPUAUG_NO_EXT")
+        _ext.extension_error.cache_clear()
+        _ext._warn_fallback.cache_clear()
+    assert _ext.extension_error() is None
+
+
+def _captured_arguments(monkeypatch, transforms: list, x: torch.Tensor) -> list[tuple]:
+    """The arguments of every fused_augment call that a pipeline makes."""
+    calls = []
+    op = torch.ops.gpuaug.fused_augment
+
+    def spy(*args):
+        calls.append(args)
+        return op(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.ops.gpuaug, "fused_augment", spy)
+        ga.Pipeline(transforms, seed=0, backend="ext")(x)
+    return calls
+
+
+@pytest.mark.parametrize("transforms", [imagenet_train(), [ga.RandomRotation(20), ga.GaussianNoise()]],
+                         ids=["imagenet-train", "rotation-noise"])
+def test_opcheck(monkeypatch, transforms):
+    x = _input((3, 3, 30, 34), torch.float32 if isinstance(transforms[-1], ga.GaussianNoise) else torch.uint8, 0)
+    (args,) = _captured_arguments(monkeypatch, transforms, x)
+    torch.library.opcheck(torch.ops.gpuaug.fused_augment.default, args)
+
+
+def test_op_rejects_bad_arguments(monkeypatch):
+    (args,) = _captured_arguments(monkeypatch, imagenet_train(), _input((2, 3, 30, 34), torch.uint8, 0))
+    bad = list(args)
+    bad[2] = bad[2].to(torch.int64)  # geometry must be int8
+    with pytest.raises(RuntimeError, match="geometry must be Char"):
+        torch.ops.gpuaug.fused_augment(*bad)
+    bad = list(args)
+    bad[0] = bad[0].to(torch.int16)
+    with pytest.raises(RuntimeError, match="images must be uint8 or float32"):
+        torch.ops.gpuaug.fused_augment(*bad)
+
+
+def test_torch_compile_traces_a_pipeline_without_graph_breaks():
+    pipe = ga.Pipeline([ga.RandomHorizontalFlip(), ga.ColorJitter(0.4, 0.4), ga.ToDtype(torch.float32, scale=True)],
+                       seed=0, backend="ext")
+    x, ids = _input((2, 3, 8, 8), torch.uint8, 0), torch.arange(2)
+    compiled = torch.compile(lambda x, ids: pipe(x, sample_ids=ids), fullgraph=True, backend="eager")
+    assert torch.equal(compiled(x, ids), pipe(x, sample_ids=ids))
+
+
+def test_torch_export_keeps_the_fused_op():
+    pipe = ga.Pipeline([ga.RandomResizedCrop(8), ga.RandomHorizontalFlip(), ga.ColorJitter(0.4, 0.4),
+                        ga.ToDtype(torch.float32, scale=True)], seed=0, backend="ext")
+
+    class Augment(torch.nn.Module):
+        def forward(self, x, ids):
+            return pipe(x, sample_ids=ids)
+
+    x, ids = _input((2, 3, 12, 12), torch.uint8, 0), torch.arange(2)
+    exported = torch.export.export(Augment(), (x, ids))
+    assert any(node.target is torch.ops.gpuaug.fused_augment.default for node in exported.graph.nodes)
+    assert torch.equal(exported.module()(x, ids), pipe(x, sample_ids=ids))
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").exists(), reason="no nvcc")
+def test_cuda_source_compiles_with_nvcc(tmp_path):
+    """A broken .cu file fails CI even without a GPU: compile it (no link) for one architecture."""
+    from torch.utils import cpp_extension
+
+    nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    includes = cpp_extension.include_paths(device_type="cuda") + _ext._cuda_include_dirs()
+    cmd = [nvcc, "-c", str(_ext.source_dir() / "fused_cuda.cu"), "-o", str(tmp_path / "fused_cuda.o"),
+           "-std=c++20", *_ext.CUDA_FLAGS, "-DGPUAUG_WITH_CUDA", "-Xcompiler", "-fPIC",
+           f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+           "-gencode", "arch=compute_90,code=sm_90", *(f"-I{p}" for p in includes)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+# ---------------------------------------------------------------- CUDA (GPU machine)
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_cuda_ext_matches_cpu_reference(dtype):
+    x = _input((16, 3, 64, 72), dtype, 3)
+    for transforms in (imagenet_train(48), [ga.RandomAffine(20, (0.1, 0.1), (0.8, 1.2), 10), ga.ColorJitter(0.4, 0.4, 0.4, 0.1),
+                                            ga.ToDtype(torch.float32, scale=True), ga.GaussianNoise(sigma=0.05)]):
+        ref = ga.Pipeline(transforms, seed=9, backend="torch")(x)
+        out = ga.Pipeline(transforms, seed=9, backend="ext")(x.cuda()).cpu()
+        diff = (out.double() - ref.double()).abs()
+        assert float((diff > _tolerance(ref, transforms, dtype)).double().mean()) < 1e-3, _describe(transforms)
+
+
+@cuda
+def test_cuda_graph_capture():
+    pipe = ga.Pipeline(imagenet_train(48, torch.float16), seed=2, backend="ext")
+    x = _input((32, 3, 64, 64), torch.uint8, 0).cuda()
+    ids = torch.arange(32, device="cuda")
+    expected = pipe(x, sample_ids=ids)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        pipe(x, sample_ids=ids)  # warm up on the side stream
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = pipe(x, sample_ids=ids)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, expected)
+
+
+@cuda
+def test_cuda_torch_compile():
+    pipe = ga.Pipeline(imagenet_train(48, torch.float16), seed=2, backend="ext")
+    x, ids = _input((8, 3, 64, 64), torch.uint8, 0).cuda(), torch.arange(8, device="cuda")
+    compiled = torch.compile(lambda x, ids: pipe(x, sample_ids=ids), fullgraph=True)
+    assert torch.equal(compiled(x, ids), pipe(x, sample_ids=ids))
