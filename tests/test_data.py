@@ -58,10 +58,14 @@ def test_tuple_and_dict_samples():
     assert dicts["labels"].tolist() == [1, 2] and dicts["sample_ids"].tolist() == [5, 6]
     assert dicts["boxes"] == [[1, 2], []]  # other keys pass through as lists
     assert set(ga.data.Collate()([{"image": x}])) == {"images"}
+    # dict samples built in another key order are the same fields
+    swapped = ga.data.Collate()([{"image": x, "label": 1, "index": 5}, {"index": 6, "label": 2, "image": x}])
+    assert swapped["labels"].tolist() == [1, 2] and swapped["sample_ids"].tolist() == [5, 6]
 
 
 def test_with_index_forms():
     assert ga.data.WithIndex([("img", 1)])[0] == ("img", 1, 0)
+    assert ga.data.WithIndex([["img", 1]])[0] == ("img", 1, 0)  # a list sample is read as Collate reads it
     assert ga.data.WithIndex([{"image": "img"}, {"image": "b"}])[1] == {"image": "b", "index": 1}
     assert ga.data.WithIndex(["img"])[0] == {"image": "img", "index": 0}
     assert len(ga.data.WithIndex(range(7))) == 7

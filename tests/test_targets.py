@@ -604,6 +604,10 @@ def test_bad_options_and_inverse_arguments_raise():
         ga.TargetOptions(min_visibility=1.5)
     with pytest.raises(ValueError, match="permutation"):
         ga.TargetOptions(flip_map=(0, 0, 1))
+    for fill, dtype in ((300, torch.uint8), (-1, torch.uint8), (2.5, torch.int64), (255, torch.bool)):
+        pipe = ga.Pipeline([ga.Pad(1)], targets=ga.TargetOptions(mask_fill=fill))
+        with pytest.raises(ValueError, match=f"mask_fill {fill} is not a value of {dtype} masks"):
+            pipe(torch.zeros(1, 3, 8, 10), masks=torch.zeros(1, 8, 10, dtype=dtype))
     with pytest.raises(TypeError, match="TargetOptions"):
         ga.Pipeline([], targets={"min_area": 1})
     normalized = ga.Pipeline([ga.RandomHorizontalFlip()], targets=ga.TargetOptions(normalized=True))
@@ -664,13 +668,59 @@ def test_cuda_targets_match_cpu():
     assert back[0].is_cuda
 
 
-@pytest.mark.skipif(ga.available_backends()["ext"] != "available", reason="the fused extension (ext) is not available here")
-def test_targets_do_not_depend_on_the_backend():
-    images, boxes, labels, keypoints, masks = _inputs(seed=10)
-    results = [
-        ga.Pipeline(_chain(), seed=4, backend=backend)(images, masks=masks, boxes=boxes, labels=labels, keypoints=keypoints)
-        for backend in ("torch", "ext")
+def _nearest_chain() -> list[ga.Transform]:
+    """A chain like _chain with nearest sampling and no antialiasing, so that the images' pass moves
+    pixels as the masks' pass does."""
+    nearest = {"interpolation": "nearest", "antialias": False}
+    return [
+        ga.RandomResizedCrop((40, 44), scale=(0.3, 1.0), **nearest),
+        ga.RandomVerticalFlip(0.5),
+        ga.RandomRotation(30),
+        ga.RandomAffine(10, translate=(0.1, 0.1), scale=(0.9, 1.2), shear=5),
+        ga.RandomPerspective(0.4, p=0.8, interpolation="nearest"),
+        ga.Pad(3, fill=0),
+        ga.RandomCrop((30, 36)),
+        ga.Resize((26, 30), **nearest),
     ]
-    assert torch.equal(results[0].masks, results[1].masks)
-    assert all(torch.equal(a, b) for a, b in zip(results[0].boxes, results[1].boxes))
-    assert all(torch.equal(a, b) for a, b in zip(results[0].keypoints, results[1].keypoints))
+
+
+BACKENDS = [
+    "torch",
+    pytest.param("ext", marks=pytest.mark.skipif(ga.available_backends()["ext"] != "available",
+                                                 reason="the fused extension (ext) is not available here")),
+]
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, CUDA])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_masks_move_as_the_images_of_each_backend(backend, device):
+    """The masks' own pass (plain torch) against the images' pass of each backend: an image whose
+    channels are the mask, resampled nearest with the masks' fill, comes out as the mask does."""
+    _, _, _, _, masks = _inputs(seed=10)
+    masks = _plain(masks).to(device) + 1  # 0: only the fill
+    images = masks[:, None].expand(B, 3, H, W).contiguous()
+    pipe = ga.Pipeline(_nearest_chain(), seed=4, backend=backend)
+    out = pipe(images, masks=masks, sample_ids=torch.arange(B))
+    assert out.masks.device.type == device
+    assert 0.05 < float((out.masks == 0).float().mean()) < 0.9, "the chain should show some fill, and not only fill"
+    assert torch.equal(out.images[:, 0], out.masks) and torch.equal(out.images[:, 2], out.masks)
+
+
+def test_wide_integer_masks_keep_their_values():
+    """int64 ids beyond float32's 2**24 (and negative ones) come out exactly: the same pixels as a
+    small index mask moved by the same geometry, looked up."""
+    _, _, _, _, masks = _inputs(seed=11)
+    table = torch.randint(-(2**62), 2**62, (256,), generator=_gen(11))
+    table[FILL] = -1
+    index = _plain(masks)
+    run = {}
+    for name, mask, fill in (("index", index, FILL), ("wide", table[index.long()], -1)):
+        pipe = ga.Pipeline(_chain(), seed=6, targets=ga.TargetOptions(mask_fill=fill))
+        run[name] = pipe(torch.zeros(B, 1, H, W), masks=mask, sample_ids=torch.arange(B)).masks
+    assert bool((run["index"] == FILL).any()) and run["wide"].dtype == torch.int64
+    assert torch.equal(run["wide"], table[run["index"].long()])
+    int32 = (table % 2**31).to(torch.int32)
+    pipe = ga.Pipeline(_chain(), seed=6, targets=ga.TargetOptions(mask_fill=int(int32[FILL])))
+    out = pipe(torch.zeros(B, 1, H, W), masks=int32[index.long()], sample_ids=torch.arange(B)).masks
+    assert torch.equal(out, int32[run["index"].long()])

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -415,23 +416,50 @@ def _points_padded(points: Tensor, visible: Any, geo: Geometry, options: TargetO
 # ---- masks -----------------------------------------------------------------------------------------------------
 
 
-def _mask_padding(padding: Padding | None, fill: float) -> Padding | None:
-    return None if padding is None else Padding(padding.mode, (float(fill),))
+_PIECE_BITS = 16  # int32/int64 masks are warped in 16-bit pieces, which float32 resampling keeps exact
+
+
+def _mask_padding(padding: Padding | None, fill: tuple[float, ...]) -> Padding | None:
+    return None if padding is None else Padding(padding.mode, fill)
 
 
 def _warp_masks(masks: Tensor, stages: list[Stage], fill: float) -> Tensor:
     """(B, K, H, W) masks through every resampling pass of ``stages``: nearest, ``fill`` wherever the
-    image shows a fill, in plain torch ops whatever the images' backend."""
-    x = masks
+    image shows a fill, in plain torch ops whatever the images' backend.
+
+    The passes resample in float32, exact only up to 2**24: int32 and int64 masks go through them
+    as 16-bit pieces (one channel each), put back together at the end.
+    """
+    batch, layers = masks.shape[:2]
+    pieces = {torch.int32: 2, torch.int64: 4}.get(masks.dtype, 1)
+    bits = [_PIECE_BITS * k for k in range(pieces)]
+    shifts = torch.tensor(bits, device=masks.device).view(-1, 1, 1)
+    x, fills = masks, (float(fill),)
+    if pieces > 1:
+        x = ((masks.to(torch.int64)[:, :, None] >> shifts) & 0xFFFF).to(torch.int32).flatten(1, 2)
+        fills = tuple(float((int(fill) >> k) & 0xFFFF) for k in bits) * layers
     for warp in (s for s in stages if isinstance(s, Warp)):
-        links = [dataclasses.replace(link, padding=_mask_padding(link.padding, fill)) for link in warp.links]
+        links = [dataclasses.replace(link, padding=_mask_padding(link.padding, fills)) for link in warp.links]
         out_hw = (warp.spec_out.height, warp.spec_out.width)
         if warp.axis_aligned:
             y = warp_separable(x, warp.matrix, links, warp.window, out_hw, "nearest", False, warp.max_scale)
         else:
             y = warp_grid(x, links, out_hw, "nearest")
-        x = y.to(masks.dtype)
+        x = y.to(x.dtype)
+    if pieces > 1:
+        x = x.to(torch.int64).view(batch, layers, pieces, *x.shape[-2:])
+        x = (x << shifts).sum(dim=2).to(masks.dtype)
     return x.clone() if x is masks else x
+
+
+def _check_mask_fill(fill: float, dtype: torch.dtype) -> None:
+    """``fill`` must be a value of the masks' dtype: it is written into them as it is."""
+    if dtype.is_floating_point:
+        return
+    info = torch.iinfo(dtype) if dtype != torch.bool else None
+    low, high = (0, 1) if info is None else (info.min, info.max)
+    if not math.isfinite(fill) or fill != int(fill) or not low <= fill <= high:
+        raise ValueError(f"mask_fill {fill!r} is not a value of {dtype} masks (an integer in [{low}, {high}])")
 
 
 def _masks(masks: Any, stages: list[Stage], options: TargetOptions, batch_shape: tuple[int, ...], single: bool,
@@ -449,6 +477,7 @@ def _masks(masks: Any, stages: list[Stage], options: TargetOptions, batch_shape:
         raise ValueError(f"masks must be {expected} for images of {(batch, height, width)}, got {tuple(masks.shape)}")
     if masks.device != device:
         raise ValueError(f"masks are on {masks.device} but the images on {device}")
+    _check_mask_fill(options.mask_fill, masks.dtype)
     layers = masks.shape[-3] if masks.ndim == ranks[1] else 1
     grouped = masks.as_subclass(Tensor).reshape(1 if single else batch, layers, height, width)
     out = _warp_masks(grouped, stages, options.mask_fill)

@@ -39,7 +39,7 @@ __all__ = ["Collate", "WithIndex", "augment_batch"]
 
 
 class WithIndex(Dataset):
-    """``dataset`` whose samples carry their index: ``(*sample, index)`` for a tuple sample,
+    """``dataset`` whose samples carry their index: ``(*sample, index)`` for a tuple (or list) sample,
     ``{**sample, "index": index}`` for a dict, ``{"image": sample, "index": index}`` otherwise.
 
     Example:
@@ -56,7 +56,7 @@ class WithIndex(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, ...] | dict[str, Any]:
         sample = self.dataset[index]
-        if isinstance(sample, tuple):
+        if isinstance(sample, (tuple, list)):  # as Collate reads (image, label) samples
             return (*sample, index)
         if isinstance(sample, dict):
             return {**sample, "index": index}
@@ -178,6 +178,7 @@ class Collate:
 
     @property
     def epoch(self) -> int:
+        """The epoch that keys the augmentation of the following batches (see :meth:`set_epoch`)."""
         return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
@@ -192,7 +193,7 @@ class Collate:
         records = [_fields(sample, i) for i, sample in enumerate(samples)]
         keys = list(records[0])
         for i, record in enumerate(records):
-            if list(record) != keys:
+            if set(record) != set(keys):
                 raise ValueError(f"samples must have the same fields: sample 0 has {keys}, sample {i} has {list(record)}")
         images = [_as_chw(record["image"], i) for i, record in enumerate(records)]
         encoded = [is_encoded(image) for image in images]

@@ -104,7 +104,7 @@ def is_encoded(image: object) -> bool:
 
 def _reason(error: Exception) -> str:
     """torchvision's message without its C++ source location prefix."""
-    return re.sub(r"^\w+, \S+:\d+, ", "", str(error)).strip()
+    return re.sub(r"^[^,\s]+, \S+:\d+, ", "", str(error)).strip()
 
 
 def _decode_one(data: Tensor, mode: ImageReadMode, device: torch.device, on_gpu: bool) -> Tensor:

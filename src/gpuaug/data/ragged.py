@@ -78,9 +78,11 @@ class RaggedBatch:
         return [(size, torch.tensor(index)) for size, index in groups.items()]
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> RaggedBatch:
+        """The batch with ``images`` on ``device`` (``sizes`` stay on the CPU)."""
         return RaggedBatch(self.images.to(device, non_blocking=non_blocking), self.sizes)
 
     def pin_memory(self) -> RaggedBatch:
+        """The batch with ``images`` in pinned memory (what DataLoader's ``pin_memory=True`` calls)."""
         return RaggedBatch(self.images.pin_memory(), self.sizes)
 
 
