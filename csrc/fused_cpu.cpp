@@ -129,7 +129,27 @@ void warp_separable(const FusedView& f, const T* images, int b, Scratch& s, bool
   });
 }
 
-// Any other geometry (identity or a matrix), pixel by pixel.
+// The input itself (no resampling), row by row.
+template <typename T>
+void copy_input(const FusedView& f, const T* images, int b, Scratch& s, bool parallel) {
+  const int width = f.out_w, plane = f.out_h * width;
+  const T* sample = images + b * f.in_sb;
+  for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
+    for (int64_t i = first; i < last; ++i) {
+      for (int c = 0; c < f.channels_in; ++c) {
+        const T* src = sample + c * f.in_sc + i * f.in_sh;
+        float* dst = s.image.data() + c * plane + i * width;
+        if (f.in_sw == 1) {
+          for (int j = 0; j < width; ++j) dst[j] = static_cast<float>(src[j]);
+        } else {
+          for (int j = 0; j < width; ++j) dst[j] = static_cast<float>(src[j * f.in_sw]);
+        }
+      }
+    }
+  });
+}
+
+// Any other map (a matrix), pixel by pixel.
 template <typename T>
 void warp_pixels(const FusedView& f, const T* images, int b, Scratch& s, bool parallel) {
   const int width = f.out_w, plane = f.out_h * width;
@@ -219,6 +239,8 @@ void process_sample(const FusedView& f, const T* images, int b, O* out, Scratch&
   s.image.resize(static_cast<size_t>(kMaxChannels) * f.out_h * f.out_w);
   if (f.geometry[b] == kSeparable) {
     warp_separable(f, images, b, s, parallel);
+  } else if (f.geometry[b] == kIdentity) {
+    copy_input(f, images, b, s, parallel);
   } else {
     warp_pixels(f, images, b, s, parallel);
   }

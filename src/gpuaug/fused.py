@@ -319,7 +319,11 @@ def _fused_call(
 
 def run(images: Tensor, stages: list[Stage], spec_out: ImageSpec, memory_format: torch.memory_format) -> Tensor:
     """Apply ``stages`` to ``images`` (B, C, H, W) with the fused op where it can; ``images`` is never written."""
-    if images.shape[0] == 0:
+    fusable = any(
+        isinstance(s, Warp) and _fusable_warp(s, images.shape[1]) or isinstance(s, Step) and _encode_step(s) is not None
+        for s in stages
+    )
+    if images.shape[0] == 0 or not fusable:  # nothing to fuse: the plain backend (chunked on CPUs) alone
         return execute.run(images, stages, spec_out, memory_format)
     x, domain = images, Domain(images.dtype)
     i = 0
