@@ -149,16 +149,40 @@ void copy_input(const FusedView& f, const T* images, int b, Scratch& s, bool par
   });
 }
 
-// Any other map (a matrix), pixel by pixel.
+// Any other map (a matrix), row by row: where each output pixel of the row reads (the same
+// GridTaps as sample_matrix), then one channel plane at a time, averaged over the supersamples.
 template <typename T>
-void warp_pixels(const FusedView& f, const T* images, int b, Scratch& s, bool parallel) {
-  const int width = f.out_w, plane = f.out_h * width;
+void warp_matrix(const FusedView& f, const T* images, int b, Scratch& s, bool parallel) {
+  const int width = f.out_w, plane = f.out_h * width, k = f.supersample;
+  const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
+  const double* m = f.matrix + 9 * b;
   for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
-    float v[kMaxChannels];
+    std::vector<GridTaps> taps(width);
     for (int64_t i = first; i < last; ++i) {
-      for (int j = 0; j < width; ++j) {
-        warp_pixel(f, images, b, static_cast<int>(i), j, v);
-        for (int c = 0; c < f.channels_in; ++c) s.image[c * plane + i * width + j] = v[c];
+      for (int c = 0; c < f.channels_in; ++c) std::fill_n(s.image.data() + c * plane + i * width, width, 0.0f);
+      for (int sy = 0; sy < k; ++sy) {
+        for (int sx = 0; sx < k; ++sx) {
+          const double oy = (i * k + sy + 0.5) / k - 0.5;
+          for (int j = 0; j < width; ++j)
+            taps[j] = grid_taps(m, (j * k + sx + 0.5) / k - 0.5, oy, img.width, img.height, f.bilinear, f.padding);
+          for (int c = 0; c < f.channels_in; ++c) {
+            float* out = s.image.data() + c * plane + i * width;
+            const float fill = f.has_fill ? f.fill[c] : 0.0f;
+            for (int j = 0; j < width; ++j) {
+              const GridTaps& t = taps[j];
+              const float outside = 1.0f - (t.w[0] + t.w[1] + t.w[2] + t.w[3]);
+              out[j] += read_taps(img, c, t) + (f.has_fill ? outside * fill : 0.0f);
+            }
+          }
+        }
+      }
+      for (int c = 0; c < f.channels_in; ++c) {
+        float* out = s.image.data() + c * plane + i * width;
+        for (int j = 0; j < width; ++j) {
+          float v = k > 1 ? out[j] / static_cast<float>(k * k) : out[j];
+          if (f.warp_rounding > 0) v = nearbyintf(v);
+          out[j] = f.warp_rounding == 2 ? clampf(v, 0.0f, 255.0f) : v;
+        }
       }
     }
   });
@@ -242,7 +266,7 @@ void process_sample(const FusedView& f, const T* images, int b, O* out, Scratch&
   } else if (f.geometry[b] == kIdentity) {
     copy_input(f, images, b, s, parallel);
   } else {
-    warp_pixels(f, images, b, s, parallel);
+    warp_matrix(f, images, b, s, parallel);
   }
   int channels = f.channels_in;
   for (int slot = 0; slot < f.slots; ++slot) channels = run_slot(f, b, slot, s, channels, parallel);

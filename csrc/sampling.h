@@ -69,42 +69,65 @@ GA_HD float grid_coordinate(double src, int size, int padding) {
   return i;
 }
 
-// grid_sample (align_corners=False) of output point (ox, oy) through `m`, plus the fill where
-// constant padding leaves the image. `v` receives `channels` values.
-template <typename T>
-GA_HD void sample_matrix(const SourceImage<T>& img, int channels, const double* m, double ox, double oy,
-                         bool bilinear, int padding, const float* fill, bool has_fill, float* v) {
+// The source pixels that output point (ox, oy) reads through `m`, as grid_sample
+// (align_corners=False) reads them: four pixels (indices clamped into the image) with their
+// bilinear weights, 0 for the pixels outside the image; nearest: one pixel, in slot 0.
+struct GridTaps {
+  int x[4], y[4];
+  float w[4];
+};
+
+GA_HD GridTaps grid_taps(const double* m, double ox, double oy, int width, int height, bool bilinear, int padding) {
   const double w = m[6] * ox + m[7] * oy + m[8];
   double sx = (m[0] * ox + m[1] * oy + m[2]) / w;
   double sy = (m[3] * ox + m[4] * oy + m[5]) / w;
   if (padding == kReflect) {
-    sx = fold_reflect(sx, img.width);
-    sy = fold_reflect(sy, img.height);
+    sx = fold_reflect(sx, width);
+    sy = fold_reflect(sy, height);
   }
-  const float ix = grid_coordinate(sx, img.width, padding);
-  const float iy = grid_coordinate(sy, img.height, padding);
-  float mask = 0.0f;
-  for (int c = 0; c < channels; ++c) v[c] = 0.0f;
-  if (!(fabsf(ix) < 1e7f && fabsf(iy) < 1e7f)) {  // degenerate map (also NaN): nothing inside
-  } else if (bilinear) {
+  float ix = grid_coordinate(sx, width, padding);
+  float iy = grid_coordinate(sy, height, padding);
+  if (!(fabsf(ix) < 1e7f && fabsf(iy) < 1e7f)) ix = iy = -2.0f;  // degenerate map (also NaN): nothing inside
+  GridTaps t;
+  if (bilinear) {
     const float x0 = floorf(ix), y0 = floorf(iy);
     const float fx = ix - x0, fy = iy - y0;
     const float weight[4] = {(1.0f - fx) * (1.0f - fy), fx * (1.0f - fy), (1.0f - fx) * fy, fx * fy};
-    for (int corner = 0; corner < 4; ++corner) {
-      const int x = static_cast<int>(x0) + (corner & 1), y = static_cast<int>(y0) + (corner >> 1);
-      if (x < 0 || y < 0 || x >= img.width || y >= img.height) continue;
-      mask += weight[corner];
-      for (int c = 0; c < channels; ++c) v[c] += weight[corner] * img.at(c, y, x);
+    for (int k = 0; k < 4; ++k) {
+      const int x = static_cast<int>(x0) + (k & 1), y = static_cast<int>(y0) + (k >> 1);
+      const bool inside = x >= 0 && y >= 0 && x < width && y < height;
+      t.w[k] = inside ? weight[k] : 0.0f;
+      t.x[k] = x < 0 ? 0 : (x >= width ? width - 1 : x);
+      t.y[k] = y < 0 ? 0 : (y >= height ? height - 1 : y);
     }
   } else {
     const int x = static_cast<int>(nearbyintf(ix)), y = static_cast<int>(nearbyintf(iy));
-    if (x >= 0 && y >= 0 && x < img.width && y < img.height) {
-      mask = 1.0f;
-      for (int c = 0; c < channels; ++c) v[c] = img.at(c, y, x);
+    const bool inside = x >= 0 && y >= 0 && x < width && y < height;
+    for (int k = 0; k < 4; ++k) {
+      t.w[k] = k == 0 && inside ? 1.0f : 0.0f;
+      t.x[k] = x < 0 ? 0 : (x >= width ? width - 1 : x);
+      t.y[k] = y < 0 ? 0 : (y >= height ? height - 1 : y);
     }
   }
-  if (has_fill)
-    for (int c = 0; c < channels; ++c) v[c] += (1.0f - mask) * fill[c];
+  return t;
+}
+
+// Channel c of the pixel that `t` reads (pixels outside the image count 0, as grid_sample's zeros).
+template <typename T>
+GA_HD float read_taps(const SourceImage<T>& img, int c, const GridTaps& t) {
+  float v = 0.0f;
+  for (int k = 0; k < 4; ++k) v += t.w[k] * img.at(c, t.y[k], t.x[k]);
+  return v;
+}
+
+// grid_sample of output point (ox, oy) through `m`, plus the fill where constant padding leaves
+// the image (weighted by what of the sample fell outside). `v` receives `channels` values.
+template <typename T>
+GA_HD void sample_matrix(const SourceImage<T>& img, int channels, const double* m, double ox, double oy,
+                         bool bilinear, int padding, const float* fill, bool has_fill, float* v) {
+  const GridTaps t = grid_taps(m, ox, oy, img.width, img.height, bilinear, padding);
+  const float outside = 1.0f - (t.w[0] + t.w[1] + t.w[2] + t.w[3]);
+  for (int c = 0; c < channels; ++c) v[c] = read_taps(img, c, t) + (has_fill ? outside * fill[c] : 0.0f);
 }
 
 }  // namespace gpuaug
