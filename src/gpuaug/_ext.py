@@ -18,8 +18,10 @@ Example:
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
+import platform
 import warnings
 from pathlib import Path
 
@@ -39,6 +41,16 @@ def source_dir() -> Path:
     """The folder with the extension's sources: inside the installed package, else the checkout's csrc/."""
     packaged = Path(__file__).resolve().parent / "csrc"
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "csrc"
+
+
+def _cpu_tag() -> str:
+    """A short hash of this CPU's instruction-set flags: the build uses -march=native, so a cached
+    build must not be loaded on a machine whose CPU lacks some of its instructions."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = platform.processor() or platform.machine()
+    return hashlib.sha1(flags.encode()).hexdigest()[:8]
 
 
 def _cuda_include_dirs() -> list[str]:
@@ -68,7 +80,7 @@ def build(verbose: bool = False, with_cuda: bool | None = None) -> None:
         cuda_flags.append("-DGPUAUG_WITH_CUDA")
         includes = _cuda_include_dirs()
     cpp_extension.load(
-        name=_NAME + ("_cuda" if with_cuda else "_cpu"),
+        name=f"{_NAME}_{'cuda' if with_cuda else 'cpu'}_{_cpu_tag()}",
         sources=sources,
         extra_cflags=cflags,
         extra_cuda_cflags=cuda_flags,
