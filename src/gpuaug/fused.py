@@ -204,6 +204,10 @@ def encode_steps(steps: list[Stage], batch: int) -> Program:
         if encoded is None:
             raise ValueError(f"{step!r} cannot be encoded in the fused op's colour program")
         slots += encoded
+    return _program(slots, batch)
+
+
+def _program(slots: Encoded, batch: int) -> Program:
     if not slots:
         return Program(torch.zeros(batch, 0, _WIDTH), torch.zeros(batch, 0, dtype=torch.int32), [])
     device = slots[0][0].device
@@ -241,15 +245,19 @@ class _GeometryArgs:
     out_hw: tuple[int, int]
 
 
+def _no_taps(batch: int, length: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Separable taps and weights with no taps: (B, length, 0)."""
+    return (torch.zeros(batch, length, 0, dtype=torch.int32, device=device),
+            torch.zeros(batch, length, 0, dtype=torch.float32, device=device))
+
+
 def _identity_geometry(x: Tensor) -> _GeometryArgs:
     batch, channels, height, width = x.shape
-    empty = torch.zeros(batch, 1, 0, device=x.device)
+    taps_x, weights_x = _no_taps(batch, width, x.device)
+    taps_y, weights_y = _no_taps(batch, height, x.device)
     return _GeometryArgs(
         mode=torch.zeros(batch, dtype=torch.int8, device=x.device),
-        taps_x=empty.expand(batch, width, 0).to(torch.int32).contiguous(),
-        weights_x=empty.expand(batch, width, 0).contiguous(),
-        taps_y=empty.expand(batch, height, 0).to(torch.int32).contiguous(),
-        weights_y=empty.expand(batch, height, 0).contiguous(),
+        taps_x=taps_x, weights_x=weights_x, taps_y=taps_y, weights_y=weights_y,
         matrix=torch.zeros(batch, 3, 3, dtype=torch.float64, device=x.device),
         fill=torch.zeros(channels, device=x.device),
         has_fill=False, interpolation=1, padding_mode=0, supersample=1, rounding=0,
@@ -268,17 +276,23 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
     elif x.device.type == "cpu":
         aligned = execute.axis_aligned_samples(warp)
     else:
-        aligned = torch.zeros(batch, dtype=torch.bool, device=x.device)
-    args = (warp.interpolation, warp.antialias)
-    integer = domain.integer
-    tx, wx, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 0, out_w, *args, warp.max_scale[1], integer)
-    ty, wy, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 1, out_h, *args, warp.max_scale[0], integer)
+        aligned = None  # accelerators: every sample through the matrix, as the plain backend does
+    if aligned is None:
+        (tx, wx), (ty, wy) = _no_taps(batch, out_w, x.device), _no_taps(batch, out_h, x.device)
+        mode = torch.full((batch,), _Geometry.MATRIX, dtype=torch.int8, device=x.device)
+    else:
+        args = (warp.interpolation, warp.antialias)
+        tx, wx, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 0, out_w, *args,
+                                   warp.max_scale[1], domain.integer)
+        ty, wy, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 1, out_h, *args,
+                                   warp.max_scale[0], domain.integer)
+        mode = torch.where(aligned, _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8)
     fill = padding.fill_tensor(channels, x.device).view(channels)
     if warp.axis_aligned and warp.interpolation == "nearest" and x.dtype == torch.uint8:
         fill = fill.trunc()  # the separable nearest path writes the fill in the image's own dtype
     rounding = (2 if warp.interpolation == "bicubic" else 1) if domain.integer else 0
     return _GeometryArgs(
-        mode=torch.where(aligned, _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8),
+        mode=mode,
         taps_x=tx.to(torch.int32), weights_x=wx.contiguous(), taps_y=ty.to(torch.int32), weights_y=wy.contiguous(),
         matrix=warp.matrix.contiguous(), fill=fill.contiguous(), has_fill=padding.has_fill,
         interpolation=int(warp.interpolation != "nearest"), padding_mode=_PADDING_MODES[padding.mode],
@@ -287,26 +301,28 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
 
 
 def _fused_call(
-    x: Tensor, domain: Domain, warp: Warp | None, steps: list[Step], final: FinalWrite | None,
+    x: Tensor, domain: Domain, warp: Warp | None, steps: list[Step], slots: Encoded, final: FinalWrite | None,
     spec_out: ImageSpec, memory_format: torch.memory_format,
 ) -> Tensor:
     batch = x.shape[0]
     if x.dtype not in (torch.uint8, torch.float32):
         x = x.to(torch.float32)
     geometry = _identity_geometry(x) if warp is None else _warp_geometry(x, warp, domain)
-    program = encode_steps(steps, batch)
+    program = _program(slots, batch)
     channels = steps[-1].spec_out.channels if steps else x.shape[1]
     after = Domain(steps[-1].spec_out.dtype) if steps else domain
     device = x.device
     if final is None:
-        scale, shift, mode, mult, dtype = torch.ones(channels), torch.zeros(channels), 0, 1.0, torch.float32
+        scale, shift = torch.ones(channels, device=device), torch.zeros(channels, device=device)
+        mode, mult, dtype = 0, 1.0, torch.float32
         memory_format = torch.contiguous_format
     else:
         k = execute.final_coefficients(final, after, channels, device)
         scale, shift, dtype = k.scale, k.shift, spec_out.dtype
         mode = 2 if k.to_uint8 is not None else (1 if final.steps and dtype.is_floating_point else 0)
         mult = 255.999 if k.to_uint8 else 1.0
-    sizes = torch.tensor([x.shape[2], x.shape[3]], dtype=torch.int32, device=device).expand(batch, 2).contiguous()
+    sizes = torch.empty(batch, 2, dtype=torch.int32, device=device)
+    sizes[:, 0], sizes[:, 1] = x.shape[2], x.shape[3]
     return torch.ops.gpuaug.fused_augment(
         x, sizes, geometry.mode, geometry.taps_x, geometry.weights_x, geometry.taps_y, geometry.weights_y,
         geometry.matrix, geometry.fill, program.rows.to(device), program.keys.to(device),
@@ -319,9 +335,9 @@ def _fused_call(
 
 def run(images: Tensor, stages: list[Stage], spec_out: ImageSpec, memory_format: torch.memory_format) -> Tensor:
     """Apply ``stages`` to ``images`` (B, C, H, W) with the fused op where it can; ``images`` is never written."""
-    fusable = any(
-        isinstance(s, Warp) and _fusable_warp(s, images.shape[1]) or isinstance(s, Step) and _encode_step(s) is not None
-        for s in stages
+    encoded = [_encode_step(s) if isinstance(s, Step) else None for s in stages]  # once per step
+    fusable = any(e is not None for e in encoded) or any(
+        isinstance(s, Warp) and _fusable_warp(s, images.shape[1]) for s in stages
     )
     if images.shape[0] == 0 or not fusable:  # nothing to fuse: the plain backend (chunked on CPUs) alone
         return execute.run(images, stages, spec_out, memory_format)
@@ -332,15 +348,17 @@ def run(images: Tensor, stages: list[Stage], spec_out: ImageSpec, memory_format:
         warp = stage if isinstance(stage, Warp) and _fusable_warp(stage, x.shape[1]) else None
         j = i + (warp is not None)
         steps: list[Step] = []
-        while isinstance(stages[j], Step) and _encode_step(stages[j]) is not None:
+        slots: Encoded = []
+        while encoded[j] is not None:
             steps.append(stages[j])
+            slots += encoded[j]
             j += 1
         final = stages[j] if isinstance(stages[j], FinalWrite) else None
         if warp is None and not steps and final is None:  # a stage the op cannot do
             x, domain = execute.run_stage(x, stage, domain, images)
             i += 1
             continue
-        x = _fused_call(x, domain, warp, steps, final, spec_out, memory_format)
+        x = _fused_call(x, domain, warp, steps, slots, final, spec_out, memory_format)
         if final is not None:
             return x
         domain = Domain(steps[-1].spec_out.dtype) if steps else domain
