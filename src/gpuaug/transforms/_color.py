@@ -98,12 +98,24 @@ class ColorJitter(PixelTransform):
         return ColorJitterParams(applied, *factors, order=rng.permutation(4))
 
     def apply(self, x: Tensor, params: ColorJitterParams, domain: Domain) -> Tensor:
+        if x.device.type == "cpu":  # a sample at a time: views of x, no gathers (several times faster)
+            for i, order in enumerate(params.order.tolist()):
+                rows = slice(i, i + 1)
+                x[rows] = self._apply_in_order(x[rows], params.select(rows), order, domain)
+            return x
         for slot in range(4):
             for part, (name, kernel) in enumerate(_JITTER_PARTS):
                 if getattr(self, name) is None:
                     continue
                 selected = params.order[:, slot] == part
                 x = apply_selected(x, selected, lambda xs, ps, k=kernel, n=name: k(xs, getattr(ps, n), domain), params)
+        return x
+
+    def _apply_in_order(self, x: Tensor, params: ColorJitterParams, order: list[int], domain: Domain) -> Tensor:
+        for part in order:
+            name, kernel = _JITTER_PARTS[part]
+            if getattr(self, name) is not None:
+                x = kernel(x, getattr(params, name), domain)
         return x
 
 
