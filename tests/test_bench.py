@@ -7,6 +7,7 @@ import platform
 import pytest
 import torch
 
+import gpuaug as ga
 from gpuaug import bench
 from gpuaug.cli import main
 
@@ -127,3 +128,10 @@ def test_cli_bench_pin_malloc(tmp_path):
     report = json.loads(out_json.read_text())
     assert report["meta"]["malloc"] == "pinned thresholds"
     assert report["results"][0]["status"] == "ok"
+
+
+def test_the_cuda_graph_row_is_listed_for_cuda_only():
+    names = lambda device: [lib.name for lib in bench.select_libraries(["gpuaug"], torch.device(device))[0]]  # noqa: E731
+    assert "gpuaug[ext]+graph" not in names("cpu")
+    if ga.available_backends().get("ext") == "available":
+        assert "gpuaug[ext]+graph" in names("cuda")

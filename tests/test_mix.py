@@ -1,6 +1,8 @@
 """MixUp, CutMix and MixChoice: the mixing arithmetic, soft labels with smoothing, timm's
 'batch'/'pair'/'elem' modes, the Beta distribution, and counter-based keys (reproducible, keyed by
-seed, epoch and sample ids, independent of batch order)."""
+seed, epoch and sample ids, independent of batch order). Then a mix ending a Pipeline: the mix of
+the unmixed output against a float64 reference, replay, RandomChoice of mixes, Collate (same-sized
+and ragged batches), bad inputs, CUDA."""
 
 from __future__ import annotations
 
@@ -207,3 +209,213 @@ def test_cuda_matches_cpu(kind):
     assert out_g.is_cuda and torch.equal(p_g.partner.cpu(), p.partner) and torch.equal(p_g.box.cpu(), p.box)
     torch.testing.assert_close(out_g.cpu(), out)
     torch.testing.assert_close(soft_g.cpu(), soft)
+
+
+# ---------------------------------------------------------------- a mix ending a Pipeline
+
+
+def _reference_mix(images: torch.Tensor, p: ga.MixParams) -> torch.Tensor:
+    """float64, sample by sample: the partner's pixels inside the box, the weighted blend outside."""
+    x = images.double()
+    out = torch.empty_like(x)
+    for b in range(x.shape[0]):
+        own, other, w = x[b], x[int(p.partner[b])], float(p.weight[b])
+        out[b] = own * w + other * (1 - w)
+        top, bottom, left, right = p.box[b].tolist()
+        out[b, :, top:bottom, left:right] = other[:, top:bottom, left:right]
+    return out
+
+
+def _assert_mixed(got: torch.Tensor, reference: torch.Tensor) -> None:
+    """float outputs: the float64 reference up to float32 rounding; uint8 ones: the reference rounded
+    to the nearest integer (timm's np.rint), where it is not within float32 noise of a half."""
+    if got.is_floating_point():
+        torch.testing.assert_close(got.double(), reference, rtol=0, atol=1e-5)
+        return
+    off = got.double() - reference.round()
+    near_half = (reference - reference.floor() - 0.5).abs() < 1e-3
+    assert (off.abs() <= 1).all() and not (off != 0)[~near_half].any()
+
+
+def _reference_labels(labels: torch.Tensor, p: ga.MixParams, classes: int, smoothing: float) -> torch.Tensor:
+    one_hot = torch.nn.functional.one_hot(labels, classes).double() * (1 - smoothing) + smoothing / classes
+    lam = p.lam.double()[:, None]
+    return one_hot * lam + one_hot[p.partner] * (1 - lam)
+
+
+BODY = {
+    "uint8": lambda: [ga.RandomResizedCrop(12), ga.RandomHorizontalFlip()],
+    "normalized": lambda: [ga.RandomResizedCrop(12), ga.RandomHorizontalFlip(), ga.ToDtype(torch.float32, scale=True),
+                           ga.Normalize(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))],
+}
+PIPELINE_MIXES = {
+    "mixup": lambda: ga.MixUp(0.4, 5, mode="elem", label_smoothing=0.1),
+    "cutmix": lambda: ga.CutMix(1.0, 5, mode="pair", label_smoothing=0.1),
+    "mixchoice": lambda: ga.MixChoice([ga.MixUp(0.4, 5, label_smoothing=0.1), ga.CutMix(1.0, 5, label_smoothing=0.1)]),
+    "randomchoice": lambda: ga.RandomChoice([ga.MixUp(0.4, 5, mode="elem", label_smoothing=0.1),
+                                             ga.CutMix(1.0, 5, mode="elem", label_smoothing=0.1)], p=[0.4, 0.6]),
+}
+
+
+@pytest.mark.parametrize("body", BODY)
+@pytest.mark.parametrize("kind", PIPELINE_MIXES)
+def test_pipeline_mix_is_the_mix_of_the_unmixed_output(body, kind):
+    images, labels = _batch(8, dtype=torch.uint8, hw=20)
+    ids = torch.arange(8) * 7 + 3
+    pipe = ga.Pipeline([*BODY[body](), PIPELINE_MIXES[kind]()], seed=3)
+    batch = pipe(images, labels=labels, sample_ids=ids, epoch=2)
+    plain, plain_params = ga.Pipeline(BODY[body](), seed=3)(images, sample_ids=ids, epoch=2, return_params=True)
+    params = batch.params
+    body_nodes = len(plain_params.transforms)
+    assert params.names[:body_nodes] == plain_params.names
+    for got, expected in zip(params.transforms, plain_params.transforms):
+        assert all(torch.equal(a, b) for a, b in zip(got.tensors().values(), expected.tensors().values()))
+    mixed = params.transforms[body_nodes]
+    assert isinstance(mixed, ga.MixParams) and len(params.transforms) == len(params.names)
+    assert batch.images.dtype == plain.dtype and batch.images.shape == plain.shape
+    _assert_mixed(batch.images, _reference_mix(plain, mixed))
+    assert batch.labels.dtype == torch.float32 and batch.labels.shape == (8, 5)
+    torch.testing.assert_close(batch.labels.double(), _reference_labels(labels, mixed, 5, 0.1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(batch.labels.sum(dim=1), torch.ones(8))
+    assert (mixed.partner != torch.arange(8)).all() and bool(mixed.applied.all())
+
+
+@pytest.mark.parametrize("kind", PIPELINE_MIXES)
+def test_pipeline_mix_replays_and_saves(kind, tmp_path):
+    images, labels = _batch(6, dtype=torch.uint8, hw=20)
+    pipe = ga.Pipeline([*BODY["normalized"](), PIPELINE_MIXES[kind]()], seed=5)
+    first = pipe(images, labels=labels)
+    second = pipe(images, labels=labels)
+    assert not torch.equal(first.images, second.images), "calls without ids must draw anew"
+    assert torch.equal(pipe.replay(images, first.params), first.images)
+    first.params.save(tmp_path / "params.pt")
+    assert torch.equal(pipe.replay(images, ga.BatchParams.load(tmp_path / "params.pt")), first.images)
+    # keyed by the pipeline's seed, epoch and ids: a new pipeline draws the same, sample() too
+    ids = torch.arange(6) + 40
+    again = ga.Pipeline([*BODY["normalized"](), PIPELINE_MIXES[kind]()], seed=5)
+    keyed = pipe(images, labels=labels, sample_ids=ids)
+    assert torch.equal(again(images, labels=labels, sample_ids=ids).images, keyed.images)
+    sampled = again.sample(images, sample_ids=ids).transforms[-1]
+    assert all(torch.equal(a, b) for a, b in zip(sampled.tensors().values(), keyed.params.transforms[-1].tensors().values()))
+    pipe.set_epoch(1)
+    assert not torch.equal(pipe(images, labels=labels, sample_ids=ids).images, keyed.images)
+
+
+def test_random_choice_of_mixes_is_mix_choice():
+    """A RandomChoice of mixes chooses as MixChoice does: per sample in 'elem' mode (both kinds over a
+    batch), once per batch in 'batch' mode (timm's switch_prob), with the same draws as a MixChoice."""
+    images, labels = _batch(32, hw=8)
+    ids = torch.arange(32)
+
+    def mixes(mode):
+        return [ga.MixUp(0.4, 5, mode=mode), ga.CutMix(1.0, 5, mode=mode)]
+
+    elem = ga.Pipeline([ga.RandomChoice(mixes("elem"))], seed=0)(images, labels=labels, sample_ids=ids)
+    assert elem.params.names == ["RandomChoice", "MixUp", "CutMix"]
+    choice = elem.params.transforms[0]
+    assert isinstance(choice, ga.mix.MixChoiceParams) and 4 < int(choice.choice.sum()) < 28
+    assert (choice.box[choice.choice == 0] == 0).all() and (choice.weight[choice.choice == 1] == 1).all()
+    for i in (0, 1):  # each mix's own draw is recorded; the chosen values come from it
+        own = elem.params.transforms[1 + i]
+        assert torch.equal(choice.lam[choice.choice == i], own.lam[choice.choice == i])
+    same = ga.Pipeline([ga.MixChoice(mixes("elem"))], seed=0)(images, labels=labels, sample_ids=ids)
+    assert same.params.names == ["MixChoice", "MixUp", "CutMix"]
+    assert torch.equal(same.images, elem.images) and torch.equal(same.labels, elem.labels)
+    per_batch = ga.Pipeline([ga.RandomChoice(mixes("batch"), p=[0.5, 0.5])], seed=0)
+    chosen = [per_batch(images[:4], labels=labels[:4], sample_ids=ids[:4], epoch=e).params.transforms[0].choice
+              for e in range(16)]
+    assert all(c.unique().numel() == 1 for c in chosen)
+    assert {int(c[0]) for c in chosen} == {0, 1}
+
+
+def test_pipeline_mix_keeps_memory_format_and_float_labels():
+    images, _ = _batch(4, dtype=torch.uint8)
+    pipe = ga.Pipeline([ga.ToDtype(torch.float16, scale=True), ga.CutMix(1.0, 5)], seed=0, memory_format=torch.channels_last)
+    soft = torch.softmax(torch.randn(4, 5, generator=torch.Generator().manual_seed(0)), dim=1)
+    batch = pipe(images, labels=soft)
+    assert batch.images.dtype == torch.float16 and batch.images.is_contiguous(memory_format=torch.channels_last)
+    mixed = batch.params.transforms[-1]
+    lam = mixed.lam.float()[:, None]
+    torch.testing.assert_close(batch.labels, soft * lam + soft[mixed.partner] * (1 - lam))
+
+
+def test_collate_passes_labels_to_a_mix_pipeline():
+    """Same-sized and ragged batches: each sample's crop as its own one-sample call keyed by its index,
+    then the mix the whole pipeline draws for those ids."""
+    gen = torch.Generator().manual_seed(0)
+    sizes = [(20, 20)] * 6 + [(18, 24), (24, 16), (18, 24), (20, 20)]
+    data = ga.data.WithIndex([(torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen), i % 5)
+                              for i, (h, w) in enumerate(sizes)])
+    body = [ga.RandomResizedCrop(12), ga.ToDtype(torch.float32, scale=True)]
+    pipe = ga.Pipeline([*body, ga.MixUp(0.4, 5, mode="elem", label_smoothing=0.1)], seed=1)
+    plain = ga.Pipeline(body, seed=1)
+    collate = ga.data.Collate(pipe)
+    collate.set_epoch(3)
+    for chosen in ([0, 1, 2, 3, 4, 5], [6, 0, 7, 8, 1, 9]):
+        batch = collate([data[i] for i in chosen])
+        ids, labels = torch.tensor(chosen), torch.tensor([data[i][1] for i in chosen])
+        assert torch.equal(batch["sample_ids"], ids)
+        unmixed = torch.cat([plain(data[i][0][None], sample_ids=[i], epoch=3) for i in chosen])
+        mixed = pipe.sample(torch.zeros(len(chosen), 3, 20, 20, dtype=torch.uint8), sample_ids=ids, epoch=3).transforms[-1]
+        _assert_mixed(batch["images"], _reference_mix(unmixed, mixed))
+        torch.testing.assert_close(batch["labels"].double(), _reference_labels(labels, mixed, 5, 0.1), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="already ends in MixUp"):
+        ga.data.Collate(pipe, ga.CutMix(1.0, 5))
+    with pytest.raises(ValueError, match="needs labels"):
+        collate([{"image": data[i][0], "index": i} for i in range(2)])
+
+
+def test_pipeline_mix_errors():
+    images, labels = _batch(4)
+    mixup = ga.MixUp(0.2, 5)
+    with pytest.raises(ValueError, match="MixUp must be the last transform"):
+        ga.Pipeline([mixup, ga.RandomHorizontalFlip()])
+    with pytest.raises(ValueError, match="CutMix must be the last transform"):
+        ga.Pipeline([ga.RandomApply([ga.CutMix(1.0, 5)], p=0.5)])
+    with pytest.raises(ValueError, match="must be the last transform"):
+        ga.Pipeline([mixup, ga.CutMix(1.0, 5)])
+    with pytest.raises(ValueError, match="only MixUp and CutMix"):
+        ga.Pipeline([ga.RandomChoice([mixup, ga.RandomHorizontalFlip()])])
+    with pytest.raises(ValueError, match="share mode"):
+        ga.Pipeline([ga.RandomChoice([mixup, ga.CutMix(1.0, 5, mode="elem")])])
+    pipe = ga.Pipeline([ga.RandomHorizontalFlip(), mixup], seed=0)
+    with pytest.raises(ValueError, match="pass labels="):
+        pipe(images)
+    with pytest.raises(ValueError, match="labels must lie"):
+        pipe(images, labels=labels + 5)
+    with pytest.raises(ValueError, match=r"\(4,\) integer classes"):
+        pipe(images, labels=[torch.tensor([1, 2]), torch.tensor([3])])  # per-box labels
+    with pytest.raises(ValueError, match="image-level class labels only, got boxes"):
+        pipe(images, labels=labels, boxes=[torch.tensor([[0.0, 0.0, 2.0, 2.0]])] * 4)
+    with pytest.raises(ValueError, match="got masks"):
+        pipe(images, labels=labels, masks=torch.zeros(4, 16, 16, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\) batch"):
+        pipe(images[0], labels=labels[:1])
+    with pytest.raises(ValueError, match="even batch"):
+        ga.Pipeline([ga.MixUp(0.2, 5, mode="pair")])(images[:3], labels=labels[:3])
+    # without a mix, labels keep their meaning: passed through, or per-box labels filtered with boxes
+    plain = ga.Pipeline([ga.RandomHorizontalFlip()], seed=0)
+    assert plain(images, labels=labels).labels is labels
+
+
+@pytest.mark.cuda
+@CUDA
+def test_pipeline_mix_on_cuda_matches_cpu_without_syncing():
+    images, labels = _batch(8, dtype=torch.uint8, hw=20)
+    ids = torch.arange(8)
+    transforms = [*BODY["normalized"](), PIPELINE_MIXES["randomchoice"]()]
+    cpu = ga.Pipeline(transforms, seed=2)(images, labels=labels, sample_ids=ids)
+    pipe = ga.Pipeline(transforms, seed=2)
+    images_g, labels_g, ids_g = images.cuda(), labels.cuda(), ids.cuda()
+    pipe(images_g, labels=labels_g, sample_ids=ids_g)  # warm up (lazy CUDA initialisation)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        gpu = pipe(images_g, labels=labels_g, sample_ids=ids_g)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert gpu.images.is_cuda and gpu.labels.is_cuda
+    assert torch.equal(gpu.params.transforms[-3].partner.cpu(), cpu.params.transforms[-3].partner)
+    torch.testing.assert_close(gpu.images.cpu(), cpu.images, rtol=0, atol=0.03)  # a uint8 level after Normalize
+    torch.testing.assert_close(gpu.labels.cpu(), cpu.labels)
+    assert torch.equal(pipe.replay(images_g, gpu.params), gpu.images)

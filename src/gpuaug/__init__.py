@@ -10,6 +10,7 @@ Example:
 from ._ext import available_backends
 from .params import BatchParams, Params
 from .pipeline import Pipeline
+from .graph import CapturedPipeline, capture
 from .targets import Batch, TargetOptions
 from .transforms import *  # noqa: F403
 from .transforms import __all__ as _transforms
@@ -20,4 +21,4 @@ from .data import RaggedBatch
 __version__ = "0.1.0"
 
 __all__ = ["Pipeline", "Batch", "TargetOptions", "BatchParams", "Params", "available_backends", "__version__", *_transforms]
-__all__ += ["data", "RaggedBatch", "MixUp", "CutMix", "MixChoice", "MixParams"]
+__all__ += ["data", "RaggedBatch", "MixUp", "CutMix", "MixChoice", "MixParams", "capture", "CapturedPipeline"]

@@ -21,6 +21,7 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import os
 import platform
 import statistics
 import time
@@ -186,6 +187,20 @@ def _build_gpuaug(case: Case, device: torch.device, backend: str) -> Fn:
     return ga.Pipeline(_v2_style(ga, case.steps), seed=0, backend=backend)
 
 
+def _build_gpuaug_graph(case: Case, device: torch.device) -> Fn:
+    """The ext pipeline captured in a CUDA graph by its first (warm-up) call; later calls copy the
+    batch into the graph's input and replay it, as a training loop would use ``ga.capture``."""
+    pipe = ga.Pipeline(_v2_style(ga, case.steps), seed=0, backend="ext")
+    captured: list[ga.CapturedPipeline] = []
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if not captured:
+            captured.append(ga.capture(pipe, x))
+        return captured[0](x, torch.arange(x.shape[0], device=x.device))
+
+    return run
+
+
 def _build_tv_batch(case: Case, device: torch.device) -> Fn:
     return v2.Compose(_v2_style(v2, case.steps))
 
@@ -335,6 +350,7 @@ class Library:
     module: str | None = None  # must import for the row to run
     slow: bool = False  # Python loop over samples: fewer repeats
     cpu_only: bool = False
+    cuda_only: bool = False
     pipelines_only: bool = False
 
 
@@ -349,8 +365,9 @@ LIBRARIES: dict[str, Library] = {lib.name: lib for lib in (
 LIBRARY_NAMES = ("gpuaug", *LIBRARIES)
 
 
-def _gpuaug_libraries() -> tuple[list[Library], dict[str, str]]:
-    """One Library per available gpuaug backend, and the reasons for the unavailable ones."""
+def _gpuaug_libraries(device: torch.device) -> tuple[list[Library], dict[str, str]]:
+    """One Library per available gpuaug backend (on CUDA also the ext backend in a CUDA graph),
+    and the reasons for the unavailable ones."""
     libs, skipped = [], {}
     for backend, state in ga.available_backends().items():
         if state == "available":
@@ -358,6 +375,9 @@ def _gpuaug_libraries() -> tuple[list[Library], dict[str, str]]:
             libs.append(Library(f"gpuaug[{backend}]", f"gpuaug ({backend} backend)", build))
         else:
             skipped[f"gpuaug[{backend}]"] = state
+    if device.type == "cuda" and ga.available_backends().get("ext") == "available":
+        libs.append(Library("gpuaug[ext]+graph", "gpuaug (ext backend, CUDA graph)", _build_gpuaug_graph,
+                            cuda_only=True, pipelines_only=True))
     return libs, skipped
 
 
@@ -488,8 +508,8 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _meta(cfg: BenchConfig, device: torch.device, bandwidth: float | None,
-          unavailable: dict[str, str]) -> dict[str, Any]:
+def machine_meta(device: torch.device) -> dict[str, Any]:
+    """When and where a benchmark ran: date, versions, CPU and device, for its JSON."""
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "gpuaug": ga.__version__,
@@ -498,9 +518,17 @@ def _meta(cfg: BenchConfig, device: torch.device, bandwidth: float | None,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
         "cpu_threads": torch.get_num_threads(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+    }
+
+
+def _meta(cfg: BenchConfig, device: torch.device, bandwidth: float | None,
+          unavailable: dict[str, str]) -> dict[str, Any]:
+    return {
+        **machine_meta(device),
         "batch_size": cfg.resolved_batch_size(),
         "size": cfg.size,
         "repeats": cfg.repeats,
@@ -521,6 +549,8 @@ def skip_reason(lib: Library, device: torch.device) -> str | None:
     """Why ``lib`` cannot run on ``device`` (None if it can)."""
     if lib.cpu_only and device.type != "cpu":
         return "CPU only"
+    if lib.cuda_only and device.type != "cuda":
+        return "CUDA only"
     return _import_problem(lib.module)
 
 
@@ -565,9 +595,9 @@ def _add_ratios(rows: list[dict[str, Any]]) -> None:
             r["ratio_to_gpuaug"] = r["images_per_s"] / best[r["case"]]
 
 
-def select_libraries(names: list[str]) -> tuple[list[Library], dict[str, str]]:
+def select_libraries(names: list[str], device: torch.device) -> tuple[list[Library], dict[str, str]]:
     """The Library rows for ``names`` (one per available gpuaug backend) and the unavailable backends."""
-    gpuaug_libs, gpuaug_skipped = _gpuaug_libraries() if "gpuaug" in names else ([], {})
+    gpuaug_libs, gpuaug_skipped = _gpuaug_libraries(device) if "gpuaug" in names else ([], {})
     return gpuaug_libs + [LIBRARIES[n] for n in names if n != "gpuaug"], gpuaug_skipped
 
 
@@ -600,7 +630,7 @@ def run_benchmark(cfg: BenchConfig, progress: TextIO | None = None) -> dict[str,
         pin_malloc_thresholds()
     device = torch.device(cfg.device)
     bandwidth = measure_bandwidth(device)
-    libs, gpuaug_skipped = select_libraries(cfg.libraries)
+    libs, gpuaug_skipped = select_libraries(cfg.libraries, device)
     for name, reason in gpuaug_skipped.items():
         if progress is not None:
             print(f"{name} not run: {reason}", file=progress, flush=True)
@@ -639,11 +669,12 @@ def _cells(row: dict[str, Any], cuda: bool) -> list[str]:
     return cells
 
 
-def _render(cells: list[str], widths: list[int]) -> str:
-    """Name columns left-aligned, numbers right-aligned; a short (skipped) row runs on after the names."""
+def _render(cells: list[str], widths: list[int], names: int = 2) -> str:
+    """The first ``names`` columns left-aligned, numbers right-aligned; a short (skipped) row runs on
+    after the names."""
     if len(cells) < len(widths):
-        return "  ".join([cells[0].ljust(widths[0]), cells[1].ljust(widths[1]), *cells[2:]])
-    return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+        return "  ".join([*(c.ljust(w) for c, w in zip(cells[:names], widths, strict=False)), *cells[names:]])
+    return "  ".join(c.ljust(w) if i < names else c.rjust(w)
                      for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
 

@@ -1,4 +1,4 @@
-"""The ``gpuaug`` command: ``gpuaug info``, ``gpuaug preview``, ``gpuaug bench``."""
+"""The ``gpuaug`` command: ``gpuaug info``, ``gpuaug preview``, ``gpuaug bench``, ``gpuaug bench-loader``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from torchvision.transforms.v2 import functional as F
 from torchvision.utils import make_grid
 
 import gpuaug as ga
-from gpuaug import _ext, bench
+from gpuaug import _ext, bench, bench_loader
 from gpuaug.assets import load_samples
 
 GRID_PADDING = 2
@@ -175,6 +175,20 @@ def cmd_bench(args: argparse.Namespace) -> None:
         raise CLIError(str(exc)) from exc
 
 
+def cmd_bench_loader(args: argparse.Namespace) -> None:
+    cfg = bench_loader.LoaderBenchConfig(
+        device=args.device, workers=args.workers, batch_size=args.batch_size, batches=args.batches,
+        warmup=args.warmup, max_seconds=args.max_seconds, images=args.images, data_dir=args.data, rows=args.rows,
+    )
+    try:
+        report = bench_loader.run_loader_benchmark(cfg, progress=sys.stderr)
+    except bench.BenchError as exc:
+        raise CLIError(str(exc)) from exc
+    print(bench_loader.format_table(report))
+    if args.json:
+        _write(args.json, lambda path: Path(path).write_text(json.dumps(report, indent=2) + "\n"))
+
+
 def _write(path: str, writer: Callable[[str], object]) -> None:
     try:
         writer(path)
@@ -202,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gpuaug`` command."""
     parser = argparse.ArgumentParser(prog="gpuaug", description="Batched per-sample image augmentation for PyTorch.")
     parser.add_argument("--version", action="version", version=f"gpuaug {ga.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,build-ext,preview,bench}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,build-ext,preview,bench,bench-loader}")
 
     info = sub.add_parser("info", help="versions, devices and available backends")
     info.set_defaults(func=cmd_info)
@@ -243,6 +257,29 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")
     b.add_argument("--chart", metavar="PATH", help="write a PNG bar chart (needs matplotlib)")
     b.set_defaults(func=cmd_bench)
+
+    defaults = bench_loader.LoaderBenchConfig()
+    bl = sub.add_parser("bench-loader", help="end to end: JPEG files -> DataLoader -> augmented batches on the "
+                                             "device, gpuaug against torchvision's per-sample recipe")
+    bl.add_argument("--device", choices=("cpu", "cuda"), default=defaults.device, help="default: cuda when available")
+    bl.add_argument("--workers", type=_non_negative, default=defaults.workers,
+                    help=f"DataLoader workers, the same for every row (default: the CPU count, {defaults.workers})")
+    bl.add_argument("--batch-size", type=_positive, default=defaults.batch_size,
+                    help=f"default {defaults.batch_size}")
+    bl.add_argument("--batches", type=_positive, default=defaults.batches,
+                    help=f"timed batches per row; several per worker (default {defaults.batches})")
+    bl.add_argument("--warmup", type=_non_negative, default=None,
+                    help="untimed batches per row first (default: one per worker, at least 2)")
+    bl.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                    help="end a row's warm-up, and its timed window, after S seconds each (default: no limit)")
+    bl.add_argument("--images", type=_positive, default=defaults.images,
+                    help=f"JPEGs in the generated set (default {defaults.images})")
+    bl.add_argument("--data", metavar="DIR", default=None,
+                    help=f"where the JPEG sets are generated and reused (default {bench_loader.default_data_dir()})")
+    bl.add_argument("--rows", nargs="+", choices=list(bench_loader.ROWS), default=list(bench_loader.ROWS),
+                    metavar="NAME", help=f"any of {', '.join(bench_loader.ROWS)} (default: all)")
+    bl.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    bl.set_defaults(func=cmd_bench_loader)
     return parser
 
 
@@ -250,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gpuaug`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "bench" and args.device == "cuda" and not torch.cuda.is_available():
+    if args.command in ("bench", "bench-loader") and args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
     try:
         args.func(args)

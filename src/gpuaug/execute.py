@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor
 
+from . import _alloc
 from .functional.color import Domain
 from .functional.resample import warp_grid, warp_separable
 from .plan import FinalWrite, Stage, Step, Warp
@@ -45,10 +46,10 @@ def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
     if warp.axis_aligned:
         y = warp_separable(
             x, warp.matrix, warp.links, warp.window, out_hw, warp.interpolation, warp.antialias, warp.max_scale,
-            integer=domain.integer,
+            integer=domain.integer, sizes=warp.source_sizes,
         )
     else:
-        y = warp_grid(x, warp.links, out_hw, warp.interpolation, warp.supersample)
+        y = warp_grid(x, warp.links, out_hw, warp.interpolation, warp.supersample, sizes=warp.source_sizes)
     if domain.integer and y.is_floating_point():
         y = y.round_()
         if warp.interpolation == "bicubic":
@@ -133,7 +134,8 @@ def _slice(stage: Stage, rows: slice | Tensor) -> Stage:
         return dataclasses.replace(stage, params=stage.params.select(rows), applied=stage.applied[rows])
     if isinstance(stage, Warp):
         links = [dataclasses.replace(link, matrix=link.matrix[rows]) for link in stage.links]
-        return dataclasses.replace(stage, matrix=stage.matrix[rows], window=stage.window[rows], links=links)
+        sizes = None if stage.source_sizes is None else stage.source_sizes[rows]
+        return dataclasses.replace(stage, matrix=stage.matrix[rows], window=stage.window[rows], links=links, source_sizes=sizes)
     return stage
 
 
@@ -152,10 +154,8 @@ def run(
     batch already), which keeps every intermediate small; accelerators take the batch at once.
     """
     batch = images.shape[0]
-    out = torch.empty(
-        batch, spec_out.channels, spec_out.height, spec_out.width,
-        dtype=spec_out.dtype, device=images.device, memory_format=memory_format,
-    )
+    shape = (batch, spec_out.channels, spec_out.height, spec_out.width)
+    out = _alloc.empty(shape, spec_out.dtype, images.device, memory_format)
     chunk = _chunk_size(images, spec_out) if images.device.type == "cpu" else batch
     if batch == 0:
         return out

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from . import execute
+from ._device import constant
 from .functional.color import Domain
 from .functional.resample import Padding, separable_taps
 from .plan import FinalWrite, Stage, Step, Warp
@@ -107,9 +108,10 @@ Encoded = list[tuple[Tensor, Tensor | None, bool]]  # per slot: rows (B, 10), ke
 def _color_jitter(t: ColorJitter, step: Step, integer: bool) -> Encoded:
     params: ColorJitterParams = step.params
     factors = torch.stack([params.brightness, params.contrast, params.saturation, params.hue], dim=1)
-    enabled = torch.tensor([getattr(t, n) is not None for n in ("brightness", "contrast", "saturation", "hue")])
-    codes = torch.tensor([OpCode.BRIGHTNESS, OpCode.CONTRAST, OpCode.SATURATION, OpCode.HUE], dtype=torch.float32)
-    codes = torch.where(enabled, codes, 0.0).to(factors.device)
+    parts = (("brightness", OpCode.BRIGHTNESS), ("contrast", OpCode.CONTRAST),
+             ("saturation", OpCode.SATURATION), ("hue", OpCode.HUE))
+    codes = constant([float(code) if getattr(t, name) is not None else 0.0 for name, code in parts],
+                     torch.float32, factors.device)
     slots = []
     for slot in range(4):
         part = params.order[:, slot]
@@ -283,9 +285,9 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
     else:
         args = (warp.interpolation, warp.antialias)
         tx, wx, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 0, out_w, *args,
-                                   warp.max_scale[1], domain.integer)
+                                   warp.max_scale[1], domain.integer, warp.source_sizes)
         ty, wy, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 1, out_h, *args,
-                                   warp.max_scale[0], domain.integer)
+                                   warp.max_scale[0], domain.integer, warp.source_sizes)
         mode = torch.where(aligned, _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8)
     fill = padding.fill_tensor(channels, x.device).view(channels)
     if warp.axis_aligned and warp.interpolation == "nearest" and x.dtype == torch.uint8:
@@ -321,8 +323,11 @@ def _fused_call(
         scale, shift, dtype = k.scale, k.shift, spec_out.dtype
         mode = 2 if k.to_uint8 is not None else (1 if final.steps and dtype.is_floating_point else 0)
         mult = 255.999 if k.to_uint8 else 1.0
-    sizes = torch.empty(batch, 2, dtype=torch.int32, device=device)
-    sizes[:, 0], sizes[:, 1] = x.shape[2], x.shape[3]
+    if warp is not None and warp.source_sizes is not None:
+        sizes = warp.source_sizes.to(torch.int32)
+    else:
+        sizes = torch.empty(batch, 2, dtype=torch.int32, device=device)
+        sizes[:, 0], sizes[:, 1] = x.shape[2], x.shape[3]
     return torch.ops.gpuaug.fused_augment(
         x, sizes, geometry.mode, geometry.taps_x, geometry.weights_x, geometry.taps_y, geometry.weights_y,
         geometry.matrix, geometry.fill, program.rows.to(device), program.keys.to(device),

@@ -11,6 +11,11 @@ samples are put in a random order (a hash of their ids) and each is mixed with t
 that order (``"pair"``: the 1st with the 2nd, the 3rd with the 4th, ...), so with ``sample_ids``
 a sample's partner and weights depend only on which samples share its batch, not on their order.
 
+A mix can also be the last transform of a :class:`~gpuaug.Pipeline`, which then mixes its finished
+images and the class labels given as ``labels=`` (see :func:`split_mix`); the pipeline's seed,
+epoch and sample ids key it, and its params record the mix's. uint8 images are mixed in float32
+and rounded to the nearest integer (half to even), as timm's ``FastCollateMixup`` does.
+
 Example:
     >>> import torch, gpuaug as ga
     >>> mix = ga.MixUp(alpha=0.2, num_classes=10, mode="elem", seed=0)
@@ -22,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import secrets
@@ -33,11 +39,11 @@ import torch
 from torch import Tensor
 
 from .params import Params, register_params
-from .pipeline import Pipeline
 from .random import Stream, sample_keys
-from .transforms._base import first_valid
+from .transforms._base import Transform, first_valid, parse_sample_ids
+from .transforms._container import RandomChoice
 
-__all__ = ["MixUp", "CutMix", "MixChoice", "MixParams", "MixChoiceParams"]
+__all__ = ["MixUp", "CutMix", "MixChoice", "MixParams", "MixChoiceParams", "split_mix", "mix_images", "mix_labels"]
 
 Mode = Literal["batch", "pair", "elem"]
 _ORDER, _DRAWS, _CHOICE = 0, 1, 2  # stream numbers
@@ -103,23 +109,26 @@ def _pairing(keys: Tensor, ids: Tensor, mode: Mode) -> tuple[Tensor, Tensor]:
     return order[(rank + 1) % size], order[leader]
 
 
-class _Mix:
-    """The call, keys and label mixing that MixUp, CutMix and MixChoice share."""
+class _Mix(Transform):
+    """The call, keys and label mixing that MixUp, CutMix and MixChoice share.
+
+    As a transform (``kind`` "mix") it can only end a Pipeline, which draws it with :meth:`draw_batch`.
+    """
+
+    kind = "mix"
 
     def __init__(self, num_classes: int, mode: Mode, p: float, label_smoothing: float, seed: int | None) -> None:
+        super().__init__(p)
         if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         if mode not in get_args(Mode):
             raise ValueError(f"mode must be one of {list(get_args(Mode))}, got {mode!r}")
-        if not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
         if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
         if seed is not None and not isinstance(seed, int):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.num_classes = int(num_classes)
         self.mode = mode
-        self.p = float(p)
         self.label_smoothing = float(label_smoothing)
         self.seed = secrets.randbits(63) if seed is None else seed
         self.epoch = 0
@@ -144,11 +153,9 @@ class _Mix:
         Class labels are range-checked on the CPU only: on a GPU the check would wait for it.
         """
         _check_images(images)
-        soft = self._soft_labels(labels, images.shape[0], images.device)
+        soft = self.soft_labels(labels, images.shape[0], images.device)
         params = self.sample(images, sample_ids=sample_ids, epoch=epoch)
-        lam = params.lam.to(soft.dtype)[:, None]
-        mixed_labels = soft * lam + soft[params.partner] * (1.0 - lam)
-        out = mix_images(images, params)
+        out, mixed_labels = mix_images(images, params), mix_labels(soft, params)
         return (out, mixed_labels, params) if return_params else (out, mixed_labels)
 
     def sample(
@@ -156,27 +163,39 @@ class _Mix:
     ) -> MixParams:
         """Draw the mixing parameters for ``images`` without mixing them."""
         _check_images(images)
-        size, height, width = images.shape[0], images.shape[2], images.shape[3]
-        if self.mode == "pair" and size % 2:
-            raise ValueError(f"mode 'pair' needs an even batch size, got {size}")
+        size = images.shape[0]
         if sample_ids is None:
             call, ids = self._calls, torch.arange(size, device=images.device)
             self._calls += 1
         else:
-            call, ids = -1, Pipeline._check_ids(sample_ids, size, images.device)
+            call, ids = -1, parse_sample_ids(sample_ids, size, images.device)
         keys = sample_keys(self.seed, self.epoch if epoch is None else int(epoch), call, ids)
-        partner, leader = _pairing(keys, ids, self.mode)
-        return self.draw(keys, partner, leader, height, width)
+        return self.draw_batch(keys, ids, images.shape[2], images.shape[3])[0]
 
-    def draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> MixParams:
-        """Per-sample parameters from per-sample ``keys``; every sample uses its ``leader``'s draws."""
+    def draw_batch(self, keys: Tensor, ids: Tensor, height: int, width: int) -> list[MixParams]:
+        """The parameters of this mix and then of each of its mixes (MixChoice), depth first as a
+        Pipeline records them, for a batch of ``height`` x ``width`` images with per-sample ``keys``
+        and dataset ``ids``."""
+        if self.mode == "pair" and keys.shape[0] % 2:
+            raise ValueError(f"mode 'pair' needs an even batch size, got {keys.shape[0]}")
+        partner, leader = _pairing(keys, ids, self.mode)
+        return self._draw(keys, partner, leader, height, width)
+
+    def _draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> list[MixParams]:
+        """:meth:`draw_batch` once the samples are paired; every sample uses its ``leader``'s draws."""
         raise NotImplementedError
 
     def _coin(self, rng: Stream, leader: Tensor) -> Tensor:
         return rng.bernoulli(self.p)[leader]
 
-    def _soft_labels(self, labels: Tensor | Sequence[int], size: int, device: torch.device) -> Tensor:
-        labels = torch.as_tensor(labels)
+    def soft_labels(self, labels: Tensor | Sequence[int], size: int, device: torch.device) -> Tensor:
+        """(size, num_classes) float32 targets on ``device``: smoothed one-hot ones for integer class
+        labels (range-checked when on the CPU), or soft labels as they are."""
+        try:
+            labels = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise ValueError(f"labels must be ({size},) integer classes or ({size}, {self.num_classes}) soft labels, "
+                             f"got {type(labels).__name__}") from error
         if labels.ndim == 2 and labels.dtype.is_floating_point and labels.shape == (size, self.num_classes):
             return labels.to(device, torch.float32)
         if labels.ndim != 1 or labels.shape[0] != size or labels.dtype.is_floating_point or labels.dtype == torch.bool:
@@ -189,10 +208,6 @@ class _Mix:
         off = self.label_smoothing / self.num_classes
         soft = torch.full((size, self.num_classes), off, dtype=torch.float32, device=device)
         return soft.scatter_(1, labels.to(device, torch.int64)[:, None], 1.0 - self.label_smoothing + off)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
-        return f"{type(self).__name__}({args})"
 
 
 def _check_images(images: Tensor) -> None:
@@ -231,6 +246,12 @@ def mix_images(images: Tensor, params: MixParams) -> Tensor:
     return out.to(images.dtype)
 
 
+def mix_labels(soft: Tensor, params: MixParams) -> Tensor:
+    """``lam * label + (1 - lam) * partner's label`` for (B, num_classes) soft labels."""
+    lam = params.lam.to(soft.dtype)[:, None]
+    return soft * lam + soft[params.partner] * (1.0 - lam)
+
+
 class MixUp(_Mix):
     """Blend each image with its partner: ``lam * image + (1 - lam) * partner``, lam ~ Beta(alpha, alpha).
 
@@ -255,12 +276,12 @@ class MixUp(_Mix):
         super().__init__(num_classes, mode, p, label_smoothing, seed)
         self.alpha = _check_alpha(alpha)
 
-    def draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> MixParams:
+    def _draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> list[MixParams]:
         rng = Stream(keys, _DRAWS)
         applied = self._coin(rng, leader)
         lam = torch.where(applied, _beta(rng, self.alpha)[leader], 1.0)
         box = torch.zeros(keys.shape[0], 4, dtype=torch.int64, device=keys.device)
-        return MixParams(applied=applied, partner=partner, weight=lam, box=box, lam=lam)
+        return [MixParams(applied=applied, partner=partner, weight=lam, box=box, lam=lam)]
 
 
 class CutMix(_Mix):
@@ -291,26 +312,27 @@ class CutMix(_Mix):
         super().__init__(num_classes, mode, p, label_smoothing, seed)
         self.alpha = _check_alpha(alpha)
 
-    def draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> MixParams:
+    def _draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> list[MixParams]:
         rng = Stream(keys, _DRAWS)
         applied = self._coin(rng, leader)
         cut = torch.sqrt(1.0 - _beta(rng, self.alpha)[leader])
         half_h, half_w = (height * cut).floor() // 2, (width * cut).floor() // 2
-        centre = rng.uniform(2)[leader].mul(torch.tensor([height, width], device=keys.device)).floor()
-        cy, cx = centre.unbind(1)
+        cy, cx = rng.uniform(2)[leader].unbind(1)
+        cy, cx = (cy * height).floor(), (cx * width).floor()
         box = torch.stack([(cy - half_h).clamp(0, height), (cy + half_h).clamp(0, height),
                            (cx - half_w).clamp(0, width), (cx + half_w).clamp(0, width)], dim=1)
         box = torch.where(applied[:, None], box, 0.0).to(torch.int64)
         area = (box[:, 1] - box[:, 0]) * (box[:, 3] - box[:, 2])
         lam = 1.0 - area.to(torch.float64) / (height * width)
-        return MixParams(applied=applied, partner=partner, weight=torch.ones_like(lam), box=box, lam=lam)
+        return [MixParams(applied=applied, partner=partner, weight=torch.ones_like(lam), box=box, lam=lam)]
 
 
 class MixChoice(_Mix):
     """One of ``mixes`` (of one mode, classes and smoothing) per batch, pair or sample, as the mode
     says, chosen with probabilities ``p`` (uniform by default): timm's ``switch_prob``.
 
-    The choice's ``seed`` keys everything; the mixes' own seeds are not used.
+    The choice's ``seed`` keys everything; the mixes' own seeds are not used. In a Pipeline,
+    ``RandomChoice([MixUp(...), CutMix(...)], p)`` is this MixChoice.
 
     Example:
         >>> import torch, gpuaug as ga
@@ -326,7 +348,7 @@ class MixChoice(_Mix):
         first = mixes[0]
         for m in mixes:
             if (m.mode, m.num_classes, m.label_smoothing) != (first.mode, first.num_classes, first.label_smoothing):
-                raise ValueError(f"the mixes of a MixChoice must share mode, num_classes and label_smoothing, got {mixes!r}")
+                raise ValueError(f"the mixes chosen from must share mode, num_classes and label_smoothing, got {mixes!r}")
         weights = [1.0] * len(mixes) if p is None else list(p)
         if len(weights) != len(mixes) or any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"p must hold one non-negative weight per mix, got {p!r}")
@@ -334,16 +356,50 @@ class MixChoice(_Mix):
         self.mixes = list(mixes)
         self.weights = [w / sum(weights) for w in weights]
 
-    def draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> MixChoiceParams:
-        u = Stream(keys, _CHOICE).uniform(1)[leader]
-        edges = torch.tensor(self.weights, dtype=torch.float64, device=keys.device).cumsum(0)[:-1]
-        choice = (u >= edges).sum(dim=1)
-        drawn = [m.draw(keys, partner, leader, height, width) for m in self.mixes]
+    def children(self) -> list[Transform]:
+        return list(self.mixes)
+
+    def _draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> list[MixParams]:
+        u = Stream(keys, _CHOICE).uniform(1)[leader, 0]
+        choice = torch.zeros_like(partner)
+        for edge in list(itertools.accumulate(self.weights))[:-1]:  # no upload of the weights
+            choice += u >= edge
+        drawn = [m._draw(keys, partner, leader, height, width)[0] for m in self.mixes]
         values = {
             f.name: torch.stack([getattr(d, f.name) for d in drawn])[choice, torch.arange(keys.shape[0], device=keys.device)]
             for f in fields(MixParams)
         }
-        return MixChoiceParams(**values, choice=choice)
+        return [MixChoiceParams(**values, choice=choice), *drawn]
 
 
 AnyMix = MixUp | CutMix | MixChoice
+
+
+def split_mix(transforms: Sequence[Transform]) -> tuple[list[Transform], AnyMix | None]:
+    """A pipeline's transforms before its mix, and the mix (None when it has none).
+
+    A mix may only be the last transform, since it mixes the batch's finished images: a MixUp,
+    CutMix or MixChoice, or a RandomChoice of MixUps and CutMixes. That RandomChoice chooses as
+    ``MixChoice(its transforms, p)`` does, as timm's Mixup switches with ``switch_prob``: once per
+    batch, pair or sample as the mixes' mode says, not per sample whatever the mode.
+    """
+    mix = _as_mix(transforms[-1]) if transforms else None
+    body = list(transforms[:-1] if mix is not None else transforms)
+    for node in (n for t in body for n in t.nodes()):
+        if node.kind == "mix":
+            raise ValueError(
+                f"{type(node).__name__} must be the last transform of a Pipeline (alone, in a MixChoice or in a "
+                "RandomChoice of MixUp and CutMix): it mixes the batch's finished images"
+            )
+    return body, mix
+
+
+def _as_mix(t: Transform) -> AnyMix | None:
+    """``t`` as a mix: itself, a RandomChoice of mixes as a MixChoice, or None when it is no mix."""
+    if isinstance(t, _Mix):
+        return t
+    if not isinstance(t, RandomChoice) or all(child.kind != "mix" for child in t.transforms):
+        return None
+    if not all(isinstance(child, (MixUp, CutMix)) for child in t.transforms):
+        raise ValueError(f"a RandomChoice that holds a mix must hold only MixUp and CutMix, got {t.transforms!r}")
+    return MixChoice(t.transforms, p=t.weights, seed=0)

@@ -66,7 +66,7 @@ class BatchParams:
     """
 
     seed: int
-    epoch: int
+    epoch: int | Tensor  # a 0-dim tensor when the call was given one
     call: int
     sample_ids: Tensor
     keys: Tensor
@@ -75,6 +75,7 @@ class BatchParams:
     names: list[str]
     transforms: list[Params]
     matrices: list[Tensor] = field(default_factory=list)
+    input_sizes: Tensor | None = None  # (B, 2) int64 on the CPU: each image's size in a RaggedBatch input
 
     @property
     def batch_size(self) -> int:
@@ -93,13 +94,14 @@ class BatchParams:
         """A flat dict of tensors plus one JSON string under ``"meta"``."""
         meta = {
             "seed": self.seed,
-            "epoch": self.epoch,
+            "epoch": int(self.epoch),
             "call": self.call,
             "input_shape": list(self.input_shape),
             "input_dtype": str(self.input_dtype).removeprefix("torch."),
             "names": self.names,
             "types": [type(p).__name__ for p in self.transforms],
             "matrices": len(self.matrices),
+            "ragged": self.input_sizes is not None,
         }
         state: dict[str, Any] = {"meta": json.dumps(meta), "sample_ids": self.sample_ids, "keys": self.keys}
         for i, p in enumerate(self.transforms):
@@ -107,6 +109,8 @@ class BatchParams:
                 state[f"transforms.{i}.{name}"] = value
         for k, m in enumerate(self.matrices):
             state[f"matrices.{k}"] = m
+        if self.input_sizes is not None:
+            state["input_sizes"] = self.input_sizes
         return state
 
     @classmethod
@@ -128,6 +132,7 @@ class BatchParams:
             names=meta["names"],
             transforms=transforms,
             matrices=[state[f"matrices.{k}"] for k in range(meta["matrices"])],
+            input_sizes=state["input_sizes"] if meta.get("ragged") else None,
         )
 
     def save(self, path: str | Path) -> None:

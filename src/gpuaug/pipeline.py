@@ -15,6 +15,20 @@ Example:
     (torch.Size([8, 3, 224, 224]), torch.float32)
     >>> torch.equal(pipe.replay(images, params), out)
     True
+
+A MixUp, CutMix or MixChoice (or a RandomChoice of MixUp and CutMix) ending the pipeline mixes its
+finished images and turns ``labels``, (B,) integer classes, into (B, num_classes) soft targets:
+
+    >>> mixing = ga.Pipeline([
+    ...     ga.RandomResizedCrop(32),
+    ...     ga.ToDtype(torch.float32, scale=True),
+    ...     ga.RandomChoice([ga.MixUp(alpha=0.2, num_classes=10, label_smoothing=0.1), ga.CutMix(1.0, 10, label_smoothing=0.1)]),
+    ... ], seed=0)
+    >>> batch = mixing(images, labels=torch.tensor([0, 1, 2, 3, 4, 5, 6, 7]))
+    >>> batch.images.shape, batch.labels.shape, torch.allclose(batch.labels.sum(dim=1), torch.ones(8))
+    (torch.Size([8, 3, 32, 32]), torch.Size([8, 10]), True)
+    >>> torch.equal(mixing.replay(images, batch.params), batch.images)
+    True
 """
 
 from __future__ import annotations
@@ -29,21 +43,25 @@ from torch import Tensor
 from . import execute, fused
 from . import targets
 from ._ext import resolve_backend
+from .mix import AnyMix, mix_images, mix_labels, split_mix
 from .params import BatchParams, Params
 from .plan import Stage, Step, expand, group, matrices
+from .ragged import RaggedBatch
 from .random import Stream, sample_keys
 from .targets import Batch, TargetOptions
-from .transforms._base import ImageSpec, Transform
+from .transforms._base import ImageSpec, Transform, parse_epoch, parse_sample_ids
 from .transforms._container import _check_children
 from .transforms._dtype import SUPPORTED_DTYPES
 
 __all__ = ["Pipeline"]
 
 
-def _check_images(images: Tensor) -> Tensor:
-    """(B, C, H, W) view of valid input, or a clear error."""
+def _check_images(images: Tensor | RaggedBatch) -> Tensor:
+    """(B, C, H, W) view of valid input (a RaggedBatch's padded images), or a clear error."""
+    if isinstance(images, RaggedBatch):
+        images = images.images
     if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        raise TypeError(f"images must be a torch.Tensor or a gpuaug.RaggedBatch, got {type(images).__name__}")
     if images.ndim not in (3, 4):
         raise ValueError(f"images must be (C, H, W) or (B, C, H, W), got shape {tuple(images.shape)}")
     if images.dtype not in SUPPORTED_DTYPES:
@@ -56,8 +74,12 @@ def _check_images(images: Tensor) -> Tensor:
     return batch
 
 
-def _spec(batch: Tensor) -> ImageSpec:
-    return ImageSpec(batch.shape[1], batch.shape[2], batch.shape[3], batch.dtype)
+def _sizes(images: Tensor | RaggedBatch) -> Tensor | None:
+    return images.sizes if isinstance(images, RaggedBatch) else None
+
+
+def _spec(batch: Tensor, sizes: Tensor | None = None) -> ImageSpec:
+    return ImageSpec(batch.shape[1], batch.shape[2], batch.shape[3], batch.dtype, sizes)
 
 
 class Pipeline:
@@ -77,6 +99,18 @@ class Pipeline:
     on (seed, epoch, sample id), whatever the batch. Given masks, boxes, keypoints or labels too,
     it returns a :class:`~gpuaug.Batch` (see :mod:`gpuaug.targets`).
 
+    A pipeline whose last transform is a mix (:attr:`mix`: a MixUp, CutMix or MixChoice; a
+    RandomChoice of MixUp and CutMix is the MixChoice of them, see :func:`gpuaug.mix.split_mix`)
+    takes a (B, C, H, W) batch with image-level ``labels`` (B,) integer classes (or (B, num_classes)
+    soft labels) and no other targets, and returns a Batch whose ``images`` are mixed and whose
+    ``labels`` are the (B, num_classes) float32 mixed targets (label smoothing applied). The mix
+    runs on the finished output, after the fused final write (the tail ToDtype/Normalize is affine
+    and a mix's weights sum to 1, so mixing after it is mixing before it up to float rounding);
+    a uint8 output is rounded to the nearest integer, as timm's FastCollateMixup does. The
+    pipeline's seed, epoch and sample ids key the mix (its own seed is not used), its parameters
+    are in the returned params and :meth:`replay` mixes again. Without a mix, ``labels`` keep their
+    meaning: per-box labels with ``boxes``, else passed through unchanged.
+
     Example:
         >>> import torch, gpuaug as ga
         >>> pipe = ga.Pipeline([ga.RandomHorizontalFlip()], seed=0)
@@ -95,6 +129,10 @@ class Pipeline:
         targets: TargetOptions | None = None,
     ) -> None:
         self.transforms = _check_children(transforms, "Pipeline")
+        body, mix = split_mix(self.transforms)
+        self._body: list[Transform] = body
+        self.mix: AnyMix | None = mix
+        self._mix_index = sum(1 for t in self._body for _ in t.nodes())  # the mix's place in the params
         if seed is not None and not isinstance(seed, int):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.seed = secrets.randbits(63) if seed is None else seed
@@ -120,7 +158,7 @@ class Pipeline:
 
     def __call__(
         self,
-        images: Tensor,
+        images: Tensor | RaggedBatch,
         *,
         masks: Tensor | None = None,
         boxes: Tensor | Sequence[Tensor] | None = None,
@@ -129,7 +167,7 @@ class Pipeline:
         boxes_valid: Tensor | None = None,
         keypoints_visible: Tensor | Sequence[Tensor] | None = None,
         sample_ids: Tensor | Sequence[int] | None = None,
-        epoch: int | None = None,
+        epoch: int | Tensor | None = None,
         return_params: bool = False,
     ) -> Tensor | tuple[Tensor, BatchParams] | Batch:
         """Augment ``images``; with any target, a :class:`~gpuaug.Batch` (which holds the params).
@@ -139,25 +177,35 @@ class Pipeline:
         with ``boxes_valid`` (B, N); ``keypoints`` (B, ..., 2) or a list of (..., 2) per sample, with
         ``keypoints_visible`` of their shape without the last dim. For (C, H, W) images, one
         sample's targets. torchvision tv_tensors (Image, Mask, BoundingBoxes, KeyPoints) keep their type.
+        ``epoch`` may be a 0-dim integer tensor on the images' device, which only the device reads
+        (see :func:`gpuaug.capture`).
+
+        A :class:`~gpuaug.RaggedBatch` of differently sized images goes through in one pass when the
+        pipeline starts with RandomResizedCrop, RandomCrop, CenterCrop or Resize((h, w)): each sample
+        is cropped and resized from its own size (no targets; a final mix and labels are fine).
         """
         batch = _check_images(images)
+        given = {"masks": masks, "boxes": boxes, "keypoints": keypoints, "boxes_valid": boxes_valid,
+                 "keypoints_visible": keypoints_visible}
+        if isinstance(images, RaggedBatch) and any(v is not None for v in given.values()):
+            raise ValueError("masks, boxes and keypoints of a RaggedBatch are not supported: augment them per size")
+        soft = None if self.mix is None else self._soft_labels(batch, labels, given)
         params, steps, stages = self._draw(batch, images, sample_ids, epoch)
         out = self._execute(batch, steps, stages, images.ndim)
-        given = (masks, boxes, labels, keypoints, boxes_valid, keypoints_visible)
-        if all(t is None for t in given):
+        if soft is not None:
+            mixed = params.transforms[self._mix_index]
+            out, labels = mix_images(out, mixed), mix_labels(soft, mixed)
+        if labels is None and all(t is None for t in given.values()):
             return (out, params) if return_params else out
-        return targets.augment_targets(
-            out, params, stages, self.targets, images, masks=masks, boxes=boxes, labels=labels,
-            keypoints=keypoints, boxes_valid=boxes_valid, keypoints_visible=keypoints_visible,
-        )
+        return targets.augment_targets(out, params, stages, self.targets, images, labels=labels, **given)
 
     def sample(
-        self, images: Tensor, *, sample_ids: Tensor | Sequence[int] | None = None, epoch: int | None = None
+        self, images: Tensor | RaggedBatch, *, sample_ids: Tensor | Sequence[int] | None = None, epoch: int | Tensor | None = None
     ) -> BatchParams:
         """Draw the parameters of every transform for ``images`` without augmenting them."""
         return self._draw(_check_images(images), images, sample_ids, epoch)[0]
 
-    def replay(self, images: Tensor, params: BatchParams) -> Tensor:
+    def replay(self, images: Tensor | RaggedBatch, params: BatchParams) -> Tensor:
         """Augment ``images`` with recorded ``params`` (from this pipeline): the same output again."""
         batch = _check_images(images)
         if tuple(images.shape) != tuple(params.input_shape) or images.dtype != params.input_dtype:
@@ -165,8 +213,12 @@ class Pipeline:
                 f"params were drawn for {params.input_dtype} images of shape {params.input_shape}, "
                 f"got {images.dtype} images of shape {tuple(images.shape)}"
             )
+        sizes = _sizes(images)
+        if (sizes is None) != (params.input_sizes is None) or (sizes is not None and not torch.equal(sizes, params.input_sizes)):
+            raise ValueError("params were drawn for images of other sizes: replay them on the same RaggedBatch (or plain batch)")
         steps = self._recorded_steps(params, batch.device)
-        return self._execute(batch, steps, group(steps), images.ndim)
+        out = self._execute(batch, steps, group(steps), images.ndim)
+        return out if self.mix is None else mix_images(out, params.transforms[self._mix_index].to(batch.device))
 
     def inverse_boxes(self, boxes: Tensor | Sequence[Tensor], params: BatchParams) -> Tensor | list[Tensor]:
         """Map boxes on the augmented images of ``params`` (a call of this pipeline) back to the input frame.
@@ -212,22 +264,67 @@ class Pipeline:
         """
         return targets.inverse_images(images, params, self._output_hw(params), interpolation, fill)
 
-    def _draw(
-        self, batch: Tensor, images: Tensor, sample_ids: Tensor | Sequence[int] | None, epoch: int | None
-    ) -> tuple[BatchParams, list[Step], list[Stage]]:
+    def _soft_labels(self, batch: Tensor, labels: Any, given: dict[str, Any]) -> Tensor:
+        """The targets the pipeline's mix mixes: (B, num_classes) from ``labels``, or a clear error."""
+        assert self.mix is not None
+        name = type(self.mix).__name__
+        others = [key for key, value in given.items() if value is not None]
+        if others:
+            raise ValueError(
+                f"a Pipeline ending in {name} takes image-level class labels only, got {', '.join(others)} too: "
+                "mixed images have no boxes, masks or keypoints"
+            )
+        if labels is None:
+            raise ValueError(
+                f"a Pipeline ending in {name} mixes labels too: pass labels=, (B,) integer classes in "
+                f"[0, {self.mix.num_classes}) or (B, {self.mix.num_classes}) soft labels"
+            )
+        return self.mix.soft_labels(labels, batch.shape[0], batch.device)
+
+    def _keys(
+        self, batch: Tensor, sample_ids: Tensor | Sequence[int] | None, epoch: int | Tensor | None
+    ) -> tuple[int, Tensor, int | Tensor, Tensor]:
+        """(call, ids, epoch, keys) of a call on ``batch``: the sample ids (positions when not
+        given) and the per-sample keys of the counter-based randomness."""
         size, device = batch.shape[0], batch.device
         if sample_ids is None:
             call, ids = self._calls, torch.arange(size, device=device)
             self._calls += 1
         else:
-            call, ids = -1, self._check_ids(sample_ids, size, device)
-        epoch = self.epoch if epoch is None else int(epoch)
-        keys = sample_keys(self.seed, epoch, call, ids)
+            call, ids = -1, parse_sample_ids(sample_ids, size, device)
+        epoch = self.epoch if epoch is None else parse_epoch(epoch, device)
+        return call, ids, epoch, sample_keys(self.seed, epoch, call, ids)
+
+    def _draw_body(self, batch: Tensor, sizes: Tensor | None, keys: Tensor) -> tuple[list[Step], list[Params]]:
+        """The steps of the transforms before the mix, and every node's parameters, drawn from ``keys``."""
 
         def draw(index: int, t: Transform, spec: ImageSpec) -> Params:
             return t.draw(Stream(keys, index), spec)
 
-        steps, drawn = expand(self.transforms, _spec(batch), draw)
+        steps, drawn = expand(self._body, _spec(batch, sizes), draw)
+        if sizes is not None and (not steps or steps[-1].spec_out.sizes is not None):
+            raise ValueError(
+                "a RaggedBatch needs a pipeline that gives every sample one size: start it with "
+                "RandomResizedCrop, RandomCrop, CenterCrop or Resize((height, width))"
+            )
+        return steps, drawn
+
+    def _draw_mix(self, keys: Tensor, ids: Tensor, height: int, width: int) -> list[Params]:
+        """The mix's parameters (and its mixes'), keyed by the pipeline's ``keys`` and the mix's place."""
+        assert self.mix is not None
+        return self.mix.draw_batch(Stream(keys, self._mix_index).keys, ids, height, width)
+
+    def _draw(
+        self, batch: Tensor, images: Tensor, sample_ids: Tensor | Sequence[int] | None, epoch: int | Tensor | None
+    ) -> tuple[BatchParams, list[Step], list[Stage]]:
+        if self.mix is not None and images.ndim != 4:
+            raise ValueError(f"a Pipeline ending in {type(self.mix).__name__} mixes a (B, C, H, W) batch, "
+                             f"got shape {tuple(images.shape)}")
+        call, ids, epoch, keys = self._keys(batch, sample_ids, epoch)
+        steps, drawn = self._draw_body(batch, _sizes(images), keys)
+        if self.mix is not None:
+            spec = self._spec_out(steps, batch)
+            drawn += self._draw_mix(keys, ids, spec.height, spec.width)
         stages = group(steps)
         params = BatchParams(
             seed=self.seed,
@@ -240,6 +337,7 @@ class Pipeline:
             names=self._names(),
             transforms=drawn,
             matrices=matrices(stages),
+            input_sizes=_sizes(images),
         )
         return params, steps, stages
 
@@ -248,44 +346,29 @@ class Pipeline:
         if params.names != self._names():
             raise ValueError(f"params come from a different pipeline: {params.names} vs {self._names()}")
         recorded = params.to(device).transforms
-        spec = ImageSpec(*params.input_shape[-3:], params.input_dtype)
-        steps, _ = expand(self.transforms, spec, lambda index, t, spec: recorded[index])
+        spec = ImageSpec(*params.input_shape[-3:], params.input_dtype, params.input_sizes)
+        steps, _ = expand(self._body, spec, lambda index, t, spec: recorded[index])
         return steps
 
     def _output_hw(self, params: BatchParams) -> tuple[int, int]:
         """The augmented images' (height, width) of the call that drew ``params``."""
+        if params.input_sizes is not None:
+            raise ValueError("mapping back to the input frame of a RaggedBatch call is not supported")
         steps = self._recorded_steps(params, params.keys.device)
         spec = steps[-1].spec_out if steps else ImageSpec(*params.input_shape[-3:], params.input_dtype)
         return spec.height, spec.width
 
+    @staticmethod
+    def _spec_out(steps: list[Step], batch: Tensor) -> ImageSpec:
+        return steps[-1].spec_out if steps else _spec(batch)
+
     def _execute(self, batch: Tensor, steps: list[Step], stages: list[Stage], ndim: int) -> Tensor:
-        spec_out = steps[-1].spec_out if steps else _spec(batch)
+        spec_out = self._spec_out(steps, batch)
         out = (fused.run if self.backend == "ext" else execute.run)(batch, stages, spec_out, self.memory_format)
         return out if ndim == 4 else out[0]
 
     def _names(self) -> list[str]:
-        names: list[str] = []
-
-        def visit(t: Transform) -> None:
-            names.append(type(t).__name__)
-            for child in t.children():
-                visit(child)
-
-        for t in self.transforms:
-            visit(t)
-        return names
-
-    @staticmethod
-    def _check_ids(sample_ids: Tensor | Sequence[int], size: int, device: torch.device) -> Tensor:
-        try:
-            ids = torch.as_tensor(sample_ids)
-        except (TypeError, ValueError, RuntimeError) as error:
-            raise TypeError(f"sample_ids must be a tensor or sequence of ints, got {sample_ids!r}") from error
-        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
-            raise TypeError(f"sample_ids must be integers, got {ids.dtype}")
-        if ids.shape != (size,):
-            raise ValueError(f"sample_ids must have shape ({size},), got {tuple(ids.shape)}")
-        return ids.to(device=device, dtype=torch.int64)
+        return [type(node).__name__ for t in self.transforms for node in t.nodes()]
 
     def __repr__(self) -> str:
         body = "".join(f"\n    {t!r}," for t in self.transforms)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from . import geometry
+from ._device import constant
 from .functional.resample import Link
 from .params import Params
 from .transforms._base import GeometricTransform, ImageSpec, Transform
@@ -63,6 +64,11 @@ def expand(transforms: list[Transform], spec: ImageSpec, source: ParamsSource) -
         return steps, spec
 
     def visit(t: Transform, spec: ImageSpec) -> tuple[list[Step], ImageSpec]:
+        if spec.sizes is not None and t.kind != "container" and not t.sizes_samples:
+            raise ValueError(
+                f"{type(t).__name__} cannot take differently sized images (a RaggedBatch): start the pipeline "
+                "with RandomResizedCrop, RandomCrop, CenterCrop or Resize((height, width)), which give every sample one size"
+            )
         params = source(len(drawn), t, spec)
         drawn.append(params)
         if t.kind != "container":
@@ -111,6 +117,7 @@ class Warp:
     links: list[Link]
     max_scale: tuple[float, float]  # static bound on source pixels per output pixel (y, x)
     window: Tensor  # (B, 4) inclusive source indices (x_lo, x_hi, y_lo, y_hi) the filter may read
+    source_sizes: Tensor | None = None  # (B, 2) int64 (height, width) of each image of a ragged batch
 
     @property
     def supersample(self) -> int:
@@ -141,7 +148,7 @@ Stage = Step | Warp | FinalWrite
 
 def _unbounded(batch: int, device: torch.device) -> Tensor:
     big = float(2**40)
-    return torch.tensor([-big, big, -big, big], dtype=torch.float64, device=device).expand(batch, 4)
+    return constant((-big, big, -big, big), torch.float64, device).expand(batch, 4)
 
 
 _INTERPOLATION_RANK = {"nearest": 0, "bilinear": 1, "bicubic": 2}
@@ -177,6 +184,7 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         links=links,
         max_scale=(scale_y, scale_x),
         window=window if window is not None else _unbounded(batch, device),
+        source_sizes=None if steps[0].spec_in.sizes is None else steps[0].spec_in.sizes.to(device),
     )
 
 

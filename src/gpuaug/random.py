@@ -19,6 +19,8 @@ import math
 import torch
 from torch import Tensor
 
+from ._device import constant
+
 __all__ = ["mix32", "sample_keys", "Stream", "uniform_bits", "normal_field"]
 
 _GOLDEN = 0x9E3779B9
@@ -39,25 +41,44 @@ def mix32(x: Tensor) -> Tensor:
     return x ^ ((x >> 16) & 0xFFFF)
 
 
+def _mix32_int(value: int) -> int:
+    """:func:`mix32` of one word, computed in Python: the same uint32 bits."""
+    x = value & 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x85EBCA6B) & 0xFFFFFFFF
+    x ^= x >> 13
+    x = (x * 0xC2B2AE35) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def _absorb_int(h: int, word: int) -> int:
+    """:func:`_absorb` for a hash and word known on the host (uint32 bits)."""
+    return _mix32_int(h ^ _mix32_int(word + _GOLDEN))
+
+
 def _absorb(h: Tensor, word: Tensor | int) -> Tensor:
-    """Fold one 32-bit word into the running hash ``h``."""
-    if isinstance(word, int):
-        word = torch.tensor(_i32(word), dtype=torch.int32, device=h.device)
-    return mix32(h ^ mix32(word + _i32(_GOLDEN)))
+    """Fold one 32-bit word into the running hash ``h``; an int word is hashed on the host (no upload)."""
+    hashed = _i32(_mix32_int(word + _GOLDEN)) if isinstance(word, int) else mix32(word + _i32(_GOLDEN))
+    return mix32(h ^ hashed)
 
 
-def sample_keys(seed: int, epoch: int, call: int, ids: Tensor) -> Tensor:
+def sample_keys(seed: int, epoch: int | Tensor, call: int, ids: Tensor) -> Tensor:
     """One int32 key per sample from (seed, epoch, call, dataset index).
 
     ``call`` is -1 when the caller passed dataset indices, so a sample's key does not depend on
-    how many batches came before it.
+    how many batches came before it. ``epoch`` may be a 0-dim integer tensor on the ids' device
+    (the same keys as the int), so that a captured CUDA graph can be replayed for another epoch.
     """
     ids = ids.to(torch.int64)
-    h = torch.full(ids.shape, _i32(0x2545F491), dtype=torch.int32, device=ids.device)
-    for word in (seed & 0xFFFFFFFF, seed >> 32, epoch, call):
-        h = _absorb(h, _i32(word))
-    h = _absorb(h, (ids & 0xFFFFFFFF).to(torch.int32))
-    return _absorb(h, (ids >> 32).to(torch.int32))
+    h = _absorb_int(_absorb_int(0x2545F491, seed & 0xFFFFFFFF), seed >> 32)
+    if isinstance(epoch, Tensor):
+        keys = torch.full(ids.shape, _i32(h), dtype=torch.int32, device=ids.device)
+        keys = _absorb(_absorb(keys, epoch.to(torch.int32)), call)
+    else:
+        h = _absorb_int(_absorb_int(h, epoch), call)
+        keys = torch.full(ids.shape, _i32(h), dtype=torch.int32, device=ids.device)
+    keys = _absorb(keys, (ids & 0xFFFFFFFF).to(torch.int32))
+    return _absorb(keys, (ids >> 32).to(torch.int32))
 
 
 def uniform_bits(bits: Tensor) -> Tensor:
@@ -75,14 +96,23 @@ class Stream:
     """
 
     def __init__(self, keys: Tensor, transform: int) -> None:
-        self.keys = _absorb(keys, transform)
+        self._samples, self._transform = keys, transform
+        self._keys: Tensor | None = None
         self._next = 0
+
+    @property
+    def keys(self) -> Tensor:
+        """(B,) int32: the samples' keys with the transform folded in (hashed when first needed)."""
+        if self._keys is None:
+            self._keys = _absorb(self._samples, self._transform)
+        return self._keys
 
     def bits(self, n: int) -> Tensor:
         """(B, n) int32 hash words, the next ``n`` draws of this stream."""
-        counters = torch.arange(self._next, self._next + n, dtype=torch.int32, device=self.keys.device)
+        # the counters' hashes depend on nothing random: hashed on the host, one cached tensor per device
+        counters = [_i32(_mix32_int(c * 0x27D4EB2F + 1)) for c in range(self._next, self._next + n)]
         self._next += n
-        return mix32(self.keys[:, None] ^ mix32(counters * _i32(0x27D4EB2F) + 1))
+        return mix32(self.keys[:, None] ^ constant(counters, torch.int32, self.keys.device))
 
     def key(self) -> Tensor:
         """(B,) int32: a fresh per-sample key, for per-pixel randomness inside a kernel."""
@@ -90,10 +120,14 @@ class Stream:
 
     def uniform(self, n: int, low: float = 0.0, high: float = 1.0) -> Tensor:
         """(B, n) float64 uniform in [low, high)."""
-        return low + (high - low) * uniform_bits(self.bits(n))
+        u = uniform_bits(self.bits(n))
+        return u if (low, high) == (0.0, 1.0) else low + (high - low) * u
 
     def bernoulli(self, p: float) -> Tensor:
         """(B,) bool, True with probability ``p``."""
+        if p >= 1.0 or p <= 0.0:  # certain (a uniform is < 1 and >= 0): counted, not hashed
+            self._next += 1
+            return torch.full(self._samples.shape, p >= 1.0, dtype=torch.bool, device=self._samples.device)
         return self.uniform(1)[:, 0] < p
 
     def randint(self, high: Tensor | int, n: int = 1) -> Tensor:

@@ -99,7 +99,8 @@ def augment_batch(
     batch: dict[str, Any], pipeline: Pipeline | None, mix: AnyMix | None, epoch: int | None = None
 ) -> dict[str, Any]:
     """A copy of ``batch`` with its images through ``pipeline`` and then ``mix`` (which also mixes
-    ``labels``), keyed by ``batch["sample_ids"]`` when present.
+    ``labels``), keyed by ``batch["sample_ids"]`` when present. A pipeline ending in a mix mixes
+    ``labels`` itself.
 
     Example:
         >>> import torch, gpuaug as ga
@@ -110,11 +111,13 @@ def augment_batch(
     """
     out = dict(batch)
     ids = batch.get("sample_ids")
+    if "labels" not in batch and (mix is not None or (pipeline is not None and pipeline.mix is not None)):
+        raise ValueError("mixing needs labels in the batch")
     if pipeline is not None:
-        out["images"] = augment(pipeline, batch["images"], ids, epoch)
+        out["images"], labels = augment(pipeline, batch["images"], ids, epoch, batch.get("labels"))
+        if "labels" in batch:
+            out["labels"] = labels
     if mix is not None:
-        if "labels" not in batch:
-            raise ValueError("mixing needs labels in the batch")
         if isinstance(out["images"], RaggedBatch):
             raise ValueError("mixing needs images of one size: give a pipeline that crops or resizes to a fixed size")
         out["images"], out["labels"] = mix(out["images"], batch["labels"], sample_ids=ids, epoch=epoch)
@@ -127,6 +130,8 @@ def check_options(pipeline: Pipeline | None, mix: AnyMix | None, on_error: OnErr
         raise TypeError(f"pipeline must be a gpuaug Pipeline or None, got {type(pipeline).__name__}")
     if mix is not None and not isinstance(mix, AnyMix):
         raise TypeError(f"mix must be a gpuaug MixUp, CutMix or MixChoice or None, got {type(mix).__name__}")
+    if mix is not None and pipeline is not None and pipeline.mix is not None:
+        raise ValueError(f"the pipeline already ends in {type(pipeline.mix).__name__}: give mix=None")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
 
@@ -137,9 +142,10 @@ class Collate:
     Args:
         pipeline: augments each batch on the CPU at collate time (in the DataLoader's workers),
             keyed by the samples' indices, which it then needs (wrap the dataset in
-            :class:`WithIndex`). Differently sized images go through it once per size, so its output
-            size must not depend on the input size (start it with a fixed-size crop or resize).
+            :class:`WithIndex`). Differently sized images go through it in one pass, each from its
+            own size, so it must start with RandomResizedCrop, RandomCrop, CenterCrop or Resize((h, w)).
         mix: a MixUp, CutMix or MixChoice applied after the pipeline; it turns labels into soft labels.
+            A pipeline ending in a mix does that itself, keyed by its own seed (then leave ``mix`` None).
         decode: decode encoded images here (True) or leave them as a list for
             :class:`~gpuaug.data.DeviceLoader` to decode on the GPU (False).
         on_error: what a file that does not decode does: "raise" a ValueError naming it, or "skip"

@@ -72,7 +72,7 @@ class DeviceLoader:
         device: "cuda", "cuda:1", "cpu", ...
         prefetch: how many batches are prepared ahead of the one being consumed (CUDA only: on
             the CPU the work is done as each batch is asked for).
-        mix: a MixUp, CutMix or MixChoice applied after the pipeline.
+        mix: a MixUp, CutMix or MixChoice applied after the pipeline (or end the pipeline with it).
         on_error: for encoded images that do not decode: "raise" or "skip" (see Collate).
 
     ``len()`` is the loader's; :meth:`set_epoch` forwards to the loader's sampler and collate_fn,

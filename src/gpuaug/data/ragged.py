@@ -1,103 +1,17 @@
-"""RaggedBatch: differently sized images packed into one zero-padded batch with per-sample sizes.
-
-Example:
-    >>> import torch, gpuaug as ga
-    >>> batch = ga.RaggedBatch.pack([torch.ones(3, 4, 6, dtype=torch.uint8), torch.ones(3, 5, 2, dtype=torch.uint8)])
-    >>> batch.images.shape, batch.sizes.tolist()
-    (torch.Size([2, 3, 5, 6]), [[4, 6], [5, 2]])
-    >>> [tuple(image.shape) for image in batch.unpack()]
-    [(3, 4, 6), (3, 5, 2)]
-"""
+"""Batches of images that may differ in size: stacked, or packed into a :class:`~gpuaug.RaggedBatch`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..pipeline import Pipeline
+from ..ragged import RaggedBatch, check_compatible
 
 __all__ = ["RaggedBatch", "augment", "image_fields"]
-
-
-@dataclass
-class RaggedBatch:
-    """Images of different sizes in one padded tensor.
-
-    ``images`` is (B, C, H_max, W_max); sample ``i`` is ``images[i, :, :h, :w]`` with
-    ``(h, w) = sizes[i]`` and zeros to its right and below. ``sizes`` is (B, 2) int64 and stays on
-    the CPU when the images move (grouping samples by size needs no device synchronisation).
-    DataLoader's ``pin_memory=True`` pins ``images``.
-    """
-
-    images: Tensor
-    sizes: Tensor
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.images, Tensor) or self.images.ndim != 4:
-            raise ValueError(f"RaggedBatch.images must be a (B, C, H, W) tensor, got {self.images!r:.80}")
-        if not isinstance(self.sizes, Tensor) or self.sizes.shape != (self.images.shape[0], 2):
-            raise ValueError(f"RaggedBatch.sizes must be a ({self.images.shape[0]}, 2) tensor, got {self.sizes!r:.80}")
-        self.sizes = self.sizes.to("cpu", torch.int64)
-        heights, widths = self.sizes.unbind(1)
-        if len(self) and (heights.min() < 1 or widths.min() < 1 or heights.max() > self.images.shape[2]
-                          or widths.max() > self.images.shape[3]):
-            raise ValueError(f"RaggedBatch.sizes must lie in [1, {tuple(self.images.shape[2:])}], got {self.sizes.tolist()}")
-
-    @classmethod
-    def pack(cls, images: Sequence[Tensor]) -> RaggedBatch:
-        """Copy (C, H, W) tensors of one dtype, device and channel count into a padded batch."""
-        _check_compatible(images)
-        sizes = torch.tensor([tuple(image.shape[1:]) for image in images], dtype=torch.int64)
-        height, width = (int(v) for v in sizes.max(dim=0).values)
-        first = images[0]
-        out = torch.zeros(len(images), first.shape[0], height, width, dtype=first.dtype, device=first.device)
-        for i, image in enumerate(images):
-            out[i, :, : image.shape[1], : image.shape[2]] = image
-        return cls(out, sizes)
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def __getitem__(self, i: int) -> Tensor:
-        """The (C, h, w) view of sample ``i``."""
-        h, w = (int(v) for v in self.sizes[i])
-        return self.images[i, :, :h, :w]
-
-    def unpack(self) -> list[Tensor]:
-        """Every sample as a (C, h, w) view."""
-        return [self[i] for i in range(len(self))]
-
-    def groups(self) -> list[tuple[tuple[int, int], Tensor]]:
-        """((h, w), indices) for each distinct size, in order of first appearance."""
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, (h, w) in enumerate(self.sizes.tolist()):
-            groups.setdefault((h, w), []).append(i)
-        return [(size, torch.tensor(index)) for size, index in groups.items()]
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> RaggedBatch:
-        """The batch with ``images`` on ``device`` (``sizes`` stay on the CPU)."""
-        return RaggedBatch(self.images.to(device, non_blocking=non_blocking), self.sizes)
-
-    def pin_memory(self) -> RaggedBatch:
-        """The batch with ``images`` in pinned memory (what DataLoader's ``pin_memory=True`` calls)."""
-        return RaggedBatch(self.images.pin_memory(), self.sizes)
-
-
-def _check_compatible(images: Sequence[Tensor]) -> None:
-    if not images:
-        raise ValueError("a batch needs at least one image")
-    first = images[0]
-    for i, image in enumerate(images):
-        if not isinstance(image, Tensor) or image.ndim != 3:
-            raise ValueError(f"image {i} must be a (C, H, W) tensor, got {image!r:.80}")
-        if (image.dtype, image.device, image.shape[0]) != (first.dtype, first.device, first.shape[0]):
-            raise ValueError(
-                f"images must share dtype, device and channels: image 0 is {first.dtype} on {first.device} with "
-                f"{first.shape[0]} channels, image {i} is {image.dtype} on {image.device} with {image.shape[0]}"
-            )
 
 
 def image_fields(images: Sequence[Tensor]) -> dict[str, Tensor | RaggedBatch]:
@@ -109,40 +23,21 @@ def image_fields(images: Sequence[Tensor]) -> dict[str, Tensor | RaggedBatch]:
         >>> sorted(image_fields([torch.zeros(1, 2, 2), torch.zeros(1, 3, 2)]))
         ['images', 'sizes']
     """
-    _check_compatible(images)
+    check_compatible(images)
     if len({tuple(image.shape) for image in images}) == 1:
         return {"images": torch.stack(list(images))}
     ragged = RaggedBatch.pack(images)
     return {"images": ragged, "sizes": ragged.sizes}
 
 
-def augment(pipeline: Pipeline, images: Tensor | RaggedBatch, sample_ids: Tensor | None, epoch: int | None) -> Tensor:
-    """``pipeline(images, sample_ids=..., epoch=...)``, also for a RaggedBatch.
-
-    A RaggedBatch goes through the pipeline once per distinct size with its samples' ids, so each
-    sample gets what a one-call pass keyed by its id would give. The pipeline's output size must
-    not depend on the input size (a fixed-size crop or resize first, e.g. RandomResizedCrop(224)).
+def augment(
+    pipeline: Pipeline, images: Tensor | RaggedBatch, sample_ids: Tensor | None, epoch: int | None, labels: Any = None
+) -> tuple[Tensor, Any]:
+    """(images, labels): ``pipeline(images, sample_ids=..., epoch=...)`` on a batch or a RaggedBatch
+    (one pass: the pipeline starts with a crop or resize to a fixed size, e.g. RandomResizedCrop(224));
+    a pipeline ending in a mix also mixes ``labels`` into soft labels, else they are returned as given.
     """
-    if isinstance(images, Tensor):
-        return pipeline(images, sample_ids=sample_ids, epoch=epoch)
-    if sample_ids is None:
-        raise ValueError("augmenting a RaggedBatch needs sample_ids (wrap the dataset in ga.data.WithIndex)")
-    parts = []
-    for (h, w), index in images.groups():
-        index = index.to(images.images.device)
-        group = images.images[index, :, :h, :w]
-        parts.append((index, pipeline(group, sample_ids=sample_ids[index.to(sample_ids.device)], epoch=epoch)))
-    shapes = {tuple(out.shape[1:]) for _, out in parts}
-    if len(shapes) > 1:
-        raise ValueError(
-            "a pipeline for differently sized images must give one output size whatever the input size "
-            f"(make its first transform a fixed-size crop or resize, e.g. RandomResizedCrop(224)); got {sorted(shapes)}"
-        )
-    first = parts[0][1]
-    if len(parts) == 1:
-        return first
-    out = torch.empty((len(images), *first.shape[1:]), dtype=first.dtype, device=first.device,
-                      memory_format=pipeline.memory_format)
-    for index, part in parts:
-        out[index] = part
-    return out
+    if pipeline.mix is None:
+        return pipeline(images, sample_ids=sample_ids, epoch=epoch), labels
+    mixed = pipeline(images, labels=labels, sample_ids=sample_ids, epoch=epoch)
+    return mixed.images, mixed.labels

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._device import constant
 from ..random import normal_field
 from .color import Domain
 
@@ -47,7 +48,7 @@ def erase(x: Tensor, box: Tensor, value: tuple[float, ...] | None, keys: Tensor 
     if value is None:
         fill = normal_field(keys, (channels, height, width))
     else:
-        fill = torch.tensor(value * channels if len(value) == 1 else value, device=x.device).view(1, channels, 1, 1)
+        fill = constant(value * channels if len(value) == 1 else value, torch.float32, x.device).view(1, channels, 1, 1)
     if domain.integer:
         fill = fill.trunc().clamp(0.0, 255.0)
     return torch.where(inside, fill, x)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._device import constant
+
 __all__ = ["Padding", "Link", "separable_taps", "warp_separable", "warp_grid", "fold_index"]
 
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
@@ -42,7 +44,7 @@ class Padding:
 
     def fill_tensor(self, channels: int, device: torch.device) -> Tensor:
         fill = self.fill * channels if len(self.fill) == 1 else self.fill
-        return torch.tensor(fill, dtype=torch.float32, device=device).view(1, channels, 1, 1)
+        return constant(fill, torch.float32, device).view(1, channels, 1, 1)
 
     @property
     def has_fill(self) -> bool:
@@ -131,7 +133,7 @@ def fold_index(t: Tensor, n: int, mode: str) -> Tensor:
     ``constant`` clamps (the caller zeroes those weights and adds the fill).
     """
     if mode == "constant":
-        return t.clamp(0, n - 1)
+        return t.clamp(min=0).clamp(max=n - 1)  # n may be a tensor: one length per sample
     return _fold_continuous(t.to(torch.float64), n, mode).round_().to(torch.int64)
 
 
@@ -223,10 +225,12 @@ def separable_taps(
     antialias: bool,
     max_scale: float,
     integer: bool = False,
+    sizes: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, list]:
     """Taps, weights and the outer links' (coverage, padding) along one axis of a separable warp;
-    ``integer``: the image holds uint8 values (the weights are then quantised, see _axis_taps)."""
-    in_len = x_shape[3 - axis]
+    ``integer``: the image holds uint8 values (the weights are then quantised, see _axis_taps);
+    ``sizes`` (B, 2) (height, width) of each image of a ragged batch (None: the whole input)."""
+    in_len = x_shape[3 - axis] if sizes is None else sizes[:, 1 - axis, None, None]
     j = torch.arange(out_len, dtype=torch.float64, device=matrix.device).expand(matrix.shape[0], out_len)
     points, covers = _trace(links, j, interpolation == "nearest", axis)
     folded = any(link.padding is not None and link.padding.mode != "constant" for link in links[1:])
@@ -283,6 +287,7 @@ def warp_separable(
     antialias: bool,
     max_scale: tuple[float, float],
     integer: bool = False,
+    sizes: Tensor | None = None,
 ) -> Tensor:
     """Axis-aligned resampling through ``matrix``, the composed map of ``links`` (crops, resizes, flips, pads).
 
@@ -290,14 +295,15 @@ def warp_separable(
     Two matrix products (rows, then columns) with dense per-sample weights: on CPUs and GPUs
     alike this beats gathering taps; nearest maps are one gather in the input's dtype. With
     ``integer`` the intermediate (after the horizontal pass) is rounded and clamped to uint8 values,
-    as torchvision's native uint8 resize does. Returns (B, C, Ho, Wo).
+    as torchvision's native uint8 resize does. ``sizes`` (B, 2): the (height, width) of each image
+    of a ragged batch, which is all each sample reads. Returns (B, C, Ho, Wo).
     """
     batch, channels, height, width = x.shape
     out_h, out_w = out_hw
     padding = links[0].padding or Padding()
     args = (interpolation, antialias)
-    tx, wx, covers_x = separable_taps(x.shape, matrix, links, window, 0, out_w, *args, max_scale[1], integer)
-    ty, wy, covers_y = separable_taps(x.shape, matrix, links, window, 1, out_h, *args, max_scale[0], integer)
+    tx, wx, covers_x = separable_taps(x.shape, matrix, links, window, 0, out_w, *args, max_scale[1], integer, sizes)
+    ty, wy, covers_y = separable_taps(x.shape, matrix, links, window, 1, out_h, *args, max_scale[0], integer, sizes)
     if interpolation == "nearest":
         flat = (ty[:, :, 0, None] * width + tx[:, None, :, 0]).view(batch, 1, out_h * out_w)
         y = x.reshape(batch, channels, height * width).gather(2, flat.expand(batch, channels, -1))
@@ -319,11 +325,13 @@ def warp_grid(
     out_hw: tuple[int, int],
     interpolation: str,
     supersample: int = 1,
+    sizes: Tensor | None = None,
 ) -> Tensor:
     """General resampling through ``links`` (any homographies) with ``grid_sample`` (align_corners=False).
 
     ``supersample`` k > 1 averages k x k samples per output pixel (antialiasing when the map
-    shrinks). Returns float32 (B, C, Ho, Wo).
+    shrinks). ``sizes`` (B, 2): the (height, width) of each image of a ragged batch, outside which
+    a sample sees the first link's padding (constant only). Returns float32 (B, C, Ho, Wo).
     """
     batch, channels, height, width = x.shape
     out_h, out_w = out_hw[0] * supersample, out_hw[1] * supersample
@@ -337,12 +345,18 @@ def warp_grid(
     padding = links[0].padding or Padding()
     if padding.mode == "reflect":
         src = torch.stack([_fold_continuous(src[..., 0], width, "reflect"), _fold_continuous(src[..., 1], height, "reflect")], -1)
-    size = torch.tensor([width, height], dtype=torch.float64, device=dev)
+    size = constant((width, height), torch.float64, dev)
     grid = ((2.0 * src + 1.0) / size - 1.0).to(torch.float32)
     grid_mode = {"constant": "zeros", "edge": "border", "reflect": "border", "symmetric": "reflection"}[padding.mode]
     image = x.to(torch.float32)
+    inside = torch.ones_like(image[:, :1])
+    if sizes is not None:
+        rows = torch.arange(height, device=dev) < sizes[:, 0, None]
+        cols = torch.arange(width, device=dev) < sizes[:, 1, None]
+        inside = (rows[:, :, None] & cols[:, None, :])[:, None].to(torch.float32)
+        image = image * inside
     if padding.has_fill:
-        image = torch.cat([image, torch.ones_like(image[:, :1])], dim=1)
+        image = torch.cat([image, inside], dim=1)
     y = F.grid_sample(image, grid, mode=interpolation, padding_mode=grid_mode, align_corners=False)
     if padding.has_fill:
         y, mask = y[:, :channels], y[:, channels:]

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, TypeVar
 
 import torch
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 
+from .._device import constant
 from ..functional.color import Domain
 from ..functional.resample import PADDING_MODES, Padding
 from ..params import Params
@@ -30,21 +31,36 @@ P = TypeVar("P", bound=Params)
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """The static shape of the batch at a point of the pipeline (the same for every sample)."""
+    """The static shape of the batch at a point of the pipeline (the same for every sample).
+
+    A :class:`~gpuaug.RaggedBatch` input has per-sample ``sizes`` (B, 2) int64 (height, width) on
+    the CPU, within ``height`` x ``width``, the padded size; only transforms with ``sizes_samples``
+    take it, and they give every sample the same size.
+    """
 
     channels: int
     height: int
     width: int
     dtype: torch.dtype
+    sizes: Tensor | None = field(default=None, compare=False, repr=False)
 
     def resized(self, height: int, width: int) -> ImageSpec:
-        return replace(self, height=height, width=width)
+        return replace(self, height=height, width=width, sizes=None)
+
+    def sample_sizes(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """Each sample's (height, width), (B,) float64 on ``like``'s device."""
+        if self.sizes is not None:
+            sizes = self.sizes.to(like.device, torch.float64)
+            return sizes[:, 0], sizes[:, 1]
+        full = torch.ones(like.shape[:1], dtype=torch.float64, device=like.device)
+        return full * self.height, full * self.width
 
 
 class Transform:
     """Base of all transforms. ``p`` is the per-sample probability of applying it."""
 
     kind: ClassVar[str] = "pixel"  # "geometry" | "pixel" | "output" | "container"
+    sizes_samples: ClassVar[bool] = False  # takes a ragged batch and gives its samples one size
 
     def __init__(self, p: float = 1.0) -> None:
         if not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
@@ -64,6 +80,12 @@ class Transform:
 
     def children(self) -> list[Transform]:
         return []
+
+    def nodes(self) -> Iterator[Transform]:
+        """This transform, then its children's nodes: depth first, the order of a pipeline's params."""
+        yield self
+        for child in self.children():
+            yield from child.nodes()
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -86,7 +108,11 @@ class GeometricTransform(Transform):
     def source_box(self, params: Params, spec: ImageSpec) -> Tensor:
         """(B, 4) inclusive input pixel bounds (x_lo, x_hi, y_lo, y_hi) its filter may read:
         torchvision resamples a crop without looking past the crop's edge."""
-        box = torch.tensor([0, spec.width - 1, 0, spec.height - 1], dtype=torch.float64, device=params.applied.device)
+        if spec.sizes is not None:
+            height, width = spec.sample_sizes(params.applied)
+            zero = torch.zeros_like(height)
+            return torch.stack([zero, width - 1, zero, height - 1], dim=1)
+        box = constant((0, spec.width - 1, 0, spec.height - 1), torch.float64, params.applied.device)
         return box.expand(params.applied.shape[0], 4)
 
     def padding_for(self, spec: ImageSpec) -> Padding | None:
@@ -105,9 +131,15 @@ class PixelTransform(Transform):
 
 
 def random_boxes(
-    rng: Stream, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float], tall: bool
+    rng: Stream,
+    height: int | Tensor,
+    width: int | Tensor,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    tall: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """torchvision's 10 tries at a box of random area fraction and log-uniform aspect ratio.
+    """torchvision's 10 tries at a box of random area fraction and log-uniform aspect ratio, in an
+    image of ``height`` x ``width`` (ints, or (B, 1) float64 per sample).
 
     Returns (top, left, height, width), each (B, 10) float64, rounded as torchvision rounds them;
     ``tall`` puts sqrt(area * ratio) on the height (RandomErasing) instead of the width
@@ -199,6 +231,29 @@ def parse_range(
     if bound is not None and not (bound[0] <= low and high <= bound[1]):
         raise ValueError(f"{name} values must lie in {list(bound)}, got {(low, high)}")
     return low, high
+
+
+def parse_sample_ids(sample_ids: Tensor | Sequence[int], size: int, device: torch.device) -> Tensor:
+    """(size,) int64 dataset indices on ``device``, from a tensor or a sequence of ints."""
+    try:
+        ids = torch.as_tensor(sample_ids)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"sample_ids must be a tensor or sequence of ints, got {sample_ids!r}") from error
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
+        raise TypeError(f"sample_ids must be integers, got {ids.dtype}")
+    if ids.shape != (size,):
+        raise ValueError(f"sample_ids must have shape ({size},), got {tuple(ids.shape)}")
+    return ids.to(device=device, dtype=torch.int64)
+
+
+def parse_epoch(epoch: int | Tensor, device: torch.device) -> int | Tensor:
+    """An int, or a 0-dim integer tensor moved to ``device``: only the device reads it, so a
+    captured CUDA graph replays for whatever epoch the tensor holds."""
+    if not isinstance(epoch, Tensor):
+        return int(epoch)
+    if epoch.ndim != 0 or epoch.dtype.is_floating_point or epoch.dtype == torch.bool or epoch.dtype.is_complex:
+        raise TypeError(f"epoch must be an int or a 0-dim integer tensor, got {epoch.dtype} {tuple(epoch.shape)}")
+    return epoch.to(device)
 
 
 def apply_selected(

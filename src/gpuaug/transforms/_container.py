@@ -12,11 +12,13 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from .._device import constant
 from ..params import Params, register_params
 from ..random import Stream
 from ._base import ImageSpec, Transform
@@ -100,7 +102,7 @@ class RandomChoice(_Container):
 
     def draw(self, rng: Stream, spec: ImageSpec) -> ChoiceParams:
         u = rng.uniform(1)
-        edges = torch.tensor(self.weights, dtype=torch.float64, device=u.device).cumsum(0)[:-1]
+        edges = constant(list(itertools.accumulate(self.weights))[:-1], torch.float64, u.device)
         choice = (u >= edges).sum(dim=1)
         return ChoiceParams(applied=torch.ones_like(choice, dtype=torch.bool), choice=choice)
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .._device import constant
 from ..functional.color import Domain
 from ..params import Params
 from ._base import ImageSpec, Transform
@@ -93,10 +94,10 @@ class Normalize(Transform):
         return spec
 
     def coefficients(self, channels: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """(scale, shift) (C,) so that normalize(x) = x * scale + shift."""
-        mean = torch.tensor(self.mean, dtype=torch.float64, device=device).expand(channels)
-        std = torch.tensor(self.std, dtype=torch.float64, device=device).expand(channels)
-        return (1.0 / std).to(torch.float32), (-mean / std).to(torch.float32)
+        """(scale, shift) (C,) float32 so that normalize(x) = x * scale + shift (cached: read-only)."""
+        mean, std = (v * channels if len(v) == 1 else v for v in (self.mean, self.std))
+        scale = constant([1.0 / s for s in std], torch.float32, device)  # float64 arithmetic, rounded once
+        return scale, constant([-m / s for m, s in zip(mean, std)], torch.float32, device)
 
     def apply(self, x: Tensor, params: Params, domain: Domain) -> Tensor:
         scale, shift = self.coefficients(x.shape[1], x.device)

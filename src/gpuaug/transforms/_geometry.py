@@ -19,6 +19,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2.functional._geometry import _compute_resized_output_size
 
 from .. import geometry
+from .._device import constant
 from ..functional.resample import Padding
 from ..params import Params, register_params
 from ..random import Stream
@@ -96,6 +97,7 @@ class Resize(GeometricTransform):
     """
 
     axis_aligned = True
+    sizes_samples = True
 
     def __init__(
         self,
@@ -122,25 +124,32 @@ class Resize(GeometricTransform):
         self.antialias = bool(antialias)
 
     def output_spec(self, spec: ImageSpec) -> ImageSpec:
+        if spec.sizes is not None and len(self.size) == 1:
+            raise ValueError(
+                f"Resize({self.size[0]}) keeps each image's aspect ratio, so differently sized images would get "
+                "different sizes: give a RaggedBatch Resize((height, width))"
+            )
         h, w = _compute_resized_output_size((spec.height, spec.width), size=self.size, max_size=self.max_size)
         return spec.resized(h, w)
 
     def matrix(self, params: Params, spec: ImageSpec) -> Tensor:
         out = self.output_spec(spec)
-        like = params.applied
-        return geometry.resize((_full(spec.height, like), _full(spec.width, like)), (out.height, out.width))
+        return geometry.resize(spec.sample_sizes(params.applied), (out.height, out.width))
 
 
-def _center_crop_offsets(spec: ImageSpec, size: tuple[int, int]) -> tuple[int, int, bool]:
-    """torchvision's centre-crop anchor (top, left) in source pixels, and whether it pads."""
-    (ch, cw), (h, w) = size, (spec.height, spec.width)
-    pad_top = (ch - h) // 2 if ch > h else 0
-    pad_left = (cw - w) // 2 if cw > w else 0
-    padded_h = h + pad_top + ((ch - h + 1) // 2 if ch > h else 0)
-    padded_w = w + pad_left + ((cw - w + 1) // 2 if cw > w else 0)
-    top = int(round((padded_h - ch) / 2.0))
-    left = int(round((padded_w - cw) / 2.0))
-    return top - pad_top, left - pad_left, ch > h or cw > w
+def _smallest(spec: ImageSpec) -> tuple[int, int]:
+    """The smallest height and width of the batch's samples (no device read: ragged sizes live on the CPU)."""
+    if spec.sizes is None:
+        return spec.height, spec.width
+    height, width = spec.sizes.amin(dim=0).tolist()
+    return height, width
+
+
+def _center_crop_offset(length: Tensor, crop: int) -> Tensor:
+    """torchvision's centre-crop anchor along one axis, (B,) float64: negative where it pads first."""
+    pad = ((crop - length) // 2).clamp(min=0)
+    padded = length + pad + ((crop - length + 1) // 2).clamp(min=0)
+    return torch.round((padded - crop) / 2.0) - pad
 
 
 class CenterCrop(GeometricTransform):
@@ -153,6 +162,7 @@ class CenterCrop(GeometricTransform):
     """
 
     axis_aligned = True
+    sizes_samples = True
 
     def __init__(self, size: int | Sequence[int]) -> None:
         super().__init__(1.0)
@@ -162,12 +172,12 @@ class CenterCrop(GeometricTransform):
         return spec.resized(*self.size)
 
     def padding_for(self, spec: ImageSpec) -> Padding | None:
-        return Padding() if _center_crop_offsets(spec, self.size)[2] else None
+        height, width = _smallest(spec)
+        return Padding() if height < self.size[0] or width < self.size[1] else None
 
     def matrix(self, params: Params, spec: ImageSpec) -> Tensor:
-        top, left, _ = _center_crop_offsets(spec, self.size)
-        like = params.applied
-        return geometry.crop(_full(top, like), _full(left, like))
+        height, width = spec.sample_sizes(params.applied)
+        return geometry.crop(_center_crop_offset(height, self.size[0]), _center_crop_offset(width, self.size[1]))
 
 
 def _parse_pad(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
@@ -237,6 +247,7 @@ class RandomCrop(GeometricTransform):
     """
 
     axis_aligned = True
+    sizes_samples = True
 
     def __init__(
         self,
@@ -252,19 +263,24 @@ class RandomCrop(GeometricTransform):
         self.pad_if_needed = pad_if_needed
         self.padding = parse_padding(fill, padding_mode)
 
-    def _padded(self, spec: ImageSpec) -> tuple[int, int, int, int]:
-        """(padded height, padded width, pad top, pad left) as torchvision's RandomCrop pads."""
+    def _padded(self, height: Tensor, width: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(padded height, padded width, pad top, pad left) per sample, as torchvision's RandomCrop
+        pads an image of ``height`` x ``width`` (float64 tensors)."""
         left, top, right, bottom = self.pad
-        height, width = spec.height + top + bottom, spec.width + left + right
+        height, width = height + top + bottom, width + left + right
+        top, left = torch.full_like(height, top), torch.full_like(width, left)
         if self.pad_if_needed:
-            extra_h = max(self.size[0] - height, 0)
-            extra_w = max(self.size[1] - width, 0)
+            extra_h = (self.size[0] - height).clamp(min=0)
+            extra_w = (self.size[1] - width).clamp(min=0)
             height, width, top, left = height + 2 * extra_h, width + 2 * extra_w, top + extra_h, left + extra_w
         return height, width, top, left
 
     def output_spec(self, spec: ImageSpec) -> ImageSpec:
         check_fill(self.padding.fill, spec)
-        height, width, _, _ = self._padded(spec)
+        if spec.sizes is not None and self.padding.mode != "constant":
+            raise ValueError(f"RandomCrop on a RaggedBatch pads with a constant fill only, got padding_mode={self.padding.mode!r}")
+        smallest = torch.tensor(_smallest(spec), dtype=torch.float64)
+        height, width, _, _ = (int(v) for v in self._padded(smallest[0], smallest[1]))
         if height < self.size[0] or width < self.size[1]:
             raise ValueError(
                 f"Required crop size {self.size} is larger than the (padded) input image size {(height, width)}"
@@ -272,14 +288,14 @@ class RandomCrop(GeometricTransform):
         return spec.resized(*self.size)
 
     def draw(self, rng: Stream, spec: ImageSpec) -> CropParams:
-        height, width, _, _ = self._padded(spec)
         applied = self._coin(rng)
-        corner = rng.randint(torch.tensor([height - self.size[0] + 1, width - self.size[1] + 1], device=applied.device), 2)
-        size = torch.tensor(self.size, device=applied.device).expand(applied.shape[0], 2)
+        height, width, _, _ = self._padded(*spec.sample_sizes(applied))
+        corner = rng.randint(torch.stack([height - self.size[0] + 1, width - self.size[1] + 1], dim=1), 2)
+        size = constant(self.size, torch.int64, applied.device).expand(applied.shape[0], 2)
         return CropParams(applied, corner[:, 0], corner[:, 1], size[:, 0], size[:, 1])
 
     def matrix(self, params: CropParams, spec: ImageSpec) -> Tensor:
-        _, _, pad_top, pad_left = self._padded(spec)
+        _, _, pad_top, pad_left = self._padded(*spec.sample_sizes(params.applied))
         return geometry.crop(params.top - pad_top, params.left - pad_left)
 
 
@@ -293,6 +309,7 @@ class RandomResizedCrop(GeometricTransform):
     """
 
     axis_aligned = True
+    sizes_samples = True
 
     def __init__(
         self,
@@ -315,23 +332,20 @@ class RandomResizedCrop(GeometricTransform):
         return spec.resized(*self.size)
 
     def draw(self, rng: Stream, spec: ImageSpec) -> CropParams:
-        height, width = spec.height, spec.width
         applied = self._coin(rng)
-        top, left, h, w = random_boxes(rng, height, width, self.scale, self.ratio, tall=False)
-        ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+        height, width = spec.sample_sizes(applied)
+        top, left, h, w = random_boxes(rng, height[:, None], width[:, None], self.scale, self.ratio, tall=False)
+        ok = (w > 0) & (w <= width[:, None]) & (h > 0) & (h <= height[:, None])
         found, box = first_valid(ok, (top, left, h, w))
-        fallback = torch.tensor(self._fallback(height, width), dtype=torch.float64, device=found.device)
-        box = [torch.where(found, v, fb) for v, fb in zip(box, fallback)]
+        box = [torch.where(found, v, fb) for v, fb in zip(box, self._fallback(height, width))]
         return CropParams(applied, *(v.to(torch.int64) for v in box))
 
-    def _fallback(self, height: int, width: int) -> tuple[int, int, int, int]:
+    def _fallback(self, height: Tensor, width: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """torchvision's central crop when no try fits, per sample (float64)."""
         in_ratio = width / height
-        if in_ratio < min(self.ratio):
-            w, h = width, int(round(width / min(self.ratio)))
-        elif in_ratio > max(self.ratio):
-            h, w = height, int(round(height * max(self.ratio)))
-        else:
-            w, h = width, height
+        low, high = min(self.ratio), max(self.ratio)
+        h = torch.where(in_ratio < low, torch.round(width / low), height)
+        w = torch.where(in_ratio > high, torch.round(height * high), width)
         return (height - h) // 2, (width - w) // 2, h, w
 
     def matrix(self, params: CropParams, spec: ImageSpec) -> Tensor:
@@ -388,7 +402,7 @@ class _Affine(_FillMixin):
 
     def matrix(self, params: AffineParams, spec: ImageSpec) -> Tensor:
         cx, cy = geometry.rotation_center(spec.height, spec.width, self.center)
-        center = torch.tensor([cx, cy], dtype=torch.float64, device=params.angle.device).expand(params.angle.shape[0], 2)
+        center = constant((cx, cy), torch.float64, params.angle.device).expand(params.angle.shape[0], 2)
         angle = self.angle_sign * params.angle
         return geometry.affine(angle, params.translate, params.scale, params.shear, center)
 
@@ -471,9 +485,8 @@ class RandomAffine(_Affine):
         angle = rng.uniform(1, *self.degrees)[:, 0]
         translate = torch.zeros(angle.shape[0], 2, dtype=torch.float64, device=angle.device)
         if self.translate is not None:
-            max_shift = torch.tensor(
-                [self.translate[0] * spec.width, self.translate[1] * spec.height], dtype=torch.float64, device=angle.device
-            )
+            max_shift = (self.translate[0] * spec.width, self.translate[1] * spec.height)
+            max_shift = constant(max_shift, torch.float64, angle.device)
             translate = torch.round((2 * rng.uniform(2) - 1) * max_shift)
         scale = rng.uniform(1, *self.scale)[:, 0] if self.scale is not None else torch.ones_like(angle)
         shear = torch.zeros_like(translate)
@@ -524,10 +537,10 @@ class RandomPerspective(_FillMixin):
         applied = self._coin(rng)
         bound_h = int(self.distortion_scale * (height // 2)) + 1
         bound_w = int(self.distortion_scale * (width // 2)) + 1
-        r = rng.randint(torch.tensor([bound_w, bound_h] * 4, device=applied.device), 8).view(-1, 4, 2)
-        far = torch.tensor([[0, 0], [width - bound_w, 0], [width - bound_w, height - bound_h], [0, height - bound_h]])
-        endpoints = r + far.to(r.device)
-        start = torch.tensor([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], device=r.device)
+        r = rng.randint(constant((bound_w, bound_h) * 4, torch.int64, applied.device), 8).view(-1, 4, 2)
+        far = ((0, 0), (width - bound_w, 0), (width - bound_w, height - bound_h), (0, height - bound_h))
+        endpoints = r + constant(far, torch.int64, r.device)
+        start = constant(((0, 0), (width - 1, 0), (width - 1, height - 1), (0, height - 1)), torch.int64, r.device)
         startpoints = start.expand_as(endpoints).clone()
         coefficients = geometry.perspective_coefficients(startpoints, endpoints)
         return PerspectiveParams(applied, startpoints, endpoints, coefficients)

@@ -1,0 +1,38 @@
+"""Small constant tensors on the batch's device, made once per (values, dtype, device).
+
+``torch.tensor(values, device="cuda")`` in every call is a copy from pageable host memory: the
+host waits for it, and it cannot be captured in a CUDA graph. Constants that depend only on the
+pipeline and the image size (normalize coefficients, fills, bounds) come from :func:`constant`
+instead; the first call on a device uploads them, later calls reuse them (a few hundred bytes
+each, kept for the life of the process). Callers never write into them.
+
+Example:
+    >>> import torch
+    >>> constant((0.5, 2.0), torch.float32, torch.device("cpu")) is constant((0.5, 2.0), torch.float32, "cpu")
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["constant"]
+
+
+@functools.cache  # never evicted: a captured CUDA graph keeps reading the tensors it was captured with
+def _cached(values: tuple, dtype: torch.dtype, device: torch.device, zeros: str | None) -> Tensor:
+    with torch.inference_mode(False):  # a normal tensor even if first made under inference mode
+        return torch.tensor(values, dtype=dtype, device=device)
+
+
+def constant(values: Sequence, dtype: torch.dtype, device: torch.device | str) -> Tensor:
+    """A read-only tensor of ``values`` (numbers, or tuples of numbers) on ``device``."""
+    if torch.compiler.is_compiling():  # traced: the value becomes a constant of the graph
+        return torch.tensor(values, dtype=dtype, device=device)
+    values = tuple(values)
+    zeros = repr(values) if 0 in values else None  # -0.0 == 0.0: the text tells them apart
+    return _cached(values, dtype, torch.device(device), zeros)
