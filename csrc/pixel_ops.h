@@ -12,8 +12,11 @@
 
 #ifdef __CUDACC__
 #define GA_HD __host__ __device__ __forceinline__
+#define GA_INLINE_LAMBDA
 #else
-#define GA_HD inline
+// Forced into the CPU's row loops, which then vectorise (GCC would call the larger ones).
+#define GA_HD inline __attribute__((always_inline))
+#define GA_INLINE_LAMBDA __attribute__((always_inline))
 #endif
 
 namespace gpuaug {
@@ -58,6 +61,43 @@ GA_HD uint32_t mix32(uint32_t x) {
   return x ^ (x >> 16);
 }
 
+#ifdef __CUDA_ARCH__
+GA_HD float log_unit(float u) { return logf(u); }
+GA_HD float sin_or_cos_turn(float x, uint32_t sine) { return sine ? sinf(x) : cosf(x); }
+#else
+// On CPUs libm's logf/sinf/cosf are scalar calls that stop a row loop from vectorising; these
+// branch-free versions (within a few float ulps on the ranges normal_at uses) let it vectorise.
+
+// log(u) for a normal float u in (0, 1]: u = m * 2^e with m in [sqrt(1/2), sqrt(2)), then
+// log(m) = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172, as an odd series.
+GA_HD float log_unit(float u) {
+  const uint32_t bits = __builtin_bit_cast(uint32_t, u);
+  int e = static_cast<int>(bits >> 23) - 127;
+  float m = __builtin_bit_cast(float, (bits & 0x7FFFFFu) | 0x3F800000u);
+  const bool high = m > 1.41421356f;
+  m = high ? m * 0.5f : m;
+  e = high ? e + 1 : e;
+  const float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
+  const float series = 1.0f + t2 * (1.0f / 3 + t2 * (1.0f / 5 + t2 * (1.0f / 7 + t2 * (1.0f / 9))));
+  return static_cast<float>(e) * 0.693147180559945f + 2.0f * t * series;
+}
+
+// sin(x) or cos(x) for x in [0, 2 pi]: x = q pi/2 + r with |r| <= pi/4 (pi/2 in two parts, so r
+// is exact enough), then Taylor polynomials on r and the quadrant's swap and signs.
+GA_HD float sin_or_cos_turn(float x, uint32_t sine) {  // sine 1: sin, 0: cos
+  const float q = nearbyintf(x * 0.636619772367581f);
+  const float r = (x - q * 1.57079601287841796875f) - q * 3.1391647865e-07f;
+  const float r2 = r * r;
+  const float s = r + r * r2 * (-1.0f / 6 + r2 * (1.0f / 120 + r2 * (-1.0f / 5040 + r2 * (1.0f / 362880))));
+  const float c = 1.0f + r2 * (-0.5f + r2 * (1.0f / 24 + r2 * (-1.0f / 720 + r2 * (1.0f / 40320 + r2 * (-1.0f / 3628800)))));
+  const uint32_t quadrant = static_cast<uint32_t>(static_cast<int>(q)) & 3u;
+  // sin(x) = s, c, -s, -c and cos(x) = c, -s, -c, s in quadrants 0..3
+  const float v = ((quadrant ^ sine) & 1u) != 0u ? s : c;
+  const uint32_t negative = sine != 0u ? quadrant >> 1 : (quadrant ^ (quadrant >> 1)) & 1u;
+  return negative != 0u ? -v : v;
+}
+#endif
+
 // Element `index` of gpuaug.random.normal_field(key, shape) (flat index in C, H, W order).
 GA_HD float normal_at(uint32_t key, int64_t index) {
   const uint32_t even = static_cast<uint32_t>(index & ~int64_t(1));
@@ -65,8 +105,8 @@ GA_HD float normal_at(uint32_t key, int64_t index) {
   const uint32_t h2 = mix32(key ^ mix32(even + 1u));
   const float u1 = (static_cast<float>((h1 >> 8) & 0xFFFFFFu) + 0.5f) * (1.0f / 16777216.0f);
   const float u2 = static_cast<float>((h2 >> 8) & 0xFFFFFFu) * static_cast<float>(2.0 * M_PI / 16777216.0);
-  const float radius = sqrtf(-2.0f * logf(u1));
-  return (index & 1) ? radius * sinf(u2) : radius * cosf(u2);
+  const float radius = sqrtf(-2.0f * log_unit(u1));
+  return radius * sin_or_cos_turn(u2, static_cast<uint32_t>(index) & 1u);
 }
 
 // Clamp to the value range and truncate in an integer domain (functional.color._finish).
@@ -91,6 +131,15 @@ GA_HD float is_max(float c, float maxc) { return clampf((c - maxc) * 1e30f + 1.0
 
 GA_HD float wrap6(float k) { return k - floorf(k * (1.0f / 6.0f)) * 6.0f; }
 
+// One channel of the hue-rotated pixel from its hue `h` in sixths of a turn: the closed form
+// f(n) = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + h) mod 6 (functional.color.adjust_hue).
+GA_HD float hue_channel(float h, float n, float maxc, float chroma, bool integer) {
+  const float k = wrap6(h + n);
+  const float t = clampf(minf(k, 4.0f - k), 0.0f, 1.0f);
+  const float v = maxc - t * chroma;
+  return integer ? clampf(floorf(v * static_cast<float>(255.999 / 255.0)), 0.0f, 255.0f) : clampf(v, 0.0f, 1.0f);
+}
+
 // Rotate the HSV hue by `shift` turns (functional.color.adjust_hue).
 GA_HD void hue(float& r, float& g, float& b, float shift, bool integer) {
   const float maxc = maxf(maxf(r, g), b);
@@ -104,14 +153,9 @@ GA_HD void hue(float& r, float& g, float& b, float shift, bool integer) {
   h += fmaf(chroma, 4.0f, r - g) * ib;
   h *= 1.0f / maxf(chroma, 1e-12f);
   h = wrap6(h + 6.0f * (1.0f + shift));
-  float* out[3] = {&r, &g, &b};
-  const float sextant[3] = {5.0f, 3.0f, 1.0f};
-  for (int c = 0; c < 3; ++c) {
-    const float k = wrap6(h + sextant[c]);
-    const float t = clampf(minf(k, 4.0f - k), 0.0f, 1.0f);
-    const float v = maxc - t * chroma;
-    *out[c] = integer ? clampf(floorf(v * static_cast<float>(255.999 / 255.0)), 0.0f, 255.0f) : clampf(v, 0.0f, 1.0f);
-  }
+  r = hue_channel(h, 5.0f, maxc, chroma, integer);
+  g = hue_channel(h, 3.0f, maxc, chroma, integer);
+  b = hue_channel(h, 1.0f, maxc, chroma, integer);
 }
 
 GA_HD float posterize(float v, float bits, bool integer) {
@@ -143,27 +187,27 @@ GA_HD void each_channel(float& r, float& g, float& b, F&& fn) {
 // with p0 = 1 leaves one channel: the caller tracks the count (channels_after). Every branch
 // is on template parameters, so the CPU's loops over a row vectorise.
 template <int Code, int C, bool Integer>
-GA_HD void apply_code(const float* p, float& r, float& g, float& b, uint32_t key, float mean, const Site& site) {
+GA_HD void apply_code(const float* p, float& r, float& g, float& b, uint32_t key, float mean, Site site) {
   constexpr float bound = Integer ? 255.0f : 1.0f;
   if constexpr (Code == kBrightness) {
-    each_channel<C>(r, g, b, [&](float v, int) { return finish(v * p[0], Integer); });
+    each_channel<C>(r, g, b, [&](float v, int) GA_INLINE_LAMBDA { return finish(v * p[0], Integer); });
   } else if constexpr (Code == kContrast) {
-    each_channel<C>(r, g, b, [&](float v, int) { return blend(v, mean, p[0], p[1], Integer); });
+    each_channel<C>(r, g, b, [&](float v, int) GA_INLINE_LAMBDA { return blend(v, mean, p[0], p[1], Integer); });
   } else if constexpr (Code == kSaturation && C == 3) {
     const float gray = luma(r, g, b, Integer);
-    each_channel<C>(r, g, b, [&](float v, int) { return blend(v, gray, p[0], p[1], Integer); });
+    each_channel<C>(r, g, b, [&](float v, int) GA_INLINE_LAMBDA { return blend(v, gray, p[0], p[1], Integer); });
   } else if constexpr (Code == kHue && C == 3) {
     hue(r, g, b, p[0], Integer);
   } else if constexpr (Code == kGray && C == 3) {
     r = g = b = luma(r, g, b, Integer);
   } else if constexpr (Code == kInvert) {
-    each_channel<C>(r, g, b, [&](float v, int) { return bound - v; });
+    each_channel<C>(r, g, b, [&](float v, int) GA_INLINE_LAMBDA { return bound - v; });
   } else if constexpr (Code == kSolarize) {
-    each_channel<C>(r, g, b, [&](float v, int) { return v >= p[0] ? bound - v : v; });
+    each_channel<C>(r, g, b, [&](float v, int) GA_INLINE_LAMBDA { return v >= p[0] ? bound - v : v; });
   } else if constexpr (Code == kPosterize) {
-    each_channel<C>(r, g, b, [&](float v, int) { return posterize(v, p[0], Integer); });
+    each_channel<C>(r, g, b, [&](float v, int) GA_INLINE_LAMBDA { return posterize(v, p[0], Integer); });
   } else if constexpr (Code == kNoise) {
-    each_channel<C>(r, g, b, [&](float v, int c) {
+    each_channel<C>(r, g, b, [&](float v, int c) GA_INLINE_LAMBDA {
       float noise = normal_at(key, site.element + c * site.plane) * p[0] + p[1];
       if (Integer) noise = truncf(noise);
       v += noise;
@@ -171,13 +215,13 @@ GA_HD void apply_code(const float* p, float& r, float& g, float& b, uint32_t key
     });
   } else if constexpr (Code == kErase) {
     if (site.y >= p[0] && site.y < p[0] + p[2] && site.x >= p[1] && site.x < p[1] + p[3]) {
-      each_channel<C>(r, g, b, [&](float, int c) {
+      each_channel<C>(r, g, b, [&](float, int c) GA_INLINE_LAMBDA {
         const float fill = p[4] != 0.0f ? normal_at(key, site.element + c * site.plane) : p[5 + c];
         return Integer ? clampf(truncf(fill), 0.0f, 255.0f) : fill;
       });
     }
   } else if constexpr (Code == kAffine) {
-    each_channel<C>(r, g, b, [&](float v, int c) {
+    each_channel<C>(r, g, b, [&](float v, int c) GA_INLINE_LAMBDA {
       v = v * p[c] + p[3 + c];
       return p[6] != 0.0f ? clampf(floorf(v), 0.0f, 255.0f) : v;
     });

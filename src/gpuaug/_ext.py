@@ -32,8 +32,9 @@ __all__ = ["available_backends", "resolve_backend", "build", "source_dir", "exte
 _NAME = "gpuaug_ext"
 _CPU_SOURCES = ("ops.cpp", "fused_cpu.cpp")
 _CUDA_SOURCE = "fused_cuda.cu"
-CPU_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno"]  # built where
-# it runs; no implicit FMAs (the plain-PyTorch backend has none there); no FP traps or errno, so loops vectorise
+CPU_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden"]
+# built where it runs; no implicit FMAs (the plain-PyTorch backend has none there); no FP traps or errno, and
+# internal functions (the per-pixel lambdas) inlinable rather than called through the PLT, so loops vectorise
 CUDA_FLAGS = ["-O3", "--fmad=false"]
 
 
