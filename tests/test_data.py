@@ -123,7 +123,7 @@ def test_ragged_collate_augments_each_sample_as_alone():
 
 def test_ragged_collate_needs_a_fixed_output_size():
     collate = ga.data.Collate(ga.Pipeline([ga.RandomHorizontalFlip()], seed=0))
-    with pytest.raises(ValueError, match="differently sized images"):
+    with pytest.raises(ValueError, match="one output size"):
         collate([dataset(3, ragged=True)[i] for i in range(3)])
 
 
@@ -322,3 +322,15 @@ def test_cuda_device_loader_ragged_pinned_batches():
         assert batch["images"].is_cuda and batch["images"].shape[1:] == (3, 8, 8)
         for x, i in zip(batch["images"], batch["sample_ids"].tolist()):
             assert _close_uint8(x, reference(pipe, i, epoch=0, ragged=True)), i
+
+
+@pytest.mark.parametrize("transforms", [
+    lambda: [ga.Resize(20), ga.CenterCrop(16)],  # the usual eval recipe: not one pass, size by size
+    lambda: [ga.RandomHorizontalFlip(), ga.RandomResizedCrop(16)],
+])
+def test_ragged_collate_takes_any_fixed_size_pipeline(transforms):
+    pipe = ga.Pipeline(transforms(), seed=0)
+    data = dataset(6, ragged=True)
+    batch = ga.data.Collate(pipe)([data[i] for i in range(6)])
+    for x, i in zip(batch["images"], range(6)):
+        assert torch.equal(x, pipe(data[i][0][None], sample_ids=[i], epoch=0)[0]), i

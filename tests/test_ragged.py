@@ -143,3 +143,34 @@ def test_cuda_one_pass_matches_the_cpu(backend):
     cpu = pipe(packed, sample_ids=ids)
     cuda = pipe(packed.to("cuda"), sample_ids=ids.cuda())
     torch.testing.assert_close(cuda.cpu(), cpu, rtol=0, atol=1.5 / 255)
+
+
+def test_a_shrinking_rotation_is_supersampled_by_the_largest_image():
+    """The documented exception to 'as alone': the supersampling factor of a folded rotation is the batch's."""
+    small = images()[2]  # 23 x 23
+    large = torch.randint(0, 256, (3, 200, 180), dtype=torch.uint8)
+    pipe = ga.Pipeline([ga.RandomResizedCrop(16, scale=(0.9, 1.0)), ga.RandomRotation(20)], seed=0)
+    ids = torch.tensor([5, 6])
+    together = pipe(ga.RaggedBatch.pack([small, large]), sample_ids=ids)
+    small_only = pipe(ga.RaggedBatch.pack([small, small]), sample_ids=ids)
+    assert torch.equal(small_only[0], pipe(small[None], sample_ids=ids[:1])[0])
+    assert not torch.equal(together[0], small_only[0])
+
+
+def test_empty_ragged_batches():
+    empty = ga.RaggedBatch(torch.zeros(0, 3, 8, 8, dtype=torch.uint8), torch.zeros(0, 2, dtype=torch.int64))
+    for transform in (ga.CenterCrop(4), ga.RandomCrop(4), ga.RandomResizedCrop(4), ga.Resize((4, 4))):
+        assert ga.Pipeline([transform], seed=0)(empty).shape == (0, 3, 4, 4)
+
+
+def test_takes_ragged_names_the_one_pass_pipelines():
+    assert ga.Pipeline([ga.Compose([ga.RandomResizedCrop(8), ga.RandomHorizontalFlip()])]).takes_ragged()
+    assert ga.Pipeline([ga.Resize((8, 8))]).takes_ragged()
+    assert not ga.Pipeline([ga.Resize(8), ga.CenterCrop(8)]).takes_ragged()
+    assert not ga.Pipeline([ga.RandomHorizontalFlip(), ga.RandomCrop(8)]).takes_ragged()
+
+
+def test_capture_refuses_a_final_mix():
+    pipe = ga.Pipeline([ga.RandomResizedCrop(8), ga.ToDtype(torch.float32, scale=True), ga.MixUp(1.0, num_classes=3)])
+    with pytest.raises(ValueError, match="without a final MixUp"):
+        ga.capture(pipe, torch.zeros(2, 3, 16, 16, dtype=torch.uint8))

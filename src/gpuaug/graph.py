@@ -31,6 +31,11 @@ class CapturedPipeline:
     """``pipeline`` captured in a CUDA graph for batches like ``images`` (see :func:`capture`)."""
 
     def __init__(self, pipeline: Pipeline, images: Tensor) -> None:
+        if pipeline.mix is not None:
+            raise ValueError(
+                f"capture takes a pipeline without a final {type(pipeline.mix).__name__} (a captured call returns "
+                "images only): capture the transforms before it and mix the output with the standalone mix"
+            )
         if not isinstance(images, Tensor) or images.device.type != "cuda" or images.ndim != 4:
             got = f"shape {tuple(images.shape)} on {images.device}" if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(f"capture needs a (B, C, H, W) batch on a CUDA device, got {got}")

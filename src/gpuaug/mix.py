@@ -203,7 +203,7 @@ class _Mix(Transform):
                 f"labels must be ({size},) integer classes or ({size}, {self.num_classes}) soft labels, "
                 f"got {labels.dtype} of shape {tuple(labels.shape)}"
             )
-        if labels.device.type == "cpu" and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+        if labels.device.type == "cpu" and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise ValueError(f"labels must lie in [0, {self.num_classes}), got {labels.min()}..{labels.max()}")
         off = self.label_smoothing / self.num_classes
         soft = torch.full((size, self.num_classes), off, dtype=torch.float32, device=device)
@@ -388,7 +388,7 @@ def split_mix(transforms: Sequence[Transform]) -> tuple[list[Transform], AnyMix 
     for node in (n for t in body for n in t.nodes()):
         if node.kind == "mix":
             raise ValueError(
-                f"{type(node).__name__} must be the last transform of a Pipeline (alone, in a MixChoice or in a "
+                f"{type(node).__name__} must be the last transform of a Pipeline, directly (alone, in a MixChoice or in a "
                 "RandomChoice of MixUp and CutMix): it mixes the batch's finished images"
             )
     return body, mix

@@ -50,7 +50,7 @@ from .ragged import RaggedBatch
 from .random import Stream, sample_keys
 from .targets import Batch, TargetOptions
 from .transforms._base import ImageSpec, Transform, parse_epoch, parse_sample_ids
-from .transforms._container import _check_children
+from .transforms._container import Compose, _check_children
 from .transforms._dtype import SUPPORTED_DTYPES
 
 __all__ = ["Pipeline"]
@@ -181,8 +181,11 @@ class Pipeline:
         (see :func:`gpuaug.capture`).
 
         A :class:`~gpuaug.RaggedBatch` of differently sized images goes through in one pass when the
-        pipeline starts with RandomResizedCrop, RandomCrop, CenterCrop or Resize((h, w)): each sample
-        is cropped and resized from its own size (no targets; a final mix and labels are fine).
+        pipeline starts with RandomResizedCrop, RandomCrop, CenterCrop or Resize((h, w))
+        (:meth:`takes_ragged`): each sample is cropped and resized from its own size, as it would be
+        alone (no targets; a final mix and labels are fine). One exception: a rotation, affine or
+        perspective folded into the same pass that shrinks the image is supersampled by a factor set
+        from the batch's largest image.
         """
         batch = _check_images(images)
         given = {"masks": masks, "boxes": boxes, "keypoints": keypoints, "boxes_valid": boxes_valid,
@@ -366,6 +369,29 @@ class Pipeline:
         spec_out = self._spec_out(steps, batch)
         out = (fused.run if self.backend == "ext" else execute.run)(batch, stages, spec_out, self.memory_format)
         return out if ndim == 4 else out[0]
+
+    def takes_ragged(self) -> bool:
+        """Whether a RaggedBatch goes through in one pass: the first transform gives every sample one
+        size from its own (RandomResizedCrop, RandomCrop, CenterCrop, Resize((h, w)))."""
+        first = self._body[0] if self._body else None
+        while isinstance(first, Compose):
+            first = first.transforms[0] if first.transforms else None
+        return first is not None and first.sizes_samples
+
+    def _unmixed(self, images: Tensor, sample_ids: Tensor, epoch: int | None) -> Tensor:
+        """The (B, C, H, W) output of the transforms before the mix, keyed by ``sample_ids``: the samples
+        of a RaggedBatch that the pipeline cannot take in one pass go through this size by size."""
+        batch = _check_images(images)
+        steps, _ = self._draw_body(batch, None, self._keys(batch, sample_ids, epoch)[3])
+        return self._execute(batch, steps, group(steps), 4)
+
+    def _mix_assembled(self, images: Tensor, labels: Any, sample_ids: Tensor, epoch: int | None) -> tuple[Tensor, Tensor]:
+        """(images, soft labels): a batch assembled from :meth:`_unmixed` outputs mixed as a call of the
+        whole pipeline on it, keyed by the same ``sample_ids``, would mix it."""
+        soft = self._soft_labels(images, labels, {})
+        _, ids, _, keys = self._keys(images, sample_ids, epoch)
+        mixed = self._draw_mix(keys, ids, images.shape[2], images.shape[3])[0]
+        return mix_images(images, mixed), mix_labels(soft, mixed)
 
     def _names(self) -> list[str]:
         return [type(node).__name__ for t in self.transforms for node in t.nodes()]

@@ -66,8 +66,9 @@ def expand(transforms: list[Transform], spec: ImageSpec, source: ParamsSource) -
     def visit(t: Transform, spec: ImageSpec) -> tuple[list[Step], ImageSpec]:
         if spec.sizes is not None and t.kind != "container" and not t.sizes_samples:
             raise ValueError(
-                f"{type(t).__name__} cannot take differently sized images (a RaggedBatch): start the pipeline "
-                "with RandomResizedCrop, RandomCrop, CenterCrop or Resize((height, width)), which give every sample one size"
+                f"{type(t).__name__} cannot take differently sized images (a RaggedBatch) in one pass: start the "
+                "pipeline with RandomResizedCrop, RandomCrop, CenterCrop or Resize((height, width)), which give every "
+                "sample one size (ga.data.Collate and DeviceLoader take other pipelines size by size)"
             )
         params = source(len(drawn), t, spec)
         drawn.append(params)
@@ -184,7 +185,7 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         links=links,
         max_scale=(scale_y, scale_x),
         window=window if window is not None else _unbounded(batch, device),
-        source_sizes=None if steps[0].spec_in.sizes is None else steps[0].spec_in.sizes.to(device),
+        source_sizes=None if steps[0].spec_in.sizes is None else steps[0].spec_in.sizes.to(device, non_blocking=True),
     )
 
 

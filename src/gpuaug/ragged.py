@@ -30,8 +30,8 @@ class RaggedBatch:
 
     ``images`` is (B, C, H_max, W_max); sample ``i`` is ``images[i, :, :h, :w]`` with
     ``(h, w) = sizes[i]`` and zeros to its right and below. ``sizes`` is (B, 2) int64 and stays on
-    the CPU when the images move (grouping samples by size needs no device synchronisation).
-    DataLoader's ``pin_memory=True`` pins ``images``.
+    the CPU when the images move: size checks and grouping by size read it without waiting for the
+    device. DataLoader's ``pin_memory=True`` pins both.
     """
 
     images: Tensor
@@ -89,13 +89,21 @@ class RaggedBatch:
         """Every sample as a (C, h, w) view."""
         return [self[i] for i in range(len(self))]
 
+    def groups(self) -> list[tuple[tuple[int, int], Tensor]]:
+        """((h, w), indices) for each distinct size, in order of first appearance."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (h, w) in enumerate(self.sizes.tolist()):
+            groups.setdefault((h, w), []).append(i)
+        return [(size, torch.tensor(index)) for size, index in groups.items()]
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> RaggedBatch:
         """The batch with ``images`` on ``device`` (``sizes`` stay on the CPU)."""
         return RaggedBatch(self.images.to(device, non_blocking=non_blocking), self.sizes)
 
     def pin_memory(self) -> RaggedBatch:
-        """The batch with ``images`` in pinned memory (what DataLoader's ``pin_memory=True`` calls)."""
-        return RaggedBatch(self.images.pin_memory(), self.sizes)
+        """The batch in pinned memory (what DataLoader's ``pin_memory=True`` calls); ``sizes`` too, so
+        that a pipeline's copy of them to the device does not stall the host."""
+        return RaggedBatch(self.images.pin_memory(), self.sizes.pin_memory())
 
 
 def check_compatible(images: Sequence[Tensor]) -> None:

@@ -50,7 +50,7 @@ class ImageSpec:
     def sample_sizes(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """Each sample's (height, width), (B,) float64 on ``like``'s device."""
         if self.sizes is not None:
-            sizes = self.sizes.to(like.device, torch.float64)
+            sizes = self.sizes.to(like.device, torch.float64, non_blocking=True)  # async when pinned
             return sizes[:, 0], sizes[:, 1]
         full = torch.ones(like.shape[:1], dtype=torch.float64, device=like.device)
         return full * self.height, full * self.width

@@ -97,7 +97,11 @@ class Resize(GeometricTransform):
     """
 
     axis_aligned = True
-    sizes_samples = True
+
+    @property
+    def sizes_samples(self) -> bool:  # type: ignore[override]
+        """Resize((h, w)) gives every sample one size; Resize(int) keeps each one's aspect ratio."""
+        return len(self.size) == 2
 
     def __init__(
         self,
@@ -124,11 +128,6 @@ class Resize(GeometricTransform):
         self.antialias = bool(antialias)
 
     def output_spec(self, spec: ImageSpec) -> ImageSpec:
-        if spec.sizes is not None and len(self.size) == 1:
-            raise ValueError(
-                f"Resize({self.size[0]}) keeps each image's aspect ratio, so differently sized images would get "
-                "different sizes: give a RaggedBatch Resize((height, width))"
-            )
         h, w = _compute_resized_output_size((spec.height, spec.width), size=self.size, max_size=self.max_size)
         return spec.resized(h, w)
 
@@ -139,7 +138,7 @@ class Resize(GeometricTransform):
 
 def _smallest(spec: ImageSpec) -> tuple[int, int]:
     """The smallest height and width of the batch's samples (no device read: ragged sizes live on the CPU)."""
-    if spec.sizes is None:
+    if spec.sizes is None or spec.sizes.numel() == 0:
         return spec.height, spec.width
     height, width = spec.sizes.amin(dim=0).tolist()
     return height, width
