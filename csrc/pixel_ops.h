@@ -71,9 +71,12 @@ GA_HD float sin_or_cos_turn(float x, uint32_t sine) { return sine ? sinf(x) : co
 // log(u) for a normal float u in (0, 1]: u = m * 2^e with m in [sqrt(1/2), sqrt(2)), then
 // log(m) = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172, as an odd series.
 GA_HD float log_unit(float u) {
-  const uint32_t bits = __builtin_bit_cast(uint32_t, u);
+  uint32_t bits;
+  __builtin_memcpy(&bits, &u, 4);  // a bit cast (std::bit_cast needs C++20, __builtin_bit_cast GCC 11)
   int e = static_cast<int>(bits >> 23) - 127;
-  float m = __builtin_bit_cast(float, (bits & 0x7FFFFFu) | 0x3F800000u);
+  bits = (bits & 0x7FFFFFu) | 0x3F800000u;
+  float m;
+  __builtin_memcpy(&m, &bits, 4);
   const bool high = m > 1.41421356f;
   m = high ? m * 0.5f : m;
   e = high ? e + 1 : e;
