@@ -4,12 +4,16 @@
 host waits for it, and it cannot be captured in a CUDA graph. Constants that depend only on the
 pipeline and the image size (normalize coefficients, fills, bounds) come from :func:`constant`
 instead; the first call on a device uploads them, later calls reuse them (a few hundred bytes
-each, kept for the life of the process). Callers never write into them.
+each, kept for the life of the process, as a captured graph keeps reading them). CPU tensors are
+made afresh: that costs no wait, and image-size-dependent values then cannot pile up in the cache
+when a CPU process sees many sizes. Callers never write into them.
 
 Example:
     >>> import torch
-    >>> constant((0.5, 2.0), torch.float32, torch.device("cpu")) is constant((0.5, 2.0), torch.float32, "cpu")
+    >>> constant((0.5, 2.0), torch.float32, "meta") is constant((0.5, 2.0), torch.float32, "meta")
     True
+    >>> constant((0.5, 2.0), torch.float32, "cpu").tolist()
+    [0.5, 2.0]
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ def _cached(values: tuple, dtype: torch.dtype, device: torch.device, zeros: str 
 
 def constant(values: Sequence, dtype: torch.dtype, device: torch.device | str) -> Tensor:
     """A read-only tensor of ``values`` (numbers, or tuples of numbers) on ``device``."""
-    if torch.compiler.is_compiling():  # traced: the value becomes a constant of the graph
+    device = torch.device(device)
+    if device.type == "cpu" or torch.compiler.is_compiling():  # traced: a constant of the graph
         return torch.tensor(values, dtype=dtype, device=device)
     values = tuple(values)
     zeros = repr(values) if 0 in values else None  # -0.0 == 0.0: the text tells them apart
-    return _cached(values, dtype, torch.device(device), zeros)
+    return _cached(values, dtype, device, zeros)
