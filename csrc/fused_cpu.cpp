@@ -223,15 +223,10 @@ int run_slot(const FusedView& f, int b, int slot, Scratch& s, int channels, bool
       dispatch_pixel_kind(channels, integer, [&](auto c, auto integer_domain) {
         constexpr int kCode = decltype(tag)::value, kChannels = decltype(c)::value;
         constexpr bool kInteger = decltype(integer_domain)::value;
-        const uint32_t row_key = key;
-        const float row_mean = mean;
         for (int64_t i = first; i < last; ++i) {
           float *rr = r + i * width, *gg = g + i * width, *bb = bl + i * width;
-          const int64_t row_start = i * width;
-          for (int j = 0; j < width; ++j) {
-            const Site site{static_cast<int>(i), j, row_start + j, static_cast<int64_t>(plane)};
-            apply_code<kCode, kChannels, kInteger>(params, rr[j], gg[j], bb[j], row_key, row_mean, site);
-          }
+          for (int j = 0; j < width; ++j)
+            apply_code<kCode, kChannels, kInteger>(params, rr[j], gg[j], bb[j], key, mean, f.site(static_cast<int>(i), j));
         }
       });
     });

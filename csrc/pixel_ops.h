@@ -190,7 +190,7 @@ GA_HD void each_channel(float& r, float& g, float& b, F&& fn) {
 // with p0 = 1 leaves one channel: the caller tracks the count (channels_after). Every branch
 // is on template parameters, so the CPU's loops over a row vectorise.
 template <int Code, int C, bool Integer>
-GA_HD void apply_code(const float* p, float& r, float& g, float& b, uint32_t key, float mean, Site site) {
+GA_HD void apply_code(const float* p, float& r, float& g, float& b, uint32_t key, float mean, const Site& site) {
   constexpr float bound = Integer ? 255.0f : 1.0f;
   if constexpr (Code == kBrightness) {
     each_channel<C>(r, g, b, [&](float v, int) GA_INLINE_LAMBDA { return finish(v * p[0], Integer); });

@@ -191,12 +191,13 @@ def _build_gpuaug_graph(case: Case, device: torch.device) -> Fn:
     """The ext pipeline captured in a CUDA graph by its first (warm-up) call; later calls copy the
     batch into the graph's input and replay it, as a training loop would use ``ga.capture``."""
     pipe = ga.Pipeline(_v2_style(ga, case.steps), seed=0, backend="ext")
-    captured: list[ga.CapturedPipeline] = []
+    captured: list[tuple[ga.CapturedPipeline, torch.Tensor]] = []
 
     def run(x: torch.Tensor) -> torch.Tensor:
         if not captured:
-            captured.append(ga.capture(pipe, x))
-        return captured[0](x, torch.arange(x.shape[0], device=x.device))
+            captured.append((ga.capture(pipe, x), torch.arange(x.shape[0], device=x.device)))
+        augment, ids = captured[0]
+        return augment(x, ids)
 
     return run
 

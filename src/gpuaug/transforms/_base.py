@@ -29,6 +29,11 @@ __all__ = ["ImageSpec", "Transform", "GeometricTransform", "PixelTransform", "ap
 P = TypeVar("P", bound=Params)
 
 
+def batch_full(value: float, like: Tensor) -> Tensor:
+    """(B,) float64 holding ``value``, for the batch of ``like`` (B, ...) on its device."""
+    return torch.full(like.shape[:1], float(value), dtype=torch.float64, device=like.device)
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """The static shape of the batch at a point of the pipeline (the same for every sample).
@@ -52,8 +57,7 @@ class ImageSpec:
         if self.sizes is not None:
             sizes = self.sizes.to(like.device, torch.float64, non_blocking=True)  # async when pinned
             return sizes[:, 0], sizes[:, 1]
-        full = torch.ones(like.shape[:1], dtype=torch.float64, device=like.device)
-        return full * self.height, full * self.width
+        return batch_full(self.height, like), batch_full(self.width, like)
 
 
 class Transform:

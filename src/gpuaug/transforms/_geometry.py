@@ -26,6 +26,7 @@ from ..random import Stream
 from ._base import (
     GeometricTransform,
     ImageSpec,
+    batch_full,
     check_fill,
     first_valid,
     parse_fill,
@@ -50,10 +51,6 @@ __all__ = [
 ]
 
 _RESIZE_MODES = ("nearest", "bilinear", "bicubic")
-
-
-def _full(value: float, like: Tensor) -> Tensor:
-    return torch.full(like.shape[:1], float(value), dtype=torch.float64, device=like.device)
 
 
 class RandomHorizontalFlip(GeometricTransform):
@@ -223,7 +220,7 @@ class Pad(GeometricTransform):
 
     def matrix(self, params: Params, spec: ImageSpec) -> Tensor:
         like = params.applied
-        return geometry.crop(_full(-self.pad[1], like), _full(-self.pad[0], like))
+        return geometry.crop(batch_full(-self.pad[1], like), batch_full(-self.pad[0], like))
 
 
 @register_params
