@@ -183,6 +183,36 @@ def test_bench_pipelines_neither_sync_nor_upload(name: str, backend: str):
     assert second_call_events(lambda: pipe(x, sample_ids=ids, epoch=3)) == []
 
 
+class _KernelCount(TorchDispatchMode):
+    """Counts the ops that would each launch a kernel on a GPU (every op but views)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        self.count += not func.is_view
+        return func(*args, **(kwargs or {}))
+
+
+# the ext backend's kernels per call at the time of writing (283 for imagenet-train, 190 for
+# affine-heavy), with some room: on a GPU each is a launch of a few microseconds and a node of a
+# captured graph, which at a million images/s (256 us per batch of 256) is the budget that counts
+_KERNEL_BUDGET = {"imagenet-train": 300, "imagenet-train-fp16": 300, "affine-heavy": 210}
+
+
+@pytest.mark.parametrize("name", list(bench.PIPELINES))
+def test_bench_pipelines_launch_few_kernels(name: str):
+    """The whole call (parameter sampling, planning, the fused pass) of a batch of 256."""
+    pipe = _pipeline(_bench_pipelines()[name], "ext")
+    x = _meta_input(torch.uint8, batch=256)
+    pipe(x)
+    counter = _KernelCount()
+    with counter:
+        pipe(x)
+    assert counter.count <= _KERNEL_BUDGET[name]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.uint8], ids=str)
 @pytest.mark.parametrize("name", list(_each_transform()))

@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gpuaug as ga
 from gpuaug import random as R
@@ -102,6 +104,40 @@ def test_stream_bits_match_pure_python_and_count_on():
     for b, key in enumerate(u32(keys)):
         assert u32(first[b]) == ref_stream_bits(key, 3, 4)
         assert u32(second[b]) == ref_stream_bits(key, 3, 3, start=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.dictionaries(st.integers(0, 30), st.integers(0, 6), max_size=5),
+    calls=st.lists(st.tuples(st.sampled_from(["bits", "uniform", "bernoulli", "key"]), st.integers(1, 4)),
+                   min_size=1, max_size=6),
+)
+def test_draws_hashed_ahead_match_the_pure_python_stream(counts, calls):
+    """Draws hashed together up front (any counts, fewer or more than the transform takes) are the
+    bits a stream hashes on demand: the pure-Python reference, draw by draw."""
+    keys = R.sample_keys(4, 2, -1, torch.tensor([0, 7, 2**33 + 1]))
+    draws = R.Draws(keys, counts)
+    for t in sorted(counts) + [99]:
+        stream, taken = draws.stream(t), 0
+        for kind, n in calls:
+            if kind == "bits":
+                got, width = stream.bits(n), n
+            elif kind == "uniform":
+                got, width = stream.uniform(n, -1.0, 3.0), n
+            elif kind == "bernoulli":
+                got, width = stream.bernoulli(0.3)[:, None], 1
+            else:
+                got, width = stream.key()[:, None], 1
+            for b, key in enumerate(u32(keys)):
+                ref = ref_stream_bits(key, t, width, start=taken)
+                if kind in ("bits", "key"):
+                    assert u32(got[b]) == ref
+                elif kind == "uniform":
+                    assert got[b].tolist() == [-1.0 + 4.0 * ((v >> 8) / float(1 << 24)) for v in ref]
+                else:
+                    assert bool(got[b, 0]) == ((ref[0] >> 8) / float(1 << 24) < 0.3)
+            taken += width
+    assert draws.used() == {t: taken for t in sorted(counts) + [99]}
 
 
 def test_uniform_bits_is_top_24_bits_scaled():
@@ -377,3 +413,22 @@ def test_rng_bits_identical_on_cuda():
     assert torch.equal(R.Stream(cuda_keys, 4).bits(9).cpu(), R.Stream(cpu_keys, 4).bits(9))
     assert torch.equal(R.Stream(cuda_keys, 4).uniform(9).cpu(), R.Stream(cpu_keys, 4).uniform(9))
     torch.testing.assert_close(R.normal_field(cuda_keys, (3, 7, 7)).cpu(), R.normal_field(cpu_keys, (3, 7, 7)))
+
+
+def test_a_pipeline_draws_the_same_with_its_draws_hashed_ahead():
+    """A pipeline's first call hashes each draw on demand and its later calls hash them together
+    up front (counted from the call before): the same parameters and images."""
+    pipe = ga.Pipeline([
+        ga.RandomResizedCrop(12), ga.RandomHorizontalFlip(),
+        ga.RandomApply([ga.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), ga.RandomGrayscale(p=0.2),
+        ga.RandomErasing(p=0.5, value="random"),
+    ], seed=6)
+    x = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    ids = torch.tensor([3, 1, 4, 1, 5])
+    first, params = pipe(x, sample_ids=ids, return_params=True)
+    assert pipe._draw_counts  # the next call hashes ahead
+    second, again = pipe(x, sample_ids=ids, return_params=True)
+    assert torch.equal(first, second)
+    for a, b in zip(params.transforms, again.transforms, strict=True):
+        for name, value in a.tensors().items():
+            assert torch.equal(value, b.tensors()[name]), name

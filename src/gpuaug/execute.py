@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from . import _alloc
+from ._device import constant
 from .functional.color import Domain
 from .functional.resample import warp_grid, warp_separable
 from .plan import FinalWrite, Stage, Step, Warp
@@ -78,22 +79,22 @@ class FinalCoefficients:
 
 
 def final_coefficients(final: FinalWrite, domain: Domain, channels: int, device: torch.device) -> FinalCoefficients:
-    scale = torch.ones(channels, device=device)
-    shift = torch.zeros(channels, device=device)
+    """The tail folded on the host (float64 arithmetic, rounded once to float32): no tensor ops."""
+    scale, shift = [1.0] * channels, [0.0] * channels
     to_uint8: bool | None = None
     for s in final.steps:
         t = s.transform
         if isinstance(t, Normalize):
-            a, b = t.coefficients(channels, device)
-            scale, shift = scale * a, shift * a + b
+            a, b = t.scale_shift(channels)
+            scale, shift = [x * ai for x, ai in zip(scale, a)], [x * ai + bi for x, ai, bi in zip(shift, a, b)]
         elif isinstance(t, ToDtype):
             target = Domain(t.dtype)
             if target.integer and not domain.integer:
                 to_uint8 = t.scale
             elif domain.integer and not target.integer and t.scale:
-                scale, shift = scale / 255.0, shift / 255.0
+                scale, shift = [x / 255.0 for x in scale], [x / 255.0 for x in shift]
             domain = target
-    return FinalCoefficients(scale, shift, to_uint8)
+    return FinalCoefficients(constant(scale, torch.float32, device), constant(shift, torch.float32, device), to_uint8)
 
 
 def _final_write(x: Tensor, final: FinalWrite, domain: Domain, out: Tensor) -> None:

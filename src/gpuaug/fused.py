@@ -92,86 +92,95 @@ class Program:
     contrast_slots: list[int]
 
 
-def _slot(batch: int, device: torch.device, code: Tensor | int, integer: bool, *params: Tensor | float) -> Tensor:
-    """One slot's (B, 10) rows: ``code`` (B,) or scalar, then the parameters, padded with zeros."""
-    row = torch.zeros(batch, _WIDTH, dtype=torch.float32, device=device)
-    row[:, 0] = code if isinstance(code, Tensor) else float(code)
-    row[:, 1] = float(integer)
-    for i, p in enumerate(params):
-        row[:, 2 + i] = p
-    return row
+@dataclasses.dataclass
+class Slots:
+    """The program slots of one step: ``rows`` (B, S, 10), ``keys`` (B, S) int32 or None (no random
+    field), and whether they may hold a contrast op."""
+
+    rows: Tensor
+    keys: Tensor | None = None
+    contrast: bool = False
 
 
-Encoded = list[tuple[Tensor, Tensor | None, bool]]  # per slot: rows (B, 10), key (B,) or None, may be contrast
+def _row(batch: int, device: torch.device, code: OpCode, integer: bool, *params: Tensor | float) -> Tensor:
+    """One slot's (B, 1, 10) rows: ``code``, then the parameters (numbers, or (B,) per sample),
+    padded with zeros. Numbers only: a cached constant, no tensor op at all."""
+    values = [float(code), float(integer), *params]
+    values += [0.0] * (_WIDTH - len(values))
+    columns = [i for i, v in enumerate(values) if isinstance(v, Tensor)]
+    template = constant([0.0 if i in columns else v for i, v in enumerate(values)], torch.float32, device)
+    if not columns:
+        return template.expand(batch, 1, _WIDTH)
+    per_sample = torch.stack([values[i] for i in columns], dim=1).to(torch.float32)
+    rows = template.repeat(batch, 1).index_copy_(1, constant(columns, torch.int64, device), per_sample)
+    return rows.view(batch, 1, _WIDTH)
 
 
-def _color_jitter(t: ColorJitter, step: Step, integer: bool) -> Encoded:
+def _color_jitter(t: ColorJitter, step: Step, integer: bool) -> list[Slots]:
+    """Four slots, in each sample's own order of the four parts (code 0 for a part not asked for)."""
     params: ColorJitterParams = step.params
+    batch, device = params.order.shape[0], params.order.device
     factors = torch.stack([params.brightness, params.contrast, params.saturation, params.hue], dim=1)
+    f = factors.gather(1, params.order)  # (B, 4) float64, slot by slot
     parts = (("brightness", OpCode.BRIGHTNESS), ("contrast", OpCode.CONTRAST),
              ("saturation", OpCode.SATURATION), ("hue", OpCode.HUE))
     codes = constant([float(code) if getattr(t, name) is not None else 0.0 for name, code in parts],
-                     torch.float32, factors.device)
-    slots = []
-    for slot in range(4):
-        part = params.order[:, slot]
-        f = factors.gather(1, part[:, None])[:, 0]
-        code = codes[part]
-        slots.append((_slot(len(f), f.device, code, integer, f.to(torch.float32), (1.0 - f.double()).to(torch.float32)),
-                      None, t.contrast is not None))
-    return slots
+                     torch.float32, device)
+    flag = constant((float(integer),), torch.float32, device).expand(batch, 4, 1)
+    zeros = constant((0.0,), torch.float32, device).expand(batch, 4, _WIDTH - 4)
+    rows = torch.cat([codes[params.order][..., None], flag, f.to(torch.float32)[..., None],
+                      (1.0 - f).to(torch.float32)[..., None], zeros], dim=2)
+    return [Slots(rows, contrast=t.contrast is not None)]
 
 
-def _constant(code: OpCode, *params: float) -> Callable[[PixelTransform, Step, bool], Encoded]:
-    def encode(t: PixelTransform, step: Step, integer: bool) -> Encoded:
-        return [(_slot(step.applied.shape[0], step.applied.device, code, integer, *params), None, False)]
+def _constant(code: OpCode, *params: float) -> Callable[[PixelTransform, Step, bool], list[Slots]]:
+    def encode(t: PixelTransform, step: Step, integer: bool) -> list[Slots]:
+        return [Slots(_row(step.applied.shape[0], step.applied.device, code, integer, *params))]
 
     return encode
 
 
-def _grayscale(t: Grayscale, step: Step, integer: bool) -> Encoded | None:
+def _grayscale(t: Grayscale, step: Step, integer: bool) -> list[Slots] | None:
     if step.spec_out.channels > step.spec_in.channels:
         return None  # one channel to three: the op never adds channels
     keep_one = step.spec_out.channels == 1
     return _constant(OpCode.GRAY, float(keep_one))(t, step, integer)
 
 
-def _noise(t: GaussianNoise, step: Step, integer: bool) -> Encoded:
+def _noise(t: GaussianNoise, step: Step, integer: bool) -> list[Slots]:
     params: NoiseParams = step.params
     bound = Domain(step.spec_in.dtype).bound
-    row = _slot(len(params.key), params.key.device, OpCode.NOISE, integer, t.sigma * bound, t.mean * bound, float(t.clip))
-    return [(row, params.key, False)]
+    row = _row(len(params.key), params.key.device, OpCode.NOISE, integer, t.sigma * bound, t.mean * bound, float(t.clip))
+    return [Slots(row, params.key.to(torch.int32)[:, None])]
 
 
-def _erasing(t: RandomErasing, step: Step, integer: bool) -> Encoded:
+def _erasing(t: RandomErasing, step: Step, integer: bool) -> list[Slots]:
     params: ErasingParams = step.params
     channels = step.spec_in.channels
     value = (0.0,) * channels if t.value is None else (t.value * channels if len(t.value) == 1 else t.value)
-    box = [v.to(torch.float32) for v in (params.top, params.left, params.height, params.width)]
-    row = _slot(len(params.key), params.key.device, OpCode.ERASE, integer, *box, float(t.value is None), *value)
-    return [(row, params.key, False)]
+    box = (params.top, params.left, params.height, params.width)
+    row = _row(len(params.key), params.key.device, OpCode.ERASE, integer, *box, float(t.value is None), *value)
+    return [Slots(row, params.key.to(torch.int32)[:, None])]
 
 
-def _to_dtype(t: ToDtype, step: Step, integer: bool) -> Encoded:
+def _to_dtype(t: ToDtype, step: Step, integer: bool) -> list[Slots]:
     source, target = Domain(step.spec_in.dtype), Domain(t.dtype)
-    batch, device = step.applied.shape[0], step.applied.device
     if target.integer and not source.integer:
         s = 255.999 if t.scale else 1.0
-        return [(_slot(batch, device, OpCode.AFFINE, integer, s, s, s, 0.0, 0.0, 0.0, 1.0), None, False)]
+        return _constant(OpCode.AFFINE, s, s, s, 0.0, 0.0, 0.0, 1.0)(t, step, integer)
     if source.integer and not target.integer and t.scale:
         s = 1.0 / 255.0
-        return [(_slot(batch, device, OpCode.AFFINE, integer, s, s, s), None, False)]
-    return [(_slot(batch, device, OpCode.NOP, integer), None, False)]
+        return _constant(OpCode.AFFINE, s, s, s)(t, step, integer)
+    return _constant(OpCode.NOP)(t, step, integer)
 
 
-def _normalize(t: Normalize, step: Step, integer: bool) -> Encoded:
+def _normalize(t: Normalize, step: Step, integer: bool) -> list[Slots]:
     channels = step.spec_in.channels
-    scale, shift = (v.tolist() + [0.0] * (_MAX_CHANNELS - channels) for v in t.coefficients(channels, "cpu"))
-    row = _slot(step.applied.shape[0], step.applied.device, OpCode.AFFINE, integer, *scale, *shift)
-    return [(row, None, False)]
+    scale, shift = (v + [0.0] * (_MAX_CHANNELS - channels) for v in t.scale_shift(channels))
+    return _constant(OpCode.AFFINE, *scale, *shift)(t, step, integer)
 
 
-_ENCODERS: dict[type, Callable[..., Encoded | None]] = {
+_ENCODERS: dict[type, Callable[..., list[Slots] | None]] = {
     ColorJitter: _color_jitter,
     RandomGrayscale: _constant(OpCode.GRAY, 0.0),
     Grayscale: _grayscale,
@@ -185,7 +194,7 @@ _ENCODERS: dict[type, Callable[..., Encoded | None]] = {
 }
 
 
-def _encode_step(step: Step) -> Encoded | None:
+def _encode_step(step: Step) -> list[Slots] | None:
     """The program slots of one pixel step, or None when the op cannot run it."""
     encoder = _ENCODERS.get(type(step.transform))
     if encoder is None or step.spec_in.channels > _MAX_CHANNELS:
@@ -193,14 +202,16 @@ def _encode_step(step: Step) -> Encoded | None:
     encoded = encoder(step.transform, step, Domain(step.spec_in.dtype).integer)
     if encoded is None or not step.gated:
         return encoded
-    skip = ~step.applied.view(-1, 1)
-    return [(rows.masked_fill(skip & (torch.arange(_WIDTH, device=rows.device) == 0), 0.0), key, c)
-            for rows, key, c in encoded]
+    device = step.applied.device
+    keep_all = constant((1.0,) * _WIDTH, torch.float32, device)
+    code_off = constant((0.0,) + (1.0,) * (_WIDTH - 1), torch.float32, device)  # code 0: NOP where skipped
+    gate = torch.where(step.applied.view(-1, 1, 1), keep_all, code_off)
+    return [dataclasses.replace(slots, rows=slots.rows * gate) for slots in encoded]
 
 
 def encode_steps(steps: list[Stage], batch: int) -> Program:
     """The colour program of pixel ``steps`` (each must be encodable; see :func:`run`)."""
-    slots: Encoded = []
+    slots: list[Slots] = []
     for step in steps:
         encoded = _encode_step(step) if isinstance(step, Step) else None
         if encoded is None:
@@ -209,14 +220,19 @@ def encode_steps(steps: list[Stage], batch: int) -> Program:
     return _program(slots, batch)
 
 
-def _program(slots: Encoded, batch: int) -> Program:
+def _program(slots: list[Slots], batch: int) -> Program:
     if not slots:
         return Program(torch.zeros(batch, 0, _WIDTH), torch.zeros(batch, 0, dtype=torch.int32), [])
-    device = slots[0][0].device
-    rows = torch.stack([rows for rows, _, _ in slots], dim=1)
-    zero = torch.zeros(batch, dtype=torch.int32, device=device)
-    keys = torch.stack([zero if key is None else key.to(torch.int32) for _, key, _ in slots], dim=1)
-    return Program(rows, keys, [i for i, (_, _, contrast) in enumerate(slots) if contrast])
+    device = slots[0].rows.device
+    no_key = constant((0,), torch.int32, device)
+    rows = torch.cat([s.rows for s in slots], dim=1)
+    keys = torch.cat([no_key.expand(batch, s.rows.shape[1]) if s.keys is None else s.keys for s in slots], dim=1)
+    contrast, first = [], 0
+    for s in slots:
+        count = s.rows.shape[1]
+        contrast += list(range(first, first + count)) if s.contrast else []
+        first += count
+    return Program(rows, keys, contrast)
 
 
 def _fusable_warp(warp: Warp, channels: int) -> bool:
@@ -273,12 +289,9 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
     batch, channels = x.shape[:2]
     out_h, out_w = warp.spec_out.height, warp.spec_out.width
     padding = warp.links[0].padding or Padding()
-    if warp.axis_aligned:
-        aligned = torch.ones(batch, dtype=torch.bool, device=x.device)
-    elif x.device.type == "cpu":
-        aligned = execute.axis_aligned_samples(warp)
-    else:
-        aligned = None  # accelerators: every sample through the matrix, as the plain backend does
+    aligned: Tensor | bool | None = True  # True: every sample
+    if not warp.axis_aligned:  # accelerators: every sample through the matrix, as the plain backend does
+        aligned = execute.axis_aligned_samples(warp) if x.device.type == "cpu" else None
     if aligned is None:
         (tx, wx), (ty, wy) = _no_taps(batch, out_w, x.device), _no_taps(batch, out_h, x.device)
         mode = torch.full((batch,), _Geometry.MATRIX, dtype=torch.int8, device=x.device)
@@ -288,7 +301,8 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
                                    warp.max_scale[1], domain.integer, warp.source_sizes)
         ty, wy, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 1, out_h, *args,
                                    warp.max_scale[0], domain.integer, warp.source_sizes)
-        mode = torch.where(aligned, _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8)
+        mode = constant((int(_Geometry.SEPARABLE),) * batch, torch.int8, x.device) if aligned is True else (
+            torch.where(aligned, _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8))
     fill = padding.fill_tensor(channels, x.device).view(channels)
     if warp.axis_aligned and warp.interpolation == "nearest" and x.dtype == torch.uint8:
         fill = fill.trunc()  # the separable nearest path writes the fill in the image's own dtype
@@ -303,7 +317,7 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
 
 
 def _fused_call(
-    x: Tensor, domain: Domain, warp: Warp | None, steps: list[Step], slots: Encoded, final: FinalWrite | None,
+    x: Tensor, domain: Domain, warp: Warp | None, steps: list[Step], slots: list[Slots], final: FinalWrite | None,
     spec_out: ImageSpec, memory_format: torch.memory_format,
 ) -> Tensor:
     batch = x.shape[0]
@@ -326,8 +340,7 @@ def _fused_call(
     if warp is not None and warp.source_sizes is not None:
         sizes = warp.source_sizes.to(torch.int32)
     else:
-        sizes = torch.empty(batch, 2, dtype=torch.int32, device=device)
-        sizes[:, 0], sizes[:, 1] = x.shape[2], x.shape[3]
+        sizes = constant(((x.shape[2], x.shape[3]),) * batch, torch.int32, device)
     return torch.ops.gpuaug.fused_augment(
         x, sizes, geometry.mode, geometry.taps_x, geometry.weights_x, geometry.taps_y, geometry.weights_y,
         geometry.matrix, geometry.fill, program.rows.to(device), program.keys.to(device),
@@ -353,7 +366,7 @@ def run(images: Tensor, stages: list[Stage], spec_out: ImageSpec, memory_format:
         warp = stage if isinstance(stage, Warp) and _fusable_warp(stage, x.shape[1]) else None
         j = i + (warp is not None)
         steps: list[Step] = []
-        slots: Encoded = []
+        slots: list[Slots] = []
         while encoded[j] is not None:
             steps.append(stages[j])
             slots += encoded[j]

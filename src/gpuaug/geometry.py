@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._device import constant
+
 __all__ = [
     "identity",
     "translation",
@@ -43,35 +45,45 @@ _F64 = torch.float64
 
 
 def identity(batch: int, device: torch.device | str | None = None) -> Tensor:
-    """(B, 3, 3) identity matrices."""
-    return torch.eye(3, dtype=_F64, device=device).expand(batch, 3, 3).clone()
+    """(B, 3, 3) identity matrices (a read-only view of one cached matrix)."""
+    eye = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    return constant(eye, _F64, device if device is not None else "cpu").view(3, 3).expand(batch, 3, 3)
 
 
-def _diag_affine(sx: Tensor, sy: Tensor, tx: Tensor, ty: Tensor) -> Tensor:
-    """Matrices [[sx, 0, tx], [0, sy, ty], [0, 0, 1]] from (B,) tensors."""
-    m = identity(sx.shape[0], sx.device)
-    m[:, 0, 0], m[:, 1, 1], m[:, 0, 2], m[:, 1, 2] = sx, sy, tx, ty
-    return m
+def _affine_rows(*entries: Tensor | float) -> Tensor:
+    """Matrices [[e0, e1, e2], [e3, e4, e5], [0, 0, 1]] from six (B,) float64 tensors or numbers."""
+    like = next(v for v in entries if isinstance(v, Tensor))
+    filled: dict[float, Tensor] = {}
+
+    def column(v: Tensor | float) -> Tensor:
+        if isinstance(v, Tensor):
+            return v
+        if v not in filled:
+            filled[v] = torch.full_like(like, v)
+        return filled[v]
+
+    return torch.stack([column(v) for v in (*entries, 0.0, 0.0, 1.0)], dim=1).view(-1, 3, 3)
+
+
+def _diag_affine(sx: Tensor | float, sy: Tensor | float, tx: Tensor | float, ty: Tensor | float) -> Tensor:
+    """Matrices [[sx, 0, tx], [0, sy, ty], [0, 0, 1]]."""
+    return _affine_rows(sx, 0.0, tx, 0.0, sy, ty)
 
 
 def translation(tx: Tensor, ty: Tensor) -> Tensor:
     """src = out + (tx, ty)."""
-    one = torch.ones_like(tx, dtype=_F64)
-    return _diag_affine(one, one, tx.to(_F64), ty.to(_F64))
+    return _diag_affine(1.0, 1.0, tx.to(_F64), ty.to(_F64))
 
 
 def scaling(sx: Tensor, sy: Tensor) -> Tensor:
     """src = out * (sx, sy) about the origin."""
-    zero = torch.zeros_like(sx, dtype=_F64)
-    return _diag_affine(sx.to(_F64), sy.to(_F64), zero, zero)
+    return _diag_affine(sx.to(_F64), sy.to(_F64), 0.0, 0.0)
 
 
 def _flip(flag: Tensor, size: int, axis: int) -> Tensor:
-    m = identity(flag.shape[0], flag.device)
-    sign = 1.0 - 2.0 * flag.to(_F64)
-    m[:, axis, axis] = sign
-    m[:, axis, 2] = flag.to(_F64) * (size - 1)
-    return m
+    flag = flag.to(_F64)
+    sign, shift = 1.0 - 2.0 * flag, flag * (size - 1)
+    return _diag_affine(sign, 1.0, shift, 0.0) if axis == 0 else _diag_affine(1.0, sign, 0.0, shift)
 
 
 def horizontal_flip(flag: Tensor, width: int) -> Tensor:
@@ -116,14 +128,12 @@ def affine(
     b = -torch.cos(rot - sy) * torch.tan(sx) / torch.cos(sy) - torch.sin(rot)
     c = torch.sin(rot - sy) / torch.cos(sy)
     d = -torch.sin(rot - sy) * torch.tan(sx) / torch.cos(sy) + torch.cos(rot)
-    m = identity(angle.shape[0], angle.device)
-    m[:, 0, 0], m[:, 0, 1] = d / scale, -b / scale
-    m[:, 1, 0], m[:, 1, 1] = -c / scale, a / scale
+    m00, m01, m10, m11 = d / scale, -b / scale, -c / scale, a / scale
     cx, cy = center.to(_F64).unbind(1)
     tx, ty = translate.to(_F64).unbind(1)
-    m[:, 0, 2] = m[:, 0, 0] * (-cx - tx) + m[:, 0, 1] * (-cy - ty) + cx
-    m[:, 1, 2] = m[:, 1, 0] * (-cx - tx) + m[:, 1, 1] * (-cy - ty) + cy
-    return m
+    m02 = m00 * (-cx - tx) + m01 * (-cy - ty) + cx
+    m12 = m10 * (-cx - tx) + m11 * (-cy - ty) + cy
+    return _affine_rows(m00, m01, m02, m10, m11, m12)
 
 
 def perspective_coefficients(startpoints: Tensor, endpoints: Tensor) -> Tensor:

@@ -47,7 +47,7 @@ from .mix import AnyMix, mix_images, mix_labels, split_mix
 from .params import BatchParams, Params
 from .plan import Stage, Step, expand, group, matrices
 from .ragged import RaggedBatch
-from .random import Stream, sample_keys
+from .random import Draws, Stream, sample_keys
 from .targets import Batch, TargetOptions
 from .transforms._base import ImageSpec, Transform, parse_epoch, parse_sample_ids
 from .transforms._container import Compose, _check_children
@@ -145,6 +145,7 @@ class Pipeline:
         self.targets = targets or TargetOptions()
         self.epoch = 0
         self._calls = 0
+        self._draw_counts: dict[int, int] = {}  # draws per transform index in the last call: hashed ahead in the next
 
     def __setstate__(self, state: dict) -> None:
         """Unpickling (e.g. in a spawned DataLoader worker) loads the extension there too."""
@@ -301,10 +302,13 @@ class Pipeline:
     def _draw_body(self, batch: Tensor, sizes: Tensor | None, keys: Tensor) -> tuple[list[Step], list[Params]]:
         """The steps of the transforms before the mix, and every node's parameters, drawn from ``keys``."""
 
+        draws = Draws(keys, self._draw_counts)
+
         def draw(index: int, t: Transform, spec: ImageSpec) -> Params:
-            return t.draw(Stream(keys, index), spec)
+            return t.draw(draws.stream(index), spec)
 
         steps, drawn = expand(self._body, _spec(batch, sizes), draw)
+        self._draw_counts = draws.used()
         if sizes is not None and (not steps or steps[-1].spec_out.sizes is not None):
             raise ValueError(
                 "a RaggedBatch needs a pipeline that gives every sample one size: start it with "

@@ -158,7 +158,7 @@ _INTERPOLATION_RANK = {"nearest": 0, "bilinear": 1, "bicubic": 2}
 def _fold_geometry(steps: list[Step]) -> Warp:
     batch, device = steps[0].applied.shape[0], steps[0].applied.device
     eye = geometry.identity(batch, device)
-    matrix = eye
+    matrix: Tensor | None = None
     window = None
     interpolations = []
     links = []
@@ -168,13 +168,14 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         assert isinstance(t, GeometricTransform)
         if t.interpolation is not None:
             interpolations.append(t.interpolation)
-            window = _window(matrix, t.source_box(s.params, s.spec_in))
+            window = _window(eye if matrix is None else matrix, t.source_box(s.params, s.spec_in))
         scale_y *= max(s.spec_in.height / s.spec_out.height, 1.0)
         scale_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
         m = t.matrix(s.params, s.spec_in)
         m = torch.where(s.applied.view(-1, 1, 1), m, eye) if s.gated else m
         links.append(Link(m, s.spec_in.height, s.spec_in.width, t.padding_for(s.spec_in)))
-        matrix = matrix @ m
+        matrix = m if matrix is None else matrix @ m
+    assert matrix is not None
     return Warp(
         matrix=matrix,
         spec_in=steps[0].spec_in,

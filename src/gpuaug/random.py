@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ._device import constant
 
-__all__ = ["mix32", "sample_keys", "Stream", "uniform_bits", "normal_field"]
+__all__ = ["mix32", "sample_keys", "Stream", "Draws", "uniform_bits", "normal_field"]
 
 _GOLDEN = 0x9E3779B9
 
@@ -71,14 +71,15 @@ def sample_keys(seed: int, epoch: int | Tensor, call: int, ids: Tensor) -> Tenso
     """
     ids = ids.to(torch.int64)
     h = _absorb_int(_absorb_int(0x2545F491, seed & 0xFFFFFFFF), seed >> 32)
+    # the id's two 32-bit words, hashed together; then absorbed one after the other
+    words = mix32(torch.stack([ids & 0xFFFFFFFF, ids >> 32], dim=-1).to(torch.int32) + _i32(_GOLDEN))
     if isinstance(epoch, Tensor):
-        keys = torch.full(ids.shape, _i32(h), dtype=torch.int32, device=ids.device)
-        keys = _absorb(_absorb(keys, epoch.to(torch.int32)), call)
+        keys = _absorb(_absorb(torch.full(ids.shape, _i32(h), dtype=torch.int32, device=ids.device),
+                               epoch.to(torch.int32)), call)
+        keys = mix32(keys ^ words[..., 0])
     else:
-        h = _absorb_int(_absorb_int(h, epoch), call)
-        keys = torch.full(ids.shape, _i32(h), dtype=torch.int32, device=ids.device)
-    keys = _absorb(keys, (ids & 0xFFFFFFFF).to(torch.int32))
-    return _absorb(keys, (ids >> 32).to(torch.int32))
+        keys = mix32(words[..., 0] ^ _i32(_absorb_int(_absorb_int(h, epoch), call)))
+    return mix32(keys ^ words[..., 1])
 
 
 def uniform_bits(bits: Tensor) -> Tensor:
@@ -86,8 +87,17 @@ def uniform_bits(bits: Tensor) -> Tensor:
     return ((bits >> 8) & 0xFFFFFF).to(torch.float64) * (1.0 / (1 << 24))
 
 
+def _counter_word(c: int) -> int:
+    """The hashed counter of draw ``c`` (it depends on nothing random: computed on the host)."""
+    return _i32(_mix32_int(c * 0x27D4EB2F + 1))
+
+
 class Stream:
     """The random numbers of one transform: draws are numbered, so they replay exactly.
+
+    ``ahead`` holds the first draws already hashed, as :class:`Draws` makes them: the transform key
+    (B,), its bits (B, n) and their uniforms (B, n); draws past them are hashed on demand, to the
+    same bits.
 
     Example:
         >>> s = Stream(sample_keys(1, 0, 0, torch.arange(3)), transform=5)
@@ -95,10 +105,16 @@ class Stream:
         torch.Size([3, 1])
     """
 
-    def __init__(self, keys: Tensor, transform: int) -> None:
+    def __init__(self, keys: Tensor, transform: int, ahead: tuple[Tensor, Tensor, Tensor] | None = None) -> None:
         self._samples, self._transform = keys, transform
-        self._keys: Tensor | None = None
+        self._keys: Tensor | None = None if ahead is None else ahead[0]
+        self._ahead_bits, self._ahead_uniforms = (None, None) if ahead is None else ahead[1:]
         self._next = 0
+
+    @property
+    def used(self) -> int:
+        """How many draws the transform has taken."""
+        return self._next
 
     @property
     def keys(self) -> Tensor:
@@ -107,11 +123,21 @@ class Stream:
             self._keys = _absorb(self._samples, self._transform)
         return self._keys
 
+    def _take(self, n: int) -> slice | None:
+        """The slice of the draws hashed ahead that serves the next ``n``, or None (hash them)."""
+        start = self._next
+        self._next += n
+        if self._ahead_bits is None or start + n > self._ahead_bits.shape[1]:
+            return None
+        return slice(start, start + n)
+
     def bits(self, n: int) -> Tensor:
         """(B, n) int32 hash words, the next ``n`` draws of this stream."""
-        # the counters' hashes depend on nothing random: hashed on the host, one cached tensor per device
-        counters = [_i32(_mix32_int(c * 0x27D4EB2F + 1)) for c in range(self._next, self._next + n)]
-        self._next += n
+        start = self._next
+        taken = self._take(n)
+        if taken is not None:
+            return self._ahead_bits[:, taken]
+        counters = [_counter_word(c) for c in range(start, start + n)]
         return mix32(self.keys[:, None] ^ constant(counters, torch.int32, self.keys.device))
 
     def key(self) -> Tensor:
@@ -120,14 +146,20 @@ class Stream:
 
     def uniform(self, n: int, low: float = 0.0, high: float = 1.0) -> Tensor:
         """(B, n) float64 uniform in [low, high)."""
-        u = uniform_bits(self.bits(n))
+        start = self._next
+        taken = self._take(n)
+        if taken is not None:
+            u = self._ahead_uniforms[:, taken]
+        else:
+            self._next = start
+            u = uniform_bits(self.bits(n))
         return u if (low, high) == (0.0, 1.0) else low + (high - low) * u
 
     def bernoulli(self, p: float) -> Tensor:
         """(B,) bool, True with probability ``p``."""
         if p >= 1.0 or p <= 0.0:  # certain (a uniform is < 1 and >= 0): counted, not hashed
             self._next += 1
-            return torch.full(self._samples.shape, p >= 1.0, dtype=torch.bool, device=self._samples.device)
+            return constant((p >= 1.0,), torch.bool, self._samples.device).expand(self._samples.shape)  # read-only
         return self.uniform(1)[:, 0] < p
 
     def randint(self, high: Tensor | int, n: int = 1) -> Tensor:
@@ -137,6 +169,64 @@ class Stream:
     def permutation(self, n: int) -> Tensor:
         """(B, n) int64: a uniformly random permutation of range(n) per sample."""
         return self.uniform(n).argsort(dim=1)
+
+
+class Draws:
+    """The streams of one call, their first draws hashed together: a handful of tensor ops for
+    the whole pipeline instead of a dozen per draw (on a GPU, each op is a kernel launch).
+
+    ``counts`` maps transform indices to how many draws to hash ahead (what the same pipeline
+    used last time: :attr:`used` after the call). The numbers do not depend on it: a stream hashes
+    any draw past its count on demand, to the same bits.
+
+    Example:
+        >>> keys = sample_keys(0, 0, 0, torch.arange(4))
+        >>> draws = Draws(keys, {2: 3})
+        >>> torch.equal(draws.stream(2).uniform(4), Stream(keys, 2).uniform(4))
+        True
+        >>> draws.used()
+        {2: 4}
+    """
+
+    def __init__(self, keys: Tensor, counts: dict[int, int]) -> None:
+        self._samples = keys
+        self._streams: dict[int, Stream] = {}
+        self._ahead: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        indices = sorted(t for t, n in counts.items() if n > 0)
+        if not indices:
+            return
+        words, owner, counters = _layout(counts, keys.device)
+        transform_keys = mix32(keys[:, None] ^ words)  # (B, T): _absorb of every transform index
+        bits = mix32(transform_keys[:, owner] ^ counters)
+        uniforms = uniform_bits(bits)
+        start = 0
+        for i, t in enumerate(indices):
+            ahead = slice(start, start + counts[t])
+            self._ahead[t] = (transform_keys[:, i], bits[:, ahead], uniforms[:, ahead])
+            start = ahead.stop
+
+    def stream(self, transform: int) -> Stream:
+        """The stream of transform index ``transform``."""
+        stream = Stream(self._samples, transform, self._ahead.get(transform))
+        self._streams[transform] = stream
+        return stream
+
+    def used(self) -> dict[int, int]:
+        """How many draws each stream took: the ``counts`` for the next call. Their constants are
+        made now, so that the next call uploads nothing (a CUDA graph may be capturing it)."""
+        counts = {t: s.used for t, s in self._streams.items()}
+        if self._samples.device.type != "cpu" and any(n > 0 for n in counts.values()):
+            _layout(counts, self._samples.device)
+        return counts
+
+
+def _layout(counts: dict[int, int], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """The constants of :class:`Draws`: the hashed transform indices (T,), each draw's transform
+    (N,) and its hashed counter (N,), for the transforms with draws, in index order."""
+    indices = sorted(t for t, n in counts.items() if n > 0)
+    words = constant([_i32(_mix32_int(t + _GOLDEN)) for t in indices], torch.int32, device)
+    owner = constant([i for i, t in enumerate(indices) for _ in range(counts[t])], torch.int64, device)
+    return words, owner, constant([_counter_word(c) for t in indices for c in range(counts[t])], torch.int32, device)
 
 
 def normal_field(keys: Tensor, shape: tuple[int, ...]) -> Tensor:

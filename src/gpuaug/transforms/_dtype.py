@@ -93,11 +93,14 @@ class Normalize(Transform):
                 raise ValueError(f"Normalize {name} has {len(values)} values for {spec.channels}-channel images")
         return spec
 
-    def coefficients(self, channels: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """(scale, shift) (C,) float32 so that normalize(x) = x * scale + shift (cached: read-only)."""
+    def scale_shift(self, channels: int) -> tuple[list[float], list[float]]:
+        """(scale, shift), ``channels`` numbers each, so that normalize(x) = x * scale + shift."""
         mean, std = (v * channels if len(v) == 1 else v for v in (self.mean, self.std))
-        scale = constant([1.0 / s for s in std], torch.float32, device)  # float64 arithmetic, rounded once
-        return scale, constant([-m / s for m, s in zip(mean, std)], torch.float32, device)
+        return [1.0 / s for s in std], [-m / s for m, s in zip(mean, std)]
+
+    def coefficients(self, channels: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """:meth:`scale_shift` as (C,) float32 tensors (float64 arithmetic, rounded once; cached: read-only)."""
+        return tuple(constant(v, torch.float32, device) for v in self.scale_shift(channels))
 
     def apply(self, x: Tensor, params: Params, domain: Domain) -> Tensor:
         scale, shift = self.coefficients(x.shape[1], x.device)
