@@ -130,6 +130,13 @@ def test_cli_bench_pin_malloc(tmp_path):
     assert report["results"][0]["status"] == "ok"
 
 
+def test_the_torch_compile_row_is_listed_only_when_asked_for():
+    names = lambda compile: [lib.name for lib in bench.select_libraries(["gpuaug"], torch.device("cpu"), compile)[0]]  # noqa: E731
+    assert "gpuaug[ext]+compile" not in names(False)
+    if ga.available_backends().get("ext") == "available":
+        assert "gpuaug[ext]+compile" in names(True)
+
+
 def test_the_cuda_graph_row_is_listed_for_cuda_only():
     names = lambda device: [lib.name for lib in bench.select_libraries(["gpuaug"], torch.device(device))[0]]  # noqa: E731
     assert "gpuaug[ext]+graph" not in names("cpu")

@@ -202,6 +202,24 @@ def _build_gpuaug_graph(case: Case, device: torch.device) -> Fn:
     return run
 
 
+def _build_gpuaug_compiled(case: Case, device: torch.device) -> Fn:
+    """The ext pipeline under ``torch.compile`` (on CUDA in mode "reduce-overhead": inductor fuses
+    the parameter sampling's small ops and CUDA graphs replay the call), compiled by the first
+    (warm-up) call after one eager call, which tells the pipeline how many draws it takes."""
+    pipe = ga.Pipeline(_v2_style(ga, case.steps), seed=0, backend="ext")
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    compiled = torch.compile(lambda x, ids: pipe(x, sample_ids=ids), fullgraph=True, mode=mode)
+    ids: list[torch.Tensor] = []
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if not ids:
+            ids.append(torch.arange(x.shape[0], device=x.device))
+            pipe(x, sample_ids=ids[0])
+        return compiled(x, ids[0])
+
+    return run
+
+
 def _build_tv_batch(case: Case, device: torch.device) -> Fn:
     return v2.Compose(_v2_style(v2, case.steps))
 
@@ -366,9 +384,9 @@ LIBRARIES: dict[str, Library] = {lib.name: lib for lib in (
 LIBRARY_NAMES = ("gpuaug", *LIBRARIES)
 
 
-def _gpuaug_libraries(device: torch.device) -> tuple[list[Library], dict[str, str]]:
-    """One Library per available gpuaug backend (on CUDA also the ext backend in a CUDA graph),
-    and the reasons for the unavailable ones."""
+def _gpuaug_libraries(device: torch.device, compile: bool = False) -> tuple[list[Library], dict[str, str]]:
+    """One Library per available gpuaug backend (on CUDA also the ext backend in a CUDA graph;
+    with ``compile`` also under torch.compile), and the reasons for the unavailable ones."""
     libs, skipped = [], {}
     for backend, state in ga.available_backends().items():
         if state == "available":
@@ -379,6 +397,9 @@ def _gpuaug_libraries(device: torch.device) -> tuple[list[Library], dict[str, st
     if device.type == "cuda" and ga.available_backends().get("ext") == "available":
         libs.append(Library("gpuaug[ext]+graph", "gpuaug (ext backend, CUDA graph)", _build_gpuaug_graph,
                             cuda_only=True, pipelines_only=True))
+    if compile and ga.available_backends().get("ext") == "available":
+        libs.append(Library("gpuaug[ext]+compile", "gpuaug (ext backend, torch.compile)", _build_gpuaug_compiled,
+                            pipelines_only=True))
     return libs, skipped
 
 
@@ -478,6 +499,7 @@ class BenchConfig:
     transforms: list[str] = field(default_factory=lambda: list(TRANSFORMS))
     libraries: list[str] = field(default_factory=lambda: list(LIBRARY_NAMES))
     pin_malloc: bool = False  # see pin_malloc_thresholds()
+    compile: bool = False  # also the ext pipelines under torch.compile (compiling takes a minute or more each)
 
     def resolved_batch_size(self) -> int:
         return self.batch_size or (256 if self.device == "cuda" else 64)
@@ -596,9 +618,9 @@ def _add_ratios(rows: list[dict[str, Any]]) -> None:
             r["ratio_to_gpuaug"] = r["images_per_s"] / best[r["case"]]
 
 
-def select_libraries(names: list[str], device: torch.device) -> tuple[list[Library], dict[str, str]]:
+def select_libraries(names: list[str], device: torch.device, compile: bool = False) -> tuple[list[Library], dict[str, str]]:
     """The Library rows for ``names`` (one per available gpuaug backend) and the unavailable backends."""
-    gpuaug_libs, gpuaug_skipped = _gpuaug_libraries(device) if "gpuaug" in names else ([], {})
+    gpuaug_libs, gpuaug_skipped = _gpuaug_libraries(device, compile) if "gpuaug" in names else ([], {})
     return gpuaug_libs + [LIBRARIES[n] for n in names if n != "gpuaug"], gpuaug_skipped
 
 
@@ -631,7 +653,7 @@ def run_benchmark(cfg: BenchConfig, progress: TextIO | None = None) -> dict[str,
         pin_malloc_thresholds()
     device = torch.device(cfg.device)
     bandwidth = measure_bandwidth(device)
-    libs, gpuaug_skipped = select_libraries(cfg.libraries, device)
+    libs, gpuaug_skipped = select_libraries(cfg.libraries, device, cfg.compile)
     for name, reason in gpuaug_skipped.items():
         if progress is not None:
             print(f"{name} not run: {reason}", file=progress, flush=True)

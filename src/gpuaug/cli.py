@@ -160,7 +160,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         device=args.device, batch_size=args.batch_size, size=args.size, repeats=args.repeats,
         warmup=args.warmup, pipelines=args.pipelines, libraries=args.libraries,
         transforms=(args.transforms or list(bench.TRANSFORMS)) if args.per_transform else [],
-        pin_malloc=args.pin_malloc,
+        pin_malloc=args.pin_malloc, compile=args.compile,
     )
     try:
         if args.chart:
@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which per-transform rows (default: all)")
     b.add_argument("--pin-malloc", action="store_true",
                    help="CPU: fix glibc's malloc thresholds so page faults and earlier rows do not skew a row")
+    b.add_argument("--compile", action="store_true",
+                   help="also time the ext pipelines under torch.compile (mode reduce-overhead on CUDA); "
+                        "compiling takes a minute or more per pipeline")
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")
     b.add_argument("--chart", metavar="PATH", help="write a PNG bar chart (needs matplotlib)")
     b.set_defaults(func=cmd_bench)

@@ -308,7 +308,9 @@ class Pipeline:
             return t.draw(draws.stream(index), spec)
 
         steps, drawn = expand(self._body, _spec(batch, sizes), draw)
-        self._draw_counts = draws.used()
+        used = draws.used()
+        if used != self._draw_counts:  # (compare first: a compiled call then keeps no side effect)
+            self._draw_counts = used
         if sizes is not None and (not steps or steps[-1].spec_out.sizes is not None):
             raise ValueError(
                 "a RaggedBatch needs a pipeline that gives every sample one size: start it with "
