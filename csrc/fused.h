@@ -35,8 +35,9 @@ struct FusedArgs {
 };
 
 struct FusedView;
-// The raw pointers and sizes of a call (`out` null for the statistics pass, `means` undefined on CPUs).
-FusedView make_view(const FusedArgs& args, const at::Tensor& means, const at::Tensor* out);
+// The raw pointers and sizes of a call (`out` null for the statistics pass; `contrast_sums` undefined
+// on CPUs and where no slot may hold a contrast op).
+FusedView make_view(const FusedArgs& args, const at::Tensor& contrast_sums, const at::Tensor* out);
 
 // f(T()) with T the images' element type: uint8, or float32 (fused.py converts other inputs).
 template <typename F>
@@ -49,11 +50,11 @@ void dispatch_input(const at::Tensor& images, F&& f) {
 }
 
 // The CPU pass computes each contrast mean when it reaches the slot; on CUDA a reduction launch
-// per contrast slot fills `means` (B, S) float32 first.
+// per contrast slot adds the slot's luma sums into `sums` (B, S) float64 (zeroed) first.
 void fused_cpu(const FusedArgs& args, at::Tensor& out);
 #ifdef GPUAUG_WITH_CUDA
-void contrast_means_cuda(const FusedArgs& args, at::Tensor& means);
-void fused_cuda(const FusedArgs& args, const at::Tensor& means, at::Tensor& out);
+void contrast_sums_cuda(const FusedArgs& args, at::Tensor& sums);
+void fused_cuda(const FusedArgs& args, const at::Tensor& sums, at::Tensor& out);
 #endif
 
 }  // namespace gpuaug

@@ -246,9 +246,9 @@ void write_sample(const FusedView& f, const Scratch& s, int b, O* out, bool para
         const int64_t step = f.out_sw;
         auto store = [&](auto value) {  // one loop per final mode, contiguous or strided
           if (step == 1) {
-            for (int j = 0; j < width; ++j) dst[j] = static_cast<O>(value(src[j]));
+            for (int j = 0; j < width; ++j) dst[j] = to_output<O>(value(src[j]));
           } else {
-            for (int j = 0; j < width; ++j) dst[j * step] = static_cast<O>(value(src[j]));
+            for (int j = 0; j < width; ++j) dst[j * step] = to_output<O>(value(src[j]));
           }
         };
         if (f.final_mode == kCopy) {

@@ -1,5 +1,5 @@
 // The fused pass on CUDA: one thread per output pixel computes every channel (resample, colour
-// program, final write) in one launch on the current stream. Contrast means come first from one
+// program, final write) in one launch on the current stream. Contrast sums come first from one
 // reduction launch per contrast slot. No host synchronisation: CUDA-graph capturable.
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -22,7 +22,9 @@ __device__ int compute_pixel(const FusedView& f, const T* images, int b, int i, 
   const Site site = f.site(i, j);
   for (int s = 0; s < stop; ++s) {
     const float* op = f.op(b, s);
-    dispatch_code(static_cast<int>(op[0]), ApplyOnePixel{op, f.key(b, s), f.mean(b, s), v, channels, site});
+    const int code = static_cast<int>(op[0]);
+    const float mean = code == kContrast ? f.mean(b, s) : 0.0f;
+    dispatch_code(code, ApplyOnePixel{op, f.key(b, s), mean, v, channels, site});
     channels = channels_after(op, channels);
   }
   return channels;
@@ -36,10 +38,10 @@ __global__ void fused_kernel(const FusedView f, const T* __restrict__ images, O*
   compute_pixel(f, images, b, i, j, f.slots, v);
   O* dst = out + b * f.out_sb + i * f.out_sh + j * f.out_sw;
   for (int c = 0; c < f.out_c; ++c)
-    dst[c * f.out_sc] = static_cast<O>(final_value(v[c], f.out_scale[c], f.out_shift[c], f.final_mode, f.final_mult));
+    dst[c * f.out_sc] = to_output<O>(final_value(v[c], f.out_scale[c], f.out_shift[c], f.final_mode, f.final_mult));
 }
 
-// sums[b] += the contrast gray of every pixel of sample b at program slot `slot`.
+// sums[b, slot] += the contrast gray of every pixel of sample b at program slot `slot`.
 template <typename T>
 __global__ void contrast_kernel(const FusedView f, const T* __restrict__ images, int slot, double* sums) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y, b = blockIdx.z;
@@ -59,7 +61,7 @@ __global__ void contrast_kernel(const FusedView f, const T* __restrict__ images,
   if (threadIdx.x == 0 && threadIdx.y == 0) {
     double total = 0.0;
     for (int w = 0; w < kBlockX * kBlockY / 32; ++w) total += warp_sums[w];
-    atomicAdd(sums + b, total);
+    atomicAdd(sums + static_cast<int64_t>(b) * f.slots + slot, total);
   }
 }
 
@@ -71,28 +73,24 @@ dim3 grid_for(const FusedArgs& a) {
 
 }  // namespace
 
-void contrast_means_cuda(const FusedArgs& a, at::Tensor& means) {
-  if (a.contrast_slots.empty()) return;
+void contrast_sums_cuda(const FusedArgs& a, at::Tensor& sums) {
   const c10::cuda::CUDAGuard guard(a.images.device());
   const auto stream = at::cuda::getCurrentCUDAStream();
-  const double pixels = static_cast<double>(a.out_height) * a.out_width;
-  for (const int64_t slot : a.contrast_slots) {
-    const FusedView f = make_view(a, means, nullptr);
-    at::Tensor sums = at::zeros({a.images.size(0)}, a.images.options().dtype(at::kDouble));
+  const FusedView f = make_view(a, sums, nullptr);
+  for (const int64_t slot : a.contrast_slots) {  // in order: a slot's pixels need the earlier slots' means
     dispatch_input(a.images, [&](auto tag) {
       using T = decltype(tag);
       contrast_kernel<T><<<grid_for(a), dim3(kBlockX, kBlockY), 0, stream>>>(
           f, a.images.data_ptr<T>(), static_cast<int>(slot), sums.data_ptr<double>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
-    means.select(1, slot).copy_((sums / pixels).to(at::kFloat));
   }
 }
 
-void fused_cuda(const FusedArgs& a, const at::Tensor& means, at::Tensor& out) {
+void fused_cuda(const FusedArgs& a, const at::Tensor& sums, at::Tensor& out) {
   const c10::cuda::CUDAGuard guard(a.images.device());
   const auto stream = at::cuda::getCurrentCUDAStream();
-  const FusedView f = make_view(a, means, &out);
+  const FusedView f = make_view(a, sums, &out);
   dispatch_input(a.images, [&](auto tag) {
     using T = decltype(tag);
     AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kByte, out.scalar_type(), "gpuaug_fused_cuda", [&] {

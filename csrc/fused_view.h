@@ -17,7 +17,8 @@ struct FusedView {
   const float* fill;
   const float* program;
   const int* keys;
-  const float* means;
+  const double* contrast_sums;  // (B, S) luma sums of the contrast slots (CUDA), over `pixels` pixels
+  double pixels;
   const float* out_scale;
   const float* out_shift;
   int kx, ky, slots;
@@ -30,7 +31,9 @@ struct FusedView {
 
   GA_HD const float* op(int b, int slot) const { return program + (static_cast<int64_t>(b) * slots + slot) * kOpWidth; }
   GA_HD uint32_t key(int b, int slot) const { return static_cast<uint32_t>(keys[static_cast<int64_t>(b) * slots + slot]); }
-  GA_HD float mean(int b, int slot) const { return means[static_cast<int64_t>(b) * slots + slot]; }
+  GA_HD float mean(int b, int slot) const {  // 0 where no slot was reduced (a contrast op not in contrast_slots)
+    return contrast_sums == nullptr ? 0.0f : static_cast<float>(contrast_sums[static_cast<int64_t>(b) * slots + slot] / pixels);
+  }
   GA_HD Site site(int i, int j) const {
     return Site{i, j, static_cast<int64_t>(i) * out_w + j, static_cast<int64_t>(out_h) * out_w};
   }

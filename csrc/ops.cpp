@@ -9,7 +9,7 @@
 
 namespace gpuaug {
 
-FusedView make_view(const FusedArgs& a, const at::Tensor& means, const at::Tensor* out) {
+FusedView make_view(const FusedArgs& a, const at::Tensor& contrast_sums, const at::Tensor* out) {
   FusedView f{};
   f.geometry = a.geometry.data_ptr<int8_t>();
   f.taps_x = a.taps_x.data_ptr<int>();
@@ -21,7 +21,8 @@ FusedView make_view(const FusedArgs& a, const at::Tensor& means, const at::Tenso
   f.fill = a.fill.data_ptr<float>();
   f.program = a.program.data_ptr<float>();
   f.keys = a.keys.data_ptr<int>();
-  f.means = means.defined() ? means.data_ptr<float>() : nullptr;
+  f.contrast_sums = contrast_sums.defined() ? contrast_sums.data_ptr<double>() : nullptr;
+  f.pixels = static_cast<double>(a.out_height) * static_cast<double>(a.out_width);
   f.out_scale = a.out_scale.data_ptr<float>();
   f.out_shift = a.out_shift.data_ptr<float>();
   f.kx = static_cast<int>(a.taps_x.size(2));
@@ -90,8 +91,12 @@ void check(const FusedArgs& a) {
   check_tensor(a.keys, "keys", at::kInt, {batch, a.program.size(1)}, x);
   check_tensor(a.out_scale, "out_scale", at::kFloat, {a.out_channels}, x);
   check_tensor(a.out_shift, "out_shift", at::kFloat, {a.out_channels}, x);
-  for (const int64_t s : a.contrast_slots)
+  for (size_t k = 0; k < a.contrast_slots.size(); ++k) {
+    const int64_t s = a.contrast_slots[k];
     TORCH_CHECK(s >= 0 && s < a.program.size(1), "fused_augment: contrast slot ", s, " out of range");
+    TORCH_CHECK(k == 0 || s > a.contrast_slots[k - 1], "fused_augment: contrast_slots must be increasing, got ",
+                at::IntArrayRef(a.contrast_slots));
+  }
   TORCH_CHECK(a.interpolation == 0 || a.interpolation == 1, "fused_augment: interpolation must be 0 or 1");
   TORCH_CHECK(a.padding_mode >= kConstant && a.padding_mode <= kSymmetric, "fused_augment: bad padding_mode");
   TORCH_CHECK(a.supersample >= 1 && a.supersample <= 8, "fused_augment: supersample must be in [1, 8]");
@@ -117,9 +122,12 @@ at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, c
   if (images.size(0) == 0) return out;
   if (images.is_cuda()) {
 #ifdef GPUAUG_WITH_CUDA
-    at::Tensor means = at::zeros({images.size(0), program.size(1)}, images.options().dtype(at::kFloat));
-    contrast_means_cuda(a, means);
-    fused_cuda(a, means, out);
+    at::Tensor sums;  // one launch zeroes them all; none without contrast
+    if (!a.contrast_slots.empty()) {
+      sums = at::zeros({images.size(0), program.size(1)}, images.options().dtype(at::kDouble));
+      contrast_sums_cuda(a, sums);
+    }
+    fused_cuda(a, sums, out);
 #else
     TORCH_CHECK(false, "fused_augment: this build of the gpuaug extension has no CUDA support");
 #endif

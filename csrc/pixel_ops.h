@@ -298,4 +298,15 @@ GA_HD float final_value(float v, float scale, float shift, int mode, float mult)
   return clampf(floorf((v * scale + shift) * mult), 0.0f, 255.0f);
 }
 
+// The output element holding final value v: uint8 saturates (a value outside [0, 255], as unclipped
+// noise leaves, is clamped, then truncated as torch's cast truncates); other types convert.
+template <typename O>
+GA_HD O to_output(float v) {
+  if constexpr (std::is_same_v<O, uint8_t>) {
+    return static_cast<uint8_t>(clampf(v, 0.0f, 255.0f));
+  } else {
+    return static_cast<O>(v);
+  }
+}
+
 }  // namespace gpuaug

@@ -879,3 +879,17 @@ def test_cuda_issue_pipeline_and_input_untouched():
     out = _issue_pipeline(size=32)(x, sample_ids=torch.arange(8, device="cuda"))
     assert out.device.type == "cuda" and out.dtype == torch.float16 and out.shape == (8, 3, 32, 32)
     assert torch.equal(x, keep)
+
+
+@pytest.mark.parametrize("backend", ["torch", "ext"])
+def test_uint8_output_saturates_where_unclipped_noise_leaves_the_range(backend):
+    """uint8 in and out with GaussianNoise(clip=False): the values it leaves outside [0, 255] are
+    clamped by the final cast (not wrapped around, as a plain float-to-uint8 cast would)."""
+    if ga.available_backends()[backend] != "available":
+        pytest.skip(f"backend {backend}: {ga.available_backends()[backend]}")
+    x = torch.randint(0, 256, (3, 3, 20, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    noise = ga.GaussianNoise(sigma=0.5, clip=False)
+    out = ga.Pipeline([noise], seed=1, backend=backend)(x)
+    values = ga.Pipeline([noise, ga.ToDtype(torch.float32)], seed=1, backend=backend)(x)  # the same noise
+    assert out.dtype == torch.uint8 and (values < 0).any() and (values > 255).any()
+    assert torch.equal(out, values.clamp(0, 255).to(torch.uint8))

@@ -106,6 +106,8 @@ def _final_write(x: Tensor, final: FinalWrite, domain: Domain, out: Tensor) -> N
         out.copy_((y * 255.999 if k.to_uint8 else y).floor_().clamp_(0.0, 255.0))
     elif final.steps and out.is_floating_point():
         torch.addcmul(shift, x, scale, out=out)
+    elif x.is_floating_point() and not out.is_floating_point():  # uint8 saturates (e.g. after unclipped noise)
+        out.copy_(x.clamp(0.0, 255.0))
     else:
         out.copy_(x)
 
