@@ -280,8 +280,21 @@ def test_cuda_graph_capture():
 
 
 @cuda
-def test_cuda_torch_compile():
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_cuda_torch_compile(mode):
+    """Compiled (and in mode reduce-overhead replayed as a CUDA graph), the call is the eager call.
+
+    Triton may contract the parameter maths' multiply-adds, one float rounding apart from eager,
+    which can move a crop edge by a pixel in a rare sample, or a value by one uint8 level: so every
+    sample but at most one must match within a level, and most elements exactly.
+    """
     pipe = ga.Pipeline(imagenet_train(48, torch.float16), seed=2, backend="ext")
     x, ids = _input((8, 3, 64, 64), torch.uint8, 0).cuda(), torch.arange(8, device="cuda")
-    compiled = torch.compile(lambda x, ids: pipe(x, sample_ids=ids), fullgraph=True)
-    assert torch.equal(compiled(x, ids), pipe(x, sample_ids=ids))
+    expected = pipe(x, sample_ids=ids)  # eager first: the pipeline learns how many draws it takes
+    compiled = torch.compile(lambda x, ids: pipe(x, sample_ids=ids), fullgraph=True, mode=mode)
+    for _ in range(3):  # compile; record the graph; replay it
+        out = compiled(x, ids).clone()
+    level = 1.0 / 255 / 0.224 + 2e-3  # one uint8 level after Normalize, plus float16 rounding
+    close = ((out.float() - expected.float()).abs().amax(dim=(1, 2, 3)) <= level).sum().item()
+    assert close >= 7
+    assert (out == expected).float().mean().item() > 0.8
