@@ -294,8 +294,8 @@ void advise_huge_pages(const at::Tensor& out) {
 }  // namespace
 
 void fused_cpu(const FusedArgs& a, at::Tensor& out) {
-  const at::Tensor unused_means;
-  const FusedView f = make_view(a, unused_means, &out);
+  const at::Tensor no_sums;  // the CPU pass computes each contrast mean when it reaches the slot
+  const FusedView f = make_view(a, no_sums, &out);
   const int batch = static_cast<int>(a.images.size(0));
   const bool by_sample = batch >= at::get_num_threads();
   advise_huge_pages(out);

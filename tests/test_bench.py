@@ -131,7 +131,7 @@ def test_cli_bench_pin_malloc(tmp_path):
 
 
 def test_the_torch_compile_row_is_listed_only_when_asked_for():
-    names = lambda compile: [lib.name for lib in bench.select_libraries(["gpuaug"], torch.device("cpu"), compile)[0]]  # noqa: E731
+    names = lambda with_compile: [lib.name for lib in bench.select_libraries(["gpuaug"], torch.device("cpu"), with_compile)[0]]  # noqa: E731
     assert "gpuaug[ext]+compile" not in names(False)
     if ga.available_backends().get("ext") == "available":
         assert "gpuaug[ext]+compile" in names(True)
@@ -142,3 +142,8 @@ def test_the_cuda_graph_row_is_listed_for_cuda_only():
     assert "gpuaug[ext]+graph" not in names("cpu")
     if ga.available_backends().get("ext") == "available":
         assert "gpuaug[ext]+graph" in names("cuda")
+
+
+def test_compile_without_gpuaug_is_an_error():
+    with pytest.raises(bench.BenchError, match="include gpuaug"):
+        bench.validate(bench.BenchConfig(device="cpu", libraries=["kornia"], compile=True))

@@ -893,3 +893,27 @@ def test_uint8_output_saturates_where_unclipped_noise_leaves_the_range(backend):
     values = ga.Pipeline([noise, ga.ToDtype(torch.float32)], seed=1, backend=backend)(x)  # the same noise
     assert out.dtype == torch.uint8 and (values < 0).any() and (values > 255).any()
     assert torch.equal(out, values.clamp(0, 255).to(torch.uint8))
+
+
+def test_editing_returned_params_changes_no_later_call():
+    """The params a call returns are the caller's: editing them in place (say, turning a sample's
+    flip off before a replay) leaves the pipeline's next calls as they were."""
+    pipe = ga.Pipeline([ga.RandomResizedCrop(12), ga.RandomHorizontalFlip(p=1.0), ga.RandomGrayscale(p=0.0)], seed=3)
+    x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    first, params = pipe(x, sample_ids=torch.arange(4), return_params=True)
+    for p in params.transforms:
+        p.applied[0] = not bool(p.applied[0])
+    assert params.transforms[1].applied.tolist() == [False, True, True, True]  # that sample's flip alone
+    assert torch.equal(pipe(x, sample_ids=torch.arange(4)), first)
+
+
+def test_a_pipeline_pickled_without_draw_counts_still_runs():
+    """Pipelines pickled before the draw counts existed load and run (with nothing hashed ahead)."""
+    pipe = ga.Pipeline([ga.RandomResizedCrop(12), ga.ColorJitter(0.4, 0.4)], seed=3)
+    x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    expected = pipe(x, sample_ids=torch.arange(2))
+    state = dict(pipe.__dict__)
+    del state["_draw_counts"]
+    old = ga.Pipeline.__new__(ga.Pipeline)
+    old.__setstate__(state)
+    assert torch.equal(old(x, sample_ids=torch.arange(2)), expected)

@@ -384,9 +384,9 @@ LIBRARIES: dict[str, Library] = {lib.name: lib for lib in (
 LIBRARY_NAMES = ("gpuaug", *LIBRARIES)
 
 
-def _gpuaug_libraries(device: torch.device, compile: bool = False) -> tuple[list[Library], dict[str, str]]:
+def _gpuaug_libraries(device: torch.device, with_compile: bool = False) -> tuple[list[Library], dict[str, str]]:
     """One Library per available gpuaug backend (on CUDA also the ext backend in a CUDA graph;
-    with ``compile`` also under torch.compile), and the reasons for the unavailable ones."""
+    ``with_compile``: also under torch.compile), and the reasons for the unavailable ones."""
     libs, skipped = [], {}
     for backend, state in ga.available_backends().items():
         if state == "available":
@@ -397,9 +397,11 @@ def _gpuaug_libraries(device: torch.device, compile: bool = False) -> tuple[list
     if device.type == "cuda" and ga.available_backends().get("ext") == "available":
         libs.append(Library("gpuaug[ext]+graph", "gpuaug (ext backend, CUDA graph)", _build_gpuaug_graph,
                             cuda_only=True, pipelines_only=True))
-    if compile and ga.available_backends().get("ext") == "available":
+    if with_compile and ga.available_backends().get("ext") == "available":
         libs.append(Library("gpuaug[ext]+compile", "gpuaug (ext backend, torch.compile)", _build_gpuaug_compiled,
                             pipelines_only=True))
+    elif with_compile:
+        skipped["gpuaug[ext]+compile"] = ga.available_backends().get("ext", "no ext backend")
     return libs, skipped
 
 
@@ -618,9 +620,10 @@ def _add_ratios(rows: list[dict[str, Any]]) -> None:
             r["ratio_to_gpuaug"] = r["images_per_s"] / best[r["case"]]
 
 
-def select_libraries(names: list[str], device: torch.device, compile: bool = False) -> tuple[list[Library], dict[str, str]]:
+def select_libraries(names: list[str], device: torch.device,
+                     with_compile: bool = False) -> tuple[list[Library], dict[str, str]]:
     """The Library rows for ``names`` (one per available gpuaug backend) and the unavailable backends."""
-    gpuaug_libs, gpuaug_skipped = _gpuaug_libraries(device, compile) if "gpuaug" in names else ([], {})
+    gpuaug_libs, gpuaug_skipped = _gpuaug_libraries(device, with_compile) if "gpuaug" in names else ([], {})
     return gpuaug_libs + [LIBRARIES[n] for n in names if n != "gpuaug"], gpuaug_skipped
 
 
@@ -635,6 +638,8 @@ def validate(cfg: BenchConfig) -> None:
             raise BenchError(f"{what} must be at least 1, got {value}")
     if cfg.warmup < 0:
         raise BenchError(f"warmup must be at least 0, got {cfg.warmup}")
+    if cfg.compile and "gpuaug" not in cfg.libraries:
+        raise BenchError("--compile times gpuaug's ext pipelines under torch.compile: include gpuaug in --libraries")
     for names, known, what in ((cfg.resolved_pipelines(), PIPELINES, "pipeline"),
                                (cfg.transforms, TRANSFORMS, "transform"),
                                (cfg.libraries, LIBRARY_NAMES, "library")):

@@ -104,7 +104,7 @@ class Slots:
 
 def _row(batch: int, device: torch.device, code: OpCode, integer: bool, *params: Tensor | float) -> Tensor:
     """One slot's (B, 1, 10) rows: ``code``, then the parameters (numbers, or (B,) per sample),
-    padded with zeros. Numbers only: a cached constant, no tensor op at all."""
+    padded with zeros. When they are all numbers: a view of a cached constant, no tensor op."""
     values = [float(code), float(integer), *params]
     values += [0.0] * (_WIDTH - len(values))
     columns = [i for i, v in enumerate(values) if isinstance(v, Tensor)]
@@ -301,7 +301,7 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
                                    warp.max_scale[1], domain.integer, warp.source_sizes)
         ty, wy, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 1, out_h, *args,
                                    warp.max_scale[0], domain.integer, warp.source_sizes)
-        mode = constant((int(_Geometry.SEPARABLE),) * batch, torch.int8, x.device) if aligned is True else (
+        mode = constant((int(_Geometry.SEPARABLE),), torch.int8, x.device).repeat(batch) if aligned is True else (
             torch.where(aligned, _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8))
     fill = padding.fill_tensor(channels, x.device).view(channels)
     if warp.axis_aligned and warp.interpolation == "nearest" and x.dtype == torch.uint8:
@@ -340,7 +340,7 @@ def _fused_call(
     if warp is not None and warp.source_sizes is not None:
         sizes = warp.source_sizes.to(torch.int32)
     else:
-        sizes = constant(((x.shape[2], x.shape[3]),) * batch, torch.int32, device)
+        sizes = constant((x.shape[2], x.shape[3]), torch.int32, device).repeat(batch, 1)
     return torch.ops.gpuaug.fused_augment(
         x, sizes, geometry.mode, geometry.taps_x, geometry.weights_x, geometry.taps_y, geometry.weights_y,
         geometry.matrix, geometry.fill, program.rows.to(device), program.keys.to(device),

@@ -45,9 +45,9 @@ _F64 = torch.float64
 
 
 def identity(batch: int, device: torch.device | str | None = None) -> Tensor:
-    """(B, 3, 3) identity matrices (a read-only view of one cached matrix)."""
+    """(B, 3, 3) identity matrices."""
     eye = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-    return constant(eye, _F64, device if device is not None else "cpu").view(3, 3).expand(batch, 3, 3)
+    return constant(eye, _F64, device if device is not None else "cpu").view(3, 3).repeat(batch, 1, 1)
 
 
 def _affine_rows(*entries: Tensor | float) -> Tensor:

@@ -150,6 +150,7 @@ class Pipeline:
     def __setstate__(self, state: dict) -> None:
         """Unpickling (e.g. in a spawned DataLoader worker) loads the extension there too."""
         self.__dict__.update(state)
+        self.__dict__.setdefault("_draw_counts", {})  # pickled by a version that had none
         if self.backend == "ext":
             resolve_backend("ext")
 

@@ -56,9 +56,14 @@ def _absorb_int(h: int, word: int) -> int:
     return _mix32_int(h ^ _mix32_int(word + _GOLDEN))
 
 
+def _hashed_word(word: int) -> int:
+    """The int32 that :func:`_absorb` folds in for a word known on the host."""
+    return _i32(_mix32_int(word + _GOLDEN))
+
+
 def _absorb(h: Tensor, word: Tensor | int) -> Tensor:
     """Fold one 32-bit word into the running hash ``h``; an int word is hashed on the host (no upload)."""
-    hashed = _i32(_mix32_int(word + _GOLDEN)) if isinstance(word, int) else mix32(word + _i32(_GOLDEN))
+    hashed = _hashed_word(word) if isinstance(word, int) else mix32(word + _i32(_GOLDEN))
     return mix32(h ^ hashed)
 
 
@@ -123,22 +128,24 @@ class Stream:
             self._keys = _absorb(self._samples, self._transform)
         return self._keys
 
-    def _take(self, n: int) -> slice | None:
-        """The slice of the draws hashed ahead that serves the next ``n``, or None (hash them)."""
+    def _take(self, n: int) -> tuple[int, slice | None]:
+        """Count off the next ``n`` draws: their first index, and their slice of the draws hashed
+        ahead (None when they are not all there: then hash them with :meth:`_hash`)."""
         start = self._next
         self._next += n
         if self._ahead_bits is None or start + n > self._ahead_bits.shape[1]:
-            return None
-        return slice(start, start + n)
+            return start, None
+        return start, slice(start, start + n)
+
+    def _hash(self, start: int, n: int) -> Tensor:
+        """(B, n) int32 hash words of draws ``start`` to ``start + n - 1``."""
+        counters = [_counter_word(c) for c in range(start, start + n)]
+        return mix32(self.keys[:, None] ^ constant(counters, torch.int32, self.keys.device))
 
     def bits(self, n: int) -> Tensor:
         """(B, n) int32 hash words, the next ``n`` draws of this stream."""
-        start = self._next
-        taken = self._take(n)
-        if taken is not None:
-            return self._ahead_bits[:, taken]
-        counters = [_counter_word(c) for c in range(start, start + n)]
-        return mix32(self.keys[:, None] ^ constant(counters, torch.int32, self.keys.device))
+        start, ahead = self._take(n)
+        return self._hash(start, n) if ahead is None else self._ahead_bits[:, ahead]
 
     def key(self) -> Tensor:
         """(B,) int32: a fresh per-sample key, for per-pixel randomness inside a kernel."""
@@ -146,20 +153,15 @@ class Stream:
 
     def uniform(self, n: int, low: float = 0.0, high: float = 1.0) -> Tensor:
         """(B, n) float64 uniform in [low, high)."""
-        start = self._next
-        taken = self._take(n)
-        if taken is not None:
-            u = self._ahead_uniforms[:, taken]
-        else:
-            self._next = start
-            u = uniform_bits(self.bits(n))
+        start, ahead = self._take(n)
+        u = uniform_bits(self._hash(start, n)) if ahead is None else self._ahead_uniforms[:, ahead]
         return u if (low, high) == (0.0, 1.0) else low + (high - low) * u
 
     def bernoulli(self, p: float) -> Tensor:
         """(B,) bool, True with probability ``p``."""
         if p >= 1.0 or p <= 0.0:  # certain (a uniform is < 1 and >= 0): counted, not hashed
             self._next += 1
-            return constant((p >= 1.0,), torch.bool, self._samples.device).expand(self._samples.shape)  # read-only
+            return torch.full(self._samples.shape, p >= 1.0, dtype=torch.bool, device=self._samples.device)
         return self.uniform(1)[:, 0] < p
 
     def randint(self, high: Tensor | int, n: int = 1) -> Tensor:
@@ -189,13 +191,12 @@ class Draws:
     """
 
     def __init__(self, keys: Tensor, counts: dict[int, int]) -> None:
-        self._samples = keys
+        self._samples, self._counts = keys, counts
         self._streams: dict[int, Stream] = {}
         self._ahead: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
-        indices = sorted(t for t, n in counts.items() if n > 0)
+        indices, words, owner, counters = _layout(counts, keys.device)
         if not indices:
             return
-        words, owner, counters = _layout(counts, keys.device)
         transform_keys = mix32(keys[:, None] ^ words)  # (B, T): _absorb of every transform index
         bits = mix32(transform_keys[:, owner] ^ counters)
         uniforms = uniform_bits(bits)
@@ -212,21 +213,23 @@ class Draws:
         return stream
 
     def used(self) -> dict[int, int]:
-        """How many draws each stream took: the ``counts`` for the next call. Their constants are
-        made now, so that the next call uploads nothing (a CUDA graph may be capturing it)."""
+        """How many draws each stream took: the ``counts`` for the next call. New counts' constants
+        are made now, so that the next call uploads nothing (a CUDA graph may be capturing it)."""
         counts = {t: s.used for t, s in self._streams.items()}
-        if self._samples.device.type != "cpu" and any(n > 0 for n in counts.values()):
+        if counts != self._counts and self._samples.device.type != "cpu":
             _layout(counts, self._samples.device)
         return counts
 
 
-def _layout(counts: dict[int, int], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """The constants of :class:`Draws`: the hashed transform indices (T,), each draw's transform
-    (N,) and its hashed counter (N,), for the transforms with draws, in index order."""
+def _layout(counts: dict[int, int], device: torch.device) -> tuple[list[int], Tensor, Tensor, Tensor]:
+    """The constants of :class:`Draws`: the transform indices with draws, in order (T), their
+    hashed words (:func:`_absorb` of each, (T,)), each draw's place among them (N,) and its hashed
+    counter (N,)."""
     indices = sorted(t for t, n in counts.items() if n > 0)
-    words = constant([_i32(_mix32_int(t + _GOLDEN)) for t in indices], torch.int32, device)
+    words = constant([_hashed_word(t) for t in indices], torch.int32, device)
     owner = constant([i for i, t in enumerate(indices) for _ in range(counts[t])], torch.int64, device)
-    return words, owner, constant([_counter_word(c) for t in indices for c in range(counts[t])], torch.int32, device)
+    counters = constant([_counter_word(c) for t in indices for c in range(counts[t])], torch.int32, device)
+    return indices, words, owner, counters
 
 
 def normal_field(keys: Tensor, shape: tuple[int, ...]) -> Tensor:
