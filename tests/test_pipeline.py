@@ -905,6 +905,11 @@ def test_editing_returned_params_changes_no_later_call():
         p.applied[0] = not bool(p.applied[0])
     assert params.transforms[1].applied.tolist() == [False, True, True, True]  # that sample's flip alone
     assert torch.equal(pipe(x, sample_ids=torch.arange(4)), first)
+    crop = ga.Pipeline([ga.RandomCrop(12)], seed=3)
+    first, params = crop(x, sample_ids=torch.arange(4), return_params=True)
+    params.transforms[0].height[0] = 5
+    assert params.transforms[0].height.tolist() == [5, 12, 12, 12]
+    assert torch.equal(crop(x, sample_ids=torch.arange(4)), first)
 
 
 def test_a_pipeline_pickled_without_draw_counts_still_runs():

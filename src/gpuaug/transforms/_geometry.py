@@ -287,7 +287,7 @@ class RandomCrop(GeometricTransform):
         applied = self._coin(rng)
         height, width, _, _ = self._padded(*spec.sample_sizes(applied))
         corner = rng.randint(torch.stack([height - self.size[0] + 1, width - self.size[1] + 1], dim=1), 2)
-        size = constant(self.size, torch.int64, applied.device).expand(applied.shape[0], 2)
+        size = constant(self.size, torch.int64, applied.device).repeat(applied.shape[0], 1)  # the caller's to edit
         return CropParams(applied, corner[:, 0], corner[:, 1], size[:, 0], size[:, 1])
 
     def matrix(self, params: CropParams, spec: ImageSpec) -> Tensor:
