@@ -388,20 +388,22 @@ def _gpuaug_libraries(device: torch.device, with_compile: bool = False) -> tuple
     """One Library per available gpuaug backend (on CUDA also the ext backend in a CUDA graph;
     ``with_compile``: also under torch.compile), and the reasons for the unavailable ones."""
     libs, skipped = [], {}
-    for backend, state in ga.available_backends().items():
+    backends = ga.available_backends()
+    ext_available = backends.get("ext") == "available"
+    for backend, state in backends.items():
         if state == "available":
             build = functools.partial(_build_gpuaug, backend=backend)
             libs.append(Library(f"gpuaug[{backend}]", f"gpuaug ({backend} backend)", build))
         else:
             skipped[f"gpuaug[{backend}]"] = state
-    if device.type == "cuda" and ga.available_backends().get("ext") == "available":
+    if device.type == "cuda" and ext_available:
         libs.append(Library("gpuaug[ext]+graph", "gpuaug (ext backend, CUDA graph)", _build_gpuaug_graph,
                             cuda_only=True, pipelines_only=True))
-    if with_compile and ga.available_backends().get("ext") == "available":
+    if with_compile and ext_available:
         libs.append(Library("gpuaug[ext]+compile", "gpuaug (ext backend, torch.compile)", _build_gpuaug_compiled,
                             pipelines_only=True))
     elif with_compile:
-        skipped["gpuaug[ext]+compile"] = ga.available_backends().get("ext", "no ext backend")
+        skipped["gpuaug[ext]+compile"] = backends.get("ext", "no ext backend")
     return libs, skipped
 
 

@@ -301,7 +301,7 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
                                    warp.max_scale[1], domain.integer, warp.source_sizes)
         ty, wy, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 1, out_h, *args,
                                    warp.max_scale[0], domain.integer, warp.source_sizes)
-        mode = constant((int(_Geometry.SEPARABLE),), torch.int8, x.device).repeat(batch) if aligned is True else (
+        mode = torch.full((batch,), _Geometry.SEPARABLE, dtype=torch.int8, device=x.device) if aligned is True else (
             torch.where(aligned, _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8))
     fill = padding.fill_tensor(channels, x.device).view(channels)
     if warp.axis_aligned and warp.interpolation == "nearest" and x.dtype == torch.uint8:

@@ -51,14 +51,14 @@ def _mix32_int(value: int) -> int:
     return x ^ (x >> 16)
 
 
-def _absorb_int(h: int, word: int) -> int:
-    """:func:`_absorb` for a hash and word known on the host (uint32 bits)."""
-    return _mix32_int(h ^ _mix32_int(word + _GOLDEN))
-
-
 def _hashed_word(word: int) -> int:
     """The int32 that :func:`_absorb` folds in for a word known on the host."""
     return _i32(_mix32_int(word + _GOLDEN))
+
+
+def _absorb_int(h: int, word: int) -> int:
+    """:func:`_absorb` for a hash and word known on the host (uint32 bits)."""
+    return _mix32_int(h ^ _hashed_word(word))
 
 
 def _absorb(h: Tensor, word: Tensor | int) -> Tensor:
