@@ -1,8 +1,10 @@
-// The fused pass on the CPU. Each sample is resampled into a planar float buffer the size of its
-// output (a few hundred KB: it stays in cache), every program slot then runs over the buffer in a
-// loop compiled for that slot's code (which the compiler vectorises; a contrast slot first sums
-// the buffer's luma, so no second pass over the input is needed), and the buffer is written out.
-// Parallel over samples, or over rows within a sample when the batch is smaller than the threads.
+// The fused pass on the CPU, one sample at a time (parallel over samples, or over rows within a
+// sample when the batch is smaller than the threads). Row by row, an output row is resampled into
+// a planar float buffer the size of the sample's output, every program slot runs over the row in a
+// loop compiled for that slot's code (which the compiler vectorises), and the row is written out:
+// the row stays in the L1 cache from the resampling to the write. A contrast slot needs the mean
+// of the whole image before it: the rows before it are summed as they pass, the buffer is kept,
+// and the rest of the program runs over it in a second pass (one more per later contrast slot).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #if defined(__linux__)
@@ -25,10 +27,9 @@ constexpr int64_t kRowGrain = 8;
 
 // Per-thread working memory.
 struct Scratch {
-  std::vector<float> image;    // (kMaxChannels, out_h, out_w): the sample being processed
-  std::vector<float> rows;     // (source rows, kMaxChannels, out_w): separable horizontal pass
-  std::vector<int> taps;       // (kx, out_w) column taps of the sample
-  std::vector<float> weights;  // (kx, out_w)
+  std::vector<float> image;      // (kMaxChannels, out_h, out_w): the sample being processed
+  std::vector<float> rows;       // (source rows, kMaxChannels, out_w): separable horizontal pass
+  std::vector<double> row_sums;  // (out_h): luma sums of the rows, for a contrast slot's mean
 };
 
 // Runs body(first, last) over [0, n), in parallel unless the caller already is.
@@ -41,10 +42,55 @@ void for_rows(bool parallel, int64_t n, Body&& body) {
   }
 }
 
-// Separable resampling of sample b into s.image: each source row that an output row reads is
-// filtered once (in sample_separable's order of additions), then the output rows combine them.
+// The taps of the sample's columns that carry weight: one past the last tap of any column with a
+// nonzero weight (an upscaled sample's last tap is zero everywhere; the batch's tap count is its
+// widest sample's).
+int used_taps(const float* w, int width, int k) {
+  int used = 0;
+  for (int j = 0; j < width; ++j)
+    for (int t = used; t < k; ++t)
+      if (w[j * k + t] != 0.0f) used = t + 1;
+  return used;
+}
+
+// One source row filtered along x: dst[c][j] = sum over the column's taps of weight * lines[c][tap],
+// added in tap order (as sample_separable), the K taps of a column read once for all C channels.
+// The taps are (width, k) and the first `used` of each column carry weight (K = used, or 0 for any).
+template <int C, int K>
+void filter_row(const float* lines, int line_width, const int* taps, const float* weights, int k, int used,
+                int width, float* dst, int64_t dst_stride_c) {
+  const int count = K > 0 ? K : used;
+  for (int j = 0; j < width; ++j) {
+    const int* t = taps + j * k;
+    const float* w = weights + j * k;
+    float acc[C] = {};
+    for (int a = 0; a < count; ++a)
+      for (int c = 0; c < C; ++c) acc[c] += w[a] * lines[c * line_width + t[a]];
+    for (int c = 0; c < C; ++c) dst[c * dst_stride_c + j] = acc[c];
+  }
+}
+
+// filter_row for the run-time channel count and used tap count, compiled for the common ones.
+void filter_row_any(int channels, int used, const float* lines, int line_width, const int* taps,
+                    const float* weights, int k, int width, float* dst, int64_t dst_stride_c) {
+  auto with_taps = [&](auto c) {
+    constexpr int C = decltype(c)::value;
+    switch (used) {
+      case 1: filter_row<C, 1>(lines, line_width, taps, weights, k, used, width, dst, dst_stride_c); break;
+      case 2: filter_row<C, 2>(lines, line_width, taps, weights, k, used, width, dst, dst_stride_c); break;
+      case 3: filter_row<C, 3>(lines, line_width, taps, weights, k, used, width, dst, dst_stride_c); break;
+      case 4: filter_row<C, 4>(lines, line_width, taps, weights, k, used, width, dst, dst_stride_c); break;
+      default: filter_row<C, 0>(lines, line_width, taps, weights, k, used, width, dst, dst_stride_c);
+    }
+  };
+  dispatch_pixel_kind(channels, false, [&](auto c, auto) { with_taps(c); });
+}
+
+// Separable resampling, first half: every source row that an output row of sample b reads is
+// filtered along x once, into s.rows (rounded to uint8 values where the warp rounds). Returns the
+// first of those rows, or -1 where the sample reads nothing of its image.
 template <typename T>
-void warp_separable(const FusedView& f, const T* images, int b, Scratch& s, bool parallel) {
+int filter_source_rows(const FusedView& f, const T* images, int b, Scratch& s, bool parallel) {
   const int width = f.out_w, kx = f.kx, ky = f.ky;
   const int64_t row0 = static_cast<int64_t>(b) * f.out_h;
   const int* ty = f.taps_y + row0 * ky;
@@ -55,227 +101,249 @@ void warp_separable(const FusedView& f, const T* images, int b, Scratch& s, bool
     lo = std::min(lo, ty[k]);
     hi = std::max(hi, ty[k]);
   }
-  const int plane = f.out_h * width;
-  if (hi < lo) {  // nothing of the image is read: fill only
-    for (int c = 0; c < f.channels_in; ++c) std::fill(s.image.begin() + c * plane, s.image.begin() + (c + 1) * plane, 0.0f);
-  } else {
-    const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
-    s.rows.resize(static_cast<size_t>(hi - lo + 1) * kMaxChannels * width);
-    s.taps.resize(static_cast<size_t>(kx) * width);
-    s.weights.resize(static_cast<size_t>(kx) * width);
-    const int* tx = f.taps_x + static_cast<int64_t>(b) * width * kx;
-    const float* wx = f.weights_x + static_cast<int64_t>(b) * width * kx;
-    for (int j = 0; j < width; ++j) {  // as (kx, out_w): the inner loops run over output columns
-      for (int k = 0; k < kx; ++k) {
-        s.taps[k * width + j] = tx[j * kx + k];
-        s.weights[k * width + j] = wx[j * kx + k];
-      }
-    }
-    const bool round_rows = f.warp_rounding > 0;
-    for_rows(parallel, hi - lo + 1, [&](int64_t first, int64_t last) {
-      std::vector<float> line(img.width);
-      for (int64_t r = lo + first; r < lo + last; ++r) {
-        for (int c = 0; c < f.channels_in; ++c) {
-          const T* src = img.data + c * img.stride_c + r * img.stride_h;
-          if (img.stride_w == 1) {
-            for (int x = 0; x < img.width; ++x) line[x] = static_cast<float>(src[x]);
-          } else {
-            for (int x = 0; x < img.width; ++x) line[x] = static_cast<float>(src[x * img.stride_w]);
-          }
-          float* dst = s.rows.data() + ((r - lo) * kMaxChannels + c) * width;
-          std::fill(dst, dst + width, 0.0f);
-          for (int k = 0; k < kx; ++k) {
-            const int* t = s.taps.data() + k * width;
-            const float* w = s.weights.data() + k * width;
-            for (int j = 0; j < width; ++j) dst[j] += w[j] * line[t[j]];
-          }
-          if (round_rows)
-            for (int j = 0; j < width; ++j) dst[j] = clampf(nearbyintf(dst[j]), 0.0f, 255.0f);
-        }
-      }
-    });
-    for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
-      for (int64_t i = first; i < last; ++i) {
-        for (int c = 0; c < f.channels_in; ++c) {
-          float* out = s.image.data() + c * plane + i * width;
-          std::fill(out, out + width, 0.0f);
-          for (int a = 0; a < ky; ++a) {
-            const float w = wy[i * ky + a];
-            if (w == 0.0f) continue;
-            const float* src = s.rows.data() + ((ty[i * ky + a] - lo) * kMaxChannels + c) * width;
-            for (int j = 0; j < width; ++j) out[j] += w * src[j];
-          }
-        }
-      }
-    });
-  }
-  for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
-    for (int64_t i = first; i < last; ++i) {
-      if (f.has_fill) {
-        const float sy = tap_sum(wy + i * ky, ky);
-        const float* wx = f.weights_x + static_cast<int64_t>(b) * width * kx;
-        for (int j = 0; j < width; ++j) {
-          const float outside = 1.0f - sy * tap_sum(wx + j * kx, kx);
-          for (int c = 0; c < f.channels_in; ++c) s.image[c * plane + i * width + j] += outside * f.fill[c];
-        }
-      }
-      if (f.warp_rounding > 0) {
-        for (int c = 0; c < f.channels_in; ++c) {
-          float* out = s.image.data() + c * plane + i * width;
-          for (int j = 0; j < width; ++j) {
-            const float v = nearbyintf(out[j]);
-            out[j] = f.warp_rounding == 2 ? clampf(v, 0.0f, 255.0f) : v;
-          }
-        }
-      }
-    }
-  });
-}
-
-// The input itself (no resampling), row by row.
-template <typename T>
-void copy_input(const FusedView& f, const T* images, int b, Scratch& s, bool parallel) {
-  const int width = f.out_w, plane = f.out_h * width;
-  const T* sample = images + b * f.in_sb;
-  for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
-    for (int64_t i = first; i < last; ++i) {
+  if (hi < lo) return -1;
+  const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
+  s.rows.resize(static_cast<size_t>(hi - lo + 1) * kMaxChannels * width);
+  const int* tx = f.taps_x + static_cast<int64_t>(b) * width * kx;
+  const float* wx = f.weights_x + static_cast<int64_t>(b) * width * kx;
+  const int used = used_taps(wx, width, kx);
+  const bool round_rows = f.warp_rounding > 0;
+  for_rows(parallel, hi - lo + 1, [&](int64_t first, int64_t last) {
+    std::vector<float> lines(static_cast<size_t>(kMaxChannels) * img.width);
+    for (int64_t r = lo + first; r < lo + last; ++r) {
       for (int c = 0; c < f.channels_in; ++c) {
-        const T* src = sample + c * f.in_sc + i * f.in_sh;
-        float* dst = s.image.data() + c * plane + i * width;
-        if (f.in_sw == 1) {
-          for (int j = 0; j < width; ++j) dst[j] = static_cast<float>(src[j]);
+        const T* src = img.data + c * img.stride_c + r * img.stride_h;
+        float* line = lines.data() + c * img.width;
+        if (img.stride_w == 1) {
+          for (int x = 0; x < img.width; ++x) line[x] = static_cast<float>(src[x]);
         } else {
-          for (int j = 0; j < width; ++j) dst[j] = static_cast<float>(src[j * f.in_sw]);
+          for (int x = 0; x < img.width; ++x) line[x] = static_cast<float>(src[x * img.stride_w]);
         }
       }
+      float* dst = s.rows.data() + (r - lo) * kMaxChannels * width;
+      filter_row_any(f.channels_in, used, lines.data(), img.width, tx, wx, kx, width, dst, width);
+      if (round_rows)
+        for (int j = 0; j < f.channels_in * width; ++j) dst[j] = clampf(nearbyintf(dst[j]), 0.0f, 255.0f);
     }
   });
+  return lo;
 }
 
-// Any other map (a matrix), row by row: where each output pixel of the row reads (the same
-// GridTaps as sample_matrix), then one channel plane at a time, averaged over the supersamples.
+// A resampled row (its first channel at `row`) to whole values where the warp rounds, clamped to
+// 0..255 where it also clamps.
+void round_warp_row(const FusedView& f, float* row, int64_t plane) {
+  if (f.warp_rounding == 0) return;
+  for (int c = 0; c < f.channels_in; ++c) {
+    float* out = row + c * plane;
+    for (int j = 0; j < f.out_w; ++j) {
+      const float v = nearbyintf(out[j]);
+      out[j] = f.warp_rounding == 2 ? clampf(v, 0.0f, 255.0f) : v;
+    }
+  }
+}
+
+// Separable resampling, second half: output row i combines the filtered source rows along y (in
+// sample_separable's order of additions), plus the fill where constant padding left the image.
+void combine_rows(const FusedView& f, int b, const Scratch& s, int lo, int64_t i, float* row, int64_t plane) {
+  const int width = f.out_w, kx = f.kx, ky = f.ky;
+  const int* ty = f.taps_y + (static_cast<int64_t>(b) * f.out_h + i) * ky;
+  const float* wy = f.weights_y + (static_cast<int64_t>(b) * f.out_h + i) * ky;
+  for (int c = 0; c < f.channels_in; ++c) {
+    float* out = row + c * plane;
+    std::fill(out, out + width, 0.0f);
+    if (lo < 0) continue;
+    for (int a = 0; a < ky; ++a) {
+      const float w = wy[a];
+      if (w == 0.0f) continue;
+      const float* src = s.rows.data() + ((ty[a] - lo) * kMaxChannels + c) * width;
+      for (int j = 0; j < width; ++j) out[j] += w * src[j];
+    }
+  }
+  if (f.has_fill) {
+    const float sy = tap_sum(wy, ky);
+    const float* wx = f.weights_x + static_cast<int64_t>(b) * width * kx;
+    for (int j = 0; j < width; ++j) {
+      const float outside = 1.0f - sy * tap_sum(wx + j * kx, kx);
+      for (int c = 0; c < f.channels_in; ++c) row[c * plane + j] += outside * f.fill[c];
+    }
+  }
+  round_warp_row(f, row, plane);
+}
+
+// Output row i of the input itself (no resampling).
 template <typename T>
-void warp_matrix(const FusedView& f, const T* images, int b, Scratch& s, bool parallel) {
-  const int width = f.out_w, plane = f.out_h * width, k = f.supersample;
+void copy_row(const FusedView& f, const T* images, int b, int64_t i, float* row, int64_t plane) {
+  for (int c = 0; c < f.channels_in; ++c) {
+    const T* src = images + b * f.in_sb + c * f.in_sc + i * f.in_sh;
+    float* dst = row + c * plane;
+    if (f.in_sw == 1) {
+      for (int j = 0; j < f.out_w; ++j) dst[j] = static_cast<float>(src[j]);
+    } else {
+      for (int j = 0; j < f.out_w; ++j) dst[j] = static_cast<float>(src[j * f.in_sw]);
+    }
+  }
+}
+
+// Output row i through any other map (a matrix): where each pixel of the row reads (the same
+// GridTaps as sample_matrix), then one channel plane at a time, averaged over the supersamples.
+// `taps` holds out_w entries.
+template <typename T>
+void matrix_row(const FusedView& f, const T* images, int b, int64_t i, GridTaps* taps, float* row, int64_t plane) {
+  const int width = f.out_w, k = f.supersample;
   const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
   const double* m = f.matrix + 9 * b;
-  for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
-    std::vector<GridTaps> taps(width);
-    for (int64_t i = first; i < last; ++i) {
-      for (int c = 0; c < f.channels_in; ++c) std::fill_n(s.image.data() + c * plane + i * width, width, 0.0f);
-      for (int sy = 0; sy < k; ++sy) {
-        for (int sx = 0; sx < k; ++sx) {
-          const double oy = (i * k + sy + 0.5) / k - 0.5;
-          for (int j = 0; j < width; ++j)
-            taps[j] = grid_taps(m, (j * k + sx + 0.5) / k - 0.5, oy, img.width, img.height, f.bilinear, f.padding);
-          for (int c = 0; c < f.channels_in; ++c) {
-            float* out = s.image.data() + c * plane + i * width;
-            const float fill = f.has_fill ? f.fill[c] : 0.0f;
-            for (int j = 0; j < width; ++j) {
-              const GridTaps& t = taps[j];
-              const float outside = 1.0f - (t.w[0] + t.w[1] + t.w[2] + t.w[3]);
-              out[j] += read_taps(img, c, t) + (f.has_fill ? outside * fill : 0.0f);
-            }
-          }
-        }
-      }
+  for (int c = 0; c < f.channels_in; ++c) std::fill_n(row + c * plane, width, 0.0f);
+  for (int sy = 0; sy < k; ++sy) {
+    for (int sx = 0; sx < k; ++sx) {
+      const double oy = (i * k + sy + 0.5) / k - 0.5;
+      for (int j = 0; j < width; ++j)
+        taps[j] = grid_taps(m, (j * k + sx + 0.5) / k - 0.5, oy, img.width, img.height, f.bilinear, f.padding);
       for (int c = 0; c < f.channels_in; ++c) {
-        float* out = s.image.data() + c * plane + i * width;
+        float* out = row + c * plane;
+        const float fill = f.has_fill ? f.fill[c] : 0.0f;
         for (int j = 0; j < width; ++j) {
-          float v = k > 1 ? out[j] / static_cast<float>(k * k) : out[j];
-          if (f.warp_rounding > 0) v = nearbyintf(v);
-          out[j] = f.warp_rounding == 2 ? clampf(v, 0.0f, 255.0f) : v;
+          const GridTaps& t = taps[j];
+          const float outside = 1.0f - (t.w[0] + t.w[1] + t.w[2] + t.w[3]);
+          out[j] += read_taps(img, c, t) + (f.has_fill ? outside * fill : 0.0f);
         }
       }
     }
-  });
-}
-
-// The mean that a contrast slot blends with: of the luma (or the one channel) of the image now.
-float contrast_mean(const FusedView& f, const float* op, const Scratch& s, int channels) {
-  const int64_t plane = static_cast<int64_t>(f.out_h) * f.out_w;
-  const float* r = s.image.data();
-  double sum = 0.0;
-  if (channels == 3) {
-    const float *g = r + plane, *bl = r + 2 * plane;
-    const bool integer = op[1] != 0.0f;
-    for (int64_t k = 0; k < plane; ++k) sum += luma(r[k], g[k], bl[k], integer);
-  } else {
-    for (int64_t k = 0; k < plane; ++k) sum += r[k];
   }
-  return static_cast<float>(sum / static_cast<double>(plane));
+  if (k > 1) {
+    for (int c = 0; c < f.channels_in; ++c)
+      for (int j = 0; j < width; ++j) row[c * plane + j] /= static_cast<float>(k * k);
+  }
+  round_warp_row(f, row, plane);
 }
 
-// One program slot over the whole image; returns the channel count after it.
-int run_slot(const FusedView& f, int b, int slot, Scratch& s, int channels, bool parallel) {
-  const float* op = f.op(b, slot);
-  const int code = static_cast<int>(op[0]);
-  if (code == kNop) return channels;
-  const float mean = code == kContrast ? contrast_mean(f, op, s, channels) : 0.0f;
-  const uint32_t key = f.key(b, slot);
-  const bool integer = op[1] != 0.0f;
-  const int width = f.out_w, plane = f.out_h * width;
-  float *r = s.image.data(), *g = r + plane, *bl = r + 2 * plane;
-  float params[kOpWidth - 2];  // a local copy: the row loops need not prove it never aliases the image
-  std::copy(op + 2, op + kOpWidth, params);
-  for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
+// Output row i of sample b, resampled (`lo` from filter_source_rows for a separable map).
+template <typename T>
+void warp_row(const FusedView& f, const T* images, int b, const Scratch& s, int lo, int64_t i, GridTaps* taps,
+              float* row, int64_t plane) {
+  if (f.geometry[b] == kSeparable) {
+    combine_rows(f, b, s, lo, i, row, plane);
+  } else if (f.geometry[b] == kIdentity) {
+    copy_row(f, images, b, i, row, plane);
+  } else {
+    matrix_row(f, images, b, i, taps, row, plane);
+  }
+}
+
+// Program slots [first, last) of sample b over output row i, which has `channels` channels;
+// `mean` is the mean a contrast slot among them blends with.
+void run_slots(const FusedView& f, int b, int first, int last, int64_t i, float* row, int64_t plane, int channels,
+               float mean) {
+  float *r = row, *g = row + plane, *bl = row + 2 * plane;
+  for (int slot = first; slot < last; ++slot) {
+    const float* op = f.op(b, slot);
+    const int code = static_cast<int>(op[0]);
+    if (code == kNop) continue;
+    const uint32_t key = f.key(b, slot);
+    float params[kOpWidth - 2];  // a local copy: the loop need not prove it never aliases the row
+    std::copy(op + 2, op + kOpWidth, params);
     dispatch_code(code, [&](auto tag) {
-      dispatch_pixel_kind(channels, integer, [&](auto c, auto integer_domain) {
+      dispatch_pixel_kind(channels, op[1] != 0.0f, [&](auto c, auto integer_domain) {
         constexpr int kCode = decltype(tag)::value, kChannels = decltype(c)::value;
         constexpr bool kInteger = decltype(integer_domain)::value;
-        for (int64_t i = first; i < last; ++i) {
-          float *rr = r + i * width, *gg = g + i * width, *bb = bl + i * width;
-          for (int j = 0; j < width; ++j)
-            apply_code<kCode, kChannels, kInteger>(params, rr[j], gg[j], bb[j], key, mean, f.site(static_cast<int>(i), j));
-        }
+        for (int j = 0; j < f.out_w; ++j)
+          apply_code<kCode, kChannels, kInteger>(params, r[j], g[j], bl[j], key, mean, f.site(static_cast<int>(i), j));
       });
     });
-  });
-  return channels_after(op, channels);
+    channels = channels_after(op, channels);
+  }
 }
 
+// The channel count after program slots [first, last) of sample b.
+int channels_after_slots(const FusedView& f, int b, int first, int last, int channels) {
+  for (int slot = first; slot < last; ++slot) channels = channels_after(f.op(b, slot), channels);
+  return channels;
+}
+
+// The first contrast slot of sample b at or after `from`, or f.slots.
+int next_contrast_slot(const FusedView& f, int b, int from) {
+  while (from < f.slots && static_cast<int>(f.op(b, from)[0]) != kContrast) ++from;
+  return from;
+}
+
+// The sum over row i of what a contrast slot averages: the luma (integer: truncated, as
+// functional.color.adjust_contrast) of a 3-channel image, else its one channel. Eight partial sums,
+// so that the additions need not wait on each other.
+double luma_sum(const float* row, int64_t plane, int width, int channels, bool integer) {
+  constexpr int kLanes = 8;
+  double partial[kLanes] = {};
+  const float *r = row, *g = row + plane, *bl = row + 2 * plane;
+  auto value = [&](int j) GA_INLINE_LAMBDA { return channels == 3 ? luma(r[j], g[j], bl[j], integer) : r[j]; };
+  int j = 0;
+  for (; j + kLanes <= width; j += kLanes)
+    for (int k = 0; k < kLanes; ++k) partial[k] += value(j + k);
+  for (; j < width; ++j) partial[j % kLanes] += value(j);
+  double sum = 0.0;
+  for (double p : partial) sum += p;
+  return sum;
+}
+
+// Output row i of sample b (its first channel at `row`) through the final write.
 template <typename O>
-void write_sample(const FusedView& f, const Scratch& s, int b, O* out, bool parallel) {
-  const int width = f.out_w, plane = f.out_h * width;
-  for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
-    for (int64_t i = first; i < last; ++i) {
-      for (int c = 0; c < f.out_c; ++c) {
-        const float scale = f.out_scale[c], shift = f.out_shift[c], mult = f.final_mult;
-        O* dst = out + b * f.out_sb + c * f.out_sc + i * f.out_sh;
-        const float* src = s.image.data() + c * plane + i * width;
-        const int64_t step = f.out_sw;
-        auto store = [&](auto value) {  // one loop per final mode, contiguous or strided
-          if (step == 1) {
-            for (int j = 0; j < width; ++j) dst[j] = to_output<O>(value(src[j]));
-          } else {
-            for (int j = 0; j < width; ++j) dst[j * step] = to_output<O>(value(src[j]));
-          }
-        };
-        if (f.final_mode == kCopy) {
-          store([](float v) { return v; });
-        } else if (f.final_mode == kScaleShift) {
-          store([&](float v) { return final_value(v, scale, shift, kScaleShift, mult); });
-        } else {
-          store([&](float v) { return final_value(v, scale, shift, kScaleShiftToUint8, mult); });
-        }
+void write_row(const FusedView& f, int b, int64_t i, const float* row, int64_t plane, O* out) {
+  const int width = f.out_w;
+  for (int c = 0; c < f.out_c; ++c) {
+    const float scale = f.out_scale[c], shift = f.out_shift[c], mult = f.final_mult;
+    O* dst = out + b * f.out_sb + c * f.out_sc + i * f.out_sh;
+    const float* src = row + c * plane;
+    const int64_t step = f.out_sw;
+    auto store = [&](auto value) {  // one loop per final mode, contiguous or strided
+      if (step == 1) {
+        for (int j = 0; j < width; ++j) dst[j] = to_output<O>(value(src[j]));
+      } else {
+        for (int j = 0; j < width; ++j) dst[j * step] = to_output<O>(value(src[j]));
       }
+    };
+    if (f.final_mode == kCopy) {
+      store([](float v) { return v; });
+    } else if (f.final_mode == kScaleShift) {
+      store([&](float v) { return final_value(v, scale, shift, kScaleShift, mult); });
+    } else {
+      store([&](float v) { return final_value(v, scale, shift, kScaleShiftToUint8, mult); });
     }
-  });
+  }
 }
 
+// Sample b, row by row: resample, run the program, write. The program is cut before each contrast
+// slot; each cut ends a pass over the rows that sums them, and the next pass runs from the kept rows.
 template <typename T, typename O>
 void process_sample(const FusedView& f, const T* images, int b, O* out, Scratch& s, bool parallel) {
-  s.image.resize(static_cast<size_t>(kMaxChannels) * f.out_h * f.out_w);
-  if (f.geometry[b] == kSeparable) {
-    warp_separable(f, images, b, s, parallel);
-  } else if (f.geometry[b] == kIdentity) {
-    copy_input(f, images, b, s, parallel);
-  } else {
-    warp_matrix(f, images, b, s, parallel);
+  const int64_t plane = static_cast<int64_t>(f.out_h) * f.out_w;
+  s.image.resize(static_cast<size_t>(kMaxChannels) * plane);
+  s.row_sums.resize(f.out_h);
+  float* image = s.image.data();
+  const int lo = f.geometry[b] == kSeparable ? filter_source_rows(f, images, b, s, parallel) : -1;
+  int start = 0, channels = f.channels_in;
+  float mean = 0.0f;
+  for (bool first_pass = true;; first_pass = false) {
+    const int end = next_contrast_slot(f, b, first_pass ? 0 : start + 1);
+    const bool cut = end < f.slots;
+    const int channels_at_end = channels_after_slots(f, b, start, end, channels);
+    const bool integer_at_end = cut && f.op(b, end)[1] != 0.0f;
+    for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
+      std::vector<GridTaps> taps(first_pass && f.geometry[b] == kMatrix ? f.out_w : 0);
+      for (int64_t i = first; i < last; ++i) {
+        float* row = image + i * f.out_w;
+        if (first_pass) warp_row(f, images, b, s, lo, i, taps.data(), row, plane);
+        run_slots(f, b, start, end, i, row, plane, channels, mean);
+        if (cut) {
+          s.row_sums[i] = luma_sum(row, plane, f.out_w, channels_at_end, integer_at_end);
+        } else {
+          write_row(f, b, i, row, plane, out);
+        }
+      }
+    });
+    if (!cut) break;
+    double sum = 0.0;
+    for (int64_t i = 0; i < f.out_h; ++i) sum += s.row_sums[i];
+    mean = static_cast<float>(sum / static_cast<double>(plane));
+    channels = channels_at_end;
+    start = end;
   }
-  int channels = f.channels_in;
-  for (int slot = 0; slot < f.slots; ++slot) channels = run_slot(f, b, slot, s, channels, parallel);
-  write_sample(f, s, b, out, parallel);
 }
 
 // A large output is freshly mapped memory whose first write page-faults: ask for 2 MiB pages

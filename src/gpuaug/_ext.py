@@ -32,9 +32,13 @@ __all__ = ["available_backends", "resolve_backend", "build", "source_dir", "exte
 _NAME = "gpuaug_ext"
 _CPU_SOURCES = ("ops.cpp", "fused_cpu.cpp")
 _CUDA_SOURCE = "fused_cuda.cu"
-CPU_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden"]
+CPU_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden",
+             "-fopenmp"]
 # built where it runs; no implicit FMAs (the plain-PyTorch backend has none there); no FP traps or errno, and
-# internal functions (the per-pixel lambdas) inlinable rather than called through the PLT, so loops vectorise
+# internal functions (the per-pixel lambdas) inlinable rather than called through the PLT, so loops vectorise;
+# OpenMP, which at::parallel_for's inline OpenMP backend needs (without it the pass runs on one thread; the
+# extension then uses the libgomp torch has loaded)
+LINK_FLAGS = ["-fopenmp"]
 CUDA_FLAGS = ["-O3", "--fmad=false"]
 
 
@@ -85,6 +89,7 @@ def build(verbose: bool = False, with_cuda: bool | None = None) -> None:
         sources=sources,
         extra_cflags=cflags,
         extra_cuda_cflags=cuda_flags,
+        extra_ldflags=list(LINK_FLAGS),  # a copy: load() appends to it
         extra_include_paths=includes,
         is_python_module=False,
         verbose=verbose,
