@@ -12,6 +12,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <vector>
@@ -371,10 +372,11 @@ void fused_cpu(const FusedArgs& a, at::Tensor& out) {
     const auto* images = a.images.data_ptr<decltype(tag)>();
     AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kByte, out.scalar_type(), "gpuaug_fused_cpu", [&] {
       auto* dst = out.data_ptr<scalar_t>();
-      if (by_sample) {
-        at::parallel_for(0, batch, 1, [&](int64_t first, int64_t last) {
+      if (by_sample) {  // each thread takes the next sample until none is left: samples differ in cost
+        std::atomic<int> next{0};
+        at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
           Scratch s;
-          for (int64_t b = first; b < last; ++b) process_sample(f, images, static_cast<int>(b), dst, s, false);
+          for (int b = next++; b < batch; b = next++) process_sample(f, images, b, dst, s, false);
         });
       } else {
         Scratch s;

@@ -128,6 +128,24 @@ def test_named_pipelines_match(transforms, dtype):
     assert_backends_agree(transforms, _input((6, 3, 40, 44), dtype, 2), seed=5)
 
 
+@pytest.mark.parametrize("batch", [1, 7])  # 1: one sample's rows split over the threads; 7: whole samples
+def test_cpu_output_does_not_depend_on_the_thread_count(batch):
+    """Separable and matrix warps, two contrast slots (each a pass that sums the rows): same bits on 1 and 2 threads."""
+    transforms = [ga.RandomResizedCrop(40, scale=(0.3, 1.0)), ga.RandomApply([ga.RandomAffine(10)], p=0.5),
+                  ga.ColorJitter(0.4, 0.4, 0.4, 0.1), ga.ColorJitter(contrast=0.5),
+                  ga.ToDtype(torch.float32, scale=True), ga.Normalize(*IMAGENET)]
+    x = _input((batch, 3, 48, 56), torch.uint8, 6)
+    threads = torch.get_num_threads()
+    outputs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outputs.append(ga.Pipeline(transforms, seed=7, backend="ext")(x))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(outputs[0], outputs[1])
+
+
 def test_replay_and_sample_ids_on_ext():
     pipe = ga.Pipeline(imagenet_train(), seed=1, backend="ext")
     x = _input((6, 3, 32, 32), torch.uint8, 4)

@@ -32,13 +32,18 @@ __all__ = ["available_backends", "resolve_backend", "build", "source_dir", "exte
 _NAME = "gpuaug_ext"
 _CPU_SOURCES = ("ops.cpp", "fused_cpu.cpp")
 _CUDA_SOURCE = "fused_cuda.cu"
-CPU_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden",
-             "-fopenmp"]
+CPU_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden"]
 # built where it runs; no implicit FMAs (the plain-PyTorch backend has none there); no FP traps or errno, and
-# internal functions (the per-pixel lambdas) inlinable rather than called through the PLT, so loops vectorise;
-# OpenMP, which at::parallel_for's inline OpenMP backend needs (without it the pass runs on one thread; the
-# extension then uses the libgomp torch has loaded)
-LINK_FLAGS = ["-fopenmp"]
+# internal functions (the per-pixel lambdas) inlinable rather than called through the PLT, so loops vectorise
+
+
+def _openmp_flags() -> list[str]:
+    """-fopenmp where torch's CPU threads are OpenMP's (Linux wheels): at::parallel_for's OpenMP backend is
+    inline, so without it the CPU pass runs on one thread. The extension then shares torch's loaded libgomp."""
+    uses_openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+    return ["-fopenmp"] if uses_openmp and platform.system() == "Linux" else []
+
+
 CUDA_FLAGS = ["-O3", "--fmad=false"]
 
 
@@ -78,7 +83,7 @@ def build(verbose: bool = False, with_cuda: bool | None = None) -> None:
     missing = [s for s in sources + [str(src / _CUDA_SOURCE)] if not Path(s).is_file()]
     if missing:
         raise RuntimeError(f"gpuaug's extension sources are missing: {missing}")
-    cflags, cuda_flags, includes = list(CPU_FLAGS), list(CUDA_FLAGS), []
+    cflags, cuda_flags, includes = CPU_FLAGS + _openmp_flags(), list(CUDA_FLAGS), []
     if with_cuda:
         sources.append(str(src / _CUDA_SOURCE))
         cflags.append("-DGPUAUG_WITH_CUDA")
@@ -89,7 +94,7 @@ def build(verbose: bool = False, with_cuda: bool | None = None) -> None:
         sources=sources,
         extra_cflags=cflags,
         extra_cuda_cflags=cuda_flags,
-        extra_ldflags=list(LINK_FLAGS),  # a copy: load() appends to it
+        extra_ldflags=_openmp_flags(),
         extra_include_paths=includes,
         is_python_module=False,
         verbose=verbose,
