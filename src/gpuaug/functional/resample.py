@@ -21,7 +21,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -197,8 +199,10 @@ def _axis_taps(
         if interpolation == "bicubic" and not antialias:  # torch's plain bicubic repeats the edge pixels
             taps = torch.minimum(torch.maximum(taps, lo), hi)
         else:  # the antialiased kernels (and bilinear) drop taps outside the window and renormalise
-            weights = weights * ((taps >= lo) & (taps <= hi))
-            weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
+            weights = torch.where((taps >= lo) & (taps <= hi), weights, 0.0)
+            # the taps added one by one: the same sums as .sum(-1), which the CPU does about 6x slower over 3 taps
+            total = functools.reduce(operator.add, weights.unbind(-1))
+            weights = weights / total.clamp(min=1e-12)[..., None]
     taps = taps.to(torch.int64)
     if mode == "constant":
         weights = weights * ((taps >= 0) & (taps < in_len))
