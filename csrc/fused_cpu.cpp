@@ -26,7 +26,8 @@ namespace {
 
 constexpr int64_t kRowGrain = 8;
 
-// Per-thread working memory.
+// Working memory: one per thread when threads take whole samples; one shared by the threads that
+// split a sample's rows (each writes its own rows).
 struct Scratch {
   std::vector<float> image;      // (kMaxChannels, out_h, out_w): the sample being processed
   std::vector<float> rows;       // (source rows, kMaxChannels, out_w): separable horizontal pass
@@ -84,7 +85,13 @@ void filter_row_any(int channels, int used, const float* lines, int line_width, 
       default: filter_row<C, 0>(lines, line_width, taps, weights, k, used, width, dst, dst_stride_c);
     }
   };
-  dispatch_pixel_kind(channels, false, [&](auto c, auto) { with_taps(c); });
+  if (channels == 3) {
+    with_taps(std::integral_constant<int, 3>());
+  } else if (channels == 2) {
+    with_taps(std::integral_constant<int, 2>());
+  } else {
+    with_taps(std::integral_constant<int, 1>());
+  }
 }
 
 // Separable resampling, first half: every source row that an output row of sample b reads is

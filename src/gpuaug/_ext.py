@@ -35,16 +35,19 @@ _CUDA_SOURCE = "fused_cuda.cu"
 CPU_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden"]
 # built where it runs; no implicit FMAs (the plain-PyTorch backend has none there); no FP traps or errno, and
 # internal functions (the per-pixel lambdas) inlinable rather than called through the PLT, so loops vectorise
+CUDA_FLAGS = ["-O3", "--fmad=false"]
 
 
 def _openmp_flags() -> list[str]:
-    """-fopenmp where torch's CPU threads are OpenMP's (Linux wheels): at::parallel_for's OpenMP backend is
-    inline, so without it the CPU pass runs on one thread. The extension then shares torch's loaded libgomp."""
-    uses_openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
-    return ["-fopenmp"] if uses_openmp and platform.system() == "Linux" else []
+    """-fopenmp where torch's CPU threads are GNU OpenMP's (libgomp: Linux wheels) and the compiler is GCC.
 
-
-CUDA_FLAGS = ["-O3", "--fmad=false"]
+    at::parallel_for's OpenMP backend is inline, so without the flag the CPU pass runs on one thread.
+    With it the extension uses the libgomp torch has loaded (same soname) and follows torch.set_num_threads.
+    """
+    if platform.system() != "Linux" or "clang" in os.environ.get("CXX", "c++"):
+        return []
+    with open("/proc/self/maps") as maps:
+        return ["-fopenmp"] if any("libgomp" in line for line in maps) else []
 
 
 def source_dir() -> Path:
@@ -83,7 +86,8 @@ def build(verbose: bool = False, with_cuda: bool | None = None) -> None:
     missing = [s for s in sources + [str(src / _CUDA_SOURCE)] if not Path(s).is_file()]
     if missing:
         raise RuntimeError(f"gpuaug's extension sources are missing: {missing}")
-    cflags, cuda_flags, includes = CPU_FLAGS + _openmp_flags(), list(CUDA_FLAGS), []
+    openmp = _openmp_flags()
+    cflags, cuda_flags, includes = CPU_FLAGS + openmp, list(CUDA_FLAGS), []
     if with_cuda:
         sources.append(str(src / _CUDA_SOURCE))
         cflags.append("-DGPUAUG_WITH_CUDA")
@@ -94,7 +98,7 @@ def build(verbose: bool = False, with_cuda: bool | None = None) -> None:
         sources=sources,
         extra_cflags=cflags,
         extra_cuda_cflags=cuda_flags,
-        extra_ldflags=_openmp_flags(),
+        extra_ldflags=list(openmp),  # a copy: load() appends to it
         extra_include_paths=includes,
         is_python_module=False,
         verbose=verbose,

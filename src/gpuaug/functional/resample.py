@@ -199,10 +199,8 @@ def _axis_taps(
         if interpolation == "bicubic" and not antialias:  # torch's plain bicubic repeats the edge pixels
             taps = torch.minimum(torch.maximum(taps, lo), hi)
         else:  # the antialiased kernels (and bilinear) drop taps outside the window and renormalise
-            weights = torch.where((taps >= lo) & (taps <= hi), weights, 0.0)
-            # the taps added one by one: the same sums as .sum(-1), which the CPU does about 6x slower over 3 taps
-            total = functools.reduce(operator.add, weights.unbind(-1))
-            weights = weights / total.clamp(min=1e-12)[..., None]
+            weights = weights * ((taps >= lo) & (taps <= hi))
+            weights = weights / _tap_sum(weights).clamp(min=1e-12)
     taps = taps.to(torch.int64)
     if mode == "constant":
         weights = weights * ((taps >= 0) & (taps < in_len))
@@ -210,6 +208,14 @@ def _axis_taps(
         # so the rounding to uint8 does not depend on the order a backend sums in
         weights = (weights * _WEIGHT_STEPS).round_() / _WEIGHT_STEPS
     return fold_index(taps, in_len, mode), weights.to(torch.float32)
+
+
+def _tap_sum(weights: Tensor) -> Tensor:
+    """The weights' sum over the taps (last axis, kept): a few taps are added one by one, since the
+    CPU's .sum(-1) over a short last axis is several times slower (3 taps: 6x); more taps, one sum."""
+    if weights.shape[-1] > 4:
+        return weights.sum(-1, keepdim=True)
+    return functools.reduce(operator.add, weights.unbind(-1))[..., None]
 
 
 def _dense(taps: Tensor, weights: Tensor, in_len: int) -> Tensor:
