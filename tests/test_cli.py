@@ -8,6 +8,7 @@ import torch
 from torchvision.io import decode_image, write_png
 
 import gpuaug as ga
+from gpuaug import _ext
 from gpuaug.cli import grid_shape, main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -91,6 +92,14 @@ def test_bench_cuda_without_a_gpu(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--device", "cuda"])
     assert exc.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("has_cuda, words", [(True, "(with CUDA)"), (False, "(without CUDA)")])
+def test_build_ext_says_whether_the_build_has_cuda(has_cuda, words, monkeypatch, capsys):
+    """What the build says it has, not whether this machine has a GPU (a CUDA build works without one)."""
+    monkeypatch.setattr(_ext, "build", lambda verbose, with_cuda: has_cuda)
+    assert main(["build-ext", "--cuda"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(words)
 
 
 def test_version(capsys):

@@ -74,8 +74,11 @@ def _cuda_include_dirs() -> list[str]:
     return [str(d) for root in roots for d in sorted(root.glob("*/include"))]
 
 
-def build(verbose: bool = False, with_cuda: bool | None = None) -> None:
-    """Compile (or load from the cache) the extension and register its op; raises on failure."""
+def build(verbose: bool = False, with_cuda: bool | None = None) -> bool:
+    """Compile (or load from the cache) the extension and register its op; raises on failure.
+
+    Returns whether the build has the CUDA part (``with_cuda`` None: where torch sees a device and CUDA_HOME).
+    """
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # not its CUDA_HOME guess on CPUs
     from torch.utils import cpp_extension
 
@@ -104,6 +107,7 @@ def build(verbose: bool = False, with_cuda: bool | None = None) -> None:
         verbose=verbose,
     )
     _register_fake()
+    return with_cuda
 
 
 @functools.cache

@@ -76,11 +76,10 @@ def cmd_info(args: argparse.Namespace) -> None:
 def cmd_build_ext(args: argparse.Namespace) -> None:
     """Compile the fused extension now (torch caches it), so the first Pipeline call does not wait."""
     try:
-        _ext.build(verbose=args.verbose, with_cuda=args.cuda)
+        with_cuda = _ext.build(verbose=args.verbose, with_cuda=args.cuda)
     except Exception as error:  # noqa: BLE001 - report any build failure as a CLI error
         raise CLIError(f"building the extension failed: {error}") from error
-    print(f"gpuaug extension built from {_ext.source_dir()}"
-          f" ({'with' if args.cuda is not False and torch.cuda.is_available() else 'without'} CUDA)")
+    print(f"gpuaug extension built from {_ext.source_dir()} ({'with' if with_cuda else 'without'} CUDA)")
 
 
 # ------------------------------------------------------------------------------------------- preview
