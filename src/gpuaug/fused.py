@@ -150,7 +150,8 @@ def _grayscale(t: Grayscale, step: Step, integer: bool) -> list[Slots] | None:
 def _noise(t: GaussianNoise, step: Step, integer: bool) -> list[Slots]:
     params: NoiseParams = step.params
     bound = Domain(step.spec_in.dtype).bound
-    row = _row(len(params.key), params.key.device, OpCode.NOISE, integer, t.sigma * bound, t.mean * bound, float(t.clip))
+    clip = t.clip or integer  # a uint8 image saturates (functional.misc.gaussian_noise)
+    row = _row(len(params.key), params.key.device, OpCode.NOISE, integer, t.sigma * bound, t.mean * bound, float(clip))
     return [Slots(row, params.key.to(torch.int32)[:, None])]
 
 

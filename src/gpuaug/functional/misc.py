@@ -26,13 +26,15 @@ __all__ = ["gaussian_noise", "erase"]
 def gaussian_noise(x: Tensor, keys: Tensor, mean: float, sigma: float, clip: bool, domain: Domain) -> Tensor:
     """Add N(mean, sigma) noise (in units of the [0, 1] range) to every value.
 
-    For integer images the noise is truncated toward zero before it is added, as torchvision does.
+    For integer images the noise is truncated toward zero before it is added, as torchvision does,
+    and the result always saturates to [0, 255] (a uint8 image holds nothing else): ``clip`` is for
+    float images.
     """
     noise = normal_field(keys, tuple(x.shape[1:])).mul_(sigma * domain.bound).add_(mean * domain.bound)
     if domain.integer:
         noise = noise.trunc_()
     x = x.add_(noise)
-    return x.clamp_(0.0, domain.bound) if clip else x
+    return x.clamp_(0.0, domain.bound) if clip or domain.integer else x
 
 
 def erase(x: Tensor, box: Tensor, value: tuple[float, ...] | None, keys: Tensor | None, domain: Domain) -> Tensor:

@@ -117,6 +117,9 @@ class NoiseParams(Params):
 class GaussianNoise(PixelTransform):
     """Add Gaussian noise N(mean, sigma) (in [0, 1] units), clipped to the value range if ``clip``.
 
+    torchvision takes float images only; on a uint8 image the noise is truncated toward zero and the
+    result always saturates to [0, 255], whatever ``clip`` says.
+
     Example:
         >>> import torch, gpuaug as ga
         >>> out = ga.Pipeline([ga.GaussianNoise(sigma=0.1)], seed=0)(torch.full((2, 3, 64, 64), 0.5))
