@@ -48,6 +48,11 @@ def imagenet_train(size: int = 24, dtype: torch.dtype = torch.float32) -> list:
     ]
 
 
+def _each(transforms: list) -> list:
+    """The transforms, and those inside containers (RandomApply, RandomChoice, RandomOrder)."""
+    return [u for t in transforms for u in [t, *_each(getattr(t, "transforms", []))]]
+
+
 def _tolerance(reference: torch.Tensor, transforms: list, x: torch.Tensor) -> torch.Tensor:
     """Per element: 1 uint8 level for uint8 output; for float output 1e-3 relative or two steps of the
     output dtype, and at least: where values passed through uint8, one uint8 level; for a float16 or
@@ -57,7 +62,7 @@ def _tolerance(reference: torch.Tensor, transforms: list, x: torch.Tensor) -> to
     if not reference.dtype.is_floating_point:
         return torch.ones_like(ref)
     gain = 1.0
-    for t in transforms:
+    for t in _each(transforms):
         if isinstance(t, ga.Normalize):
             gain /= min(abs(s) for s in t.std)
     level = 1e-6
