@@ -56,8 +56,9 @@ def _each(transforms: list) -> list:
 def _tolerance(reference: torch.Tensor, transforms: list, x: torch.Tensor) -> torch.Tensor:
     """Per element: 1 uint8 level for uint8 output; for float output 1e-3 relative or two steps of the
     output dtype, and at least: where values passed through uint8, one uint8 level; for a float16 or
-    bfloat16 input, two steps of that dtype at the input's scale (the torch backend keeps the image in
-    the input dtype until ToDtype, the fused pass in float32); both amplified by the Normalize factors."""
+    bfloat16 input, two steps of that dtype at the input's scale (the torch backend crops and pads in
+    the input dtype, rounding a fill to it; the fused pass keeps float32); both amplified by the
+    Normalize factors."""
     ref = reference.to(torch.float64)
     if not reference.dtype.is_floating_point:
         return torch.ones_like(ref)
