@@ -44,6 +44,17 @@ void for_rows(bool parallel, int64_t n, Body&& body) {
   }
 }
 
+// n values of an input row (elements `stride` apart) as float; the contiguous case as its own loop,
+// which the compiler vectorises.
+template <typename T>
+void load_row(const T* src, int64_t stride, int n, float* dst) {
+  if (stride == 1) {
+    for (int x = 0; x < n; ++x) dst[x] = static_cast<float>(src[x]);
+  } else {
+    for (int x = 0; x < n; ++x) dst[x] = static_cast<float>(src[x * stride]);
+  }
+}
+
 // The taps of the sample's columns that carry weight: one past the last tap of any column with a
 // nonzero weight (an upscaled sample's last tap is zero everywhere; the batch's tap count is its
 // widest sample's).
@@ -85,13 +96,7 @@ void filter_row_any(int channels, int used, const float* lines, int line_width, 
       default: filter_row<C, 0>(lines, line_width, taps, weights, k, used, width, dst, dst_stride_c);
     }
   };
-  if (channels == 3) {
-    with_taps(std::integral_constant<int, 3>());
-  } else if (channels == 2) {
-    with_taps(std::integral_constant<int, 2>());
-  } else {
-    with_taps(std::integral_constant<int, 1>());
-  }
+  dispatch_channels(channels, with_taps);
 }
 
 // Separable resampling, first half: every source row that an output row of sample b reads is
@@ -121,12 +126,7 @@ int filter_source_rows(const FusedView& f, const T* images, int b, Scratch& s, b
     for (int64_t r = lo + first; r < lo + last; ++r) {
       for (int c = 0; c < f.channels_in; ++c) {
         const T* src = img.data + c * img.stride_c + r * img.stride_h;
-        float* line = lines.data() + c * img.width;
-        if (img.stride_w == 1) {
-          for (int x = 0; x < img.width; ++x) line[x] = static_cast<float>(src[x]);
-        } else {
-          for (int x = 0; x < img.width; ++x) line[x] = static_cast<float>(src[x * img.stride_w]);
-        }
+        load_row(src, img.stride_w, img.width, lines.data() + c * img.width);
       }
       float* dst = s.rows.data() + (r - lo) * kMaxChannels * width;
       filter_row_any(f.channels_in, used, lines.data(), img.width, tx, wx, kx, width, dst, width);
@@ -181,15 +181,8 @@ void combine_rows(const FusedView& f, int b, const Scratch& s, int lo, int64_t i
 // Output row i of the input itself (no resampling).
 template <typename T>
 void copy_row(const FusedView& f, const T* images, int b, int64_t i, float* row, int64_t plane) {
-  for (int c = 0; c < f.channels_in; ++c) {
-    const T* src = images + b * f.in_sb + c * f.in_sc + i * f.in_sh;
-    float* dst = row + c * plane;
-    if (f.in_sw == 1) {
-      for (int j = 0; j < f.out_w; ++j) dst[j] = static_cast<float>(src[j]);
-    } else {
-      for (int j = 0; j < f.out_w; ++j) dst[j] = static_cast<float>(src[j * f.in_sw]);
-    }
-  }
+  for (int c = 0; c < f.channels_in; ++c)
+    load_row(images + b * f.in_sb + c * f.in_sc + i * f.in_sh, f.in_sw, f.out_w, row + c * plane);
 }
 
 // Output row i through any other map (a matrix): where each pixel of the row reads (the same

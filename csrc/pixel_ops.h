@@ -231,23 +231,28 @@ GA_HD void apply_code(const float* p, float& r, float& g, float& b, uint32_t key
   }
 }
 
+// f(std::integral_constant<int, C>()) for a run-time channel count C of 1 to 3.
+template <typename F>
+GA_HD void dispatch_channels(int channels, F&& f) {
+  if (channels == 3) {
+    f(std::integral_constant<int, 3>());
+  } else if (channels == 2) {
+    f(std::integral_constant<int, 2>());
+  } else {
+    f(std::integral_constant<int, 1>());
+  }
+}
+
 // f(std::integral_constant<int, C>(), std::bool_constant<Integer>()) for run-time values.
 template <typename F>
 GA_HD void dispatch_pixel_kind(int channels, bool integer, F&& f) {
-  auto with_channels = [&](auto c) {
+  dispatch_channels(channels, [&](auto c) {
     if (integer) {
       f(c, std::true_type());
     } else {
       f(c, std::false_type());
     }
-  };
-  if (channels == 3) {
-    with_channels(std::integral_constant<int, 3>());
-  } else if (channels == 2) {
-    with_channels(std::integral_constant<int, 2>());
-  } else {
-    with_channels(std::integral_constant<int, 1>());
-  }
+  });
 }
 
 // The channel count after a slot: Grayscale(num_output_channels=1) keeps one.
