@@ -52,6 +52,8 @@ void dispatch_input(const at::Tensor& images, F&& f) {
 // The CPU pass computes each contrast mean when it reaches the slot; on CUDA a reduction launch
 // per contrast slot adds the slot's luma sums into `sums` (B, S) float64 (zeroed) first.
 void fused_cpu(const FusedArgs& args, at::Tensor& out);
+// The CUDA kernels' per-pixel code run on the CPU (gpuaug::fused_augment_pixelwise, for the tests).
+void fused_pixelwise_cpu(const FusedArgs& args, at::Tensor& out);
 #ifdef GPUAUG_WITH_CUDA
 void contrast_sums_cuda(const FusedArgs& args, at::Tensor& sums);
 void fused_cuda(const FusedArgs& args, const at::Tensor& sums, at::Tensor& out);

@@ -14,31 +14,10 @@ namespace {
 
 constexpr int kBlockX = 32, kBlockY = 8;
 
-// Resample pixel (i, j) of sample b and run program slots [0, stop); returns the channel count.
-template <typename T>
-__device__ int compute_pixel(const FusedView& f, const T* images, int b, int i, int j, int stop, float* v) {
-  warp_pixel(f, images, b, i, j, v);
-  int channels = f.channels_in;
-  const Site site = f.site(i, j);
-  for (int s = 0; s < stop; ++s) {
-    const float* op = f.op(b, s);
-    const int code = static_cast<int>(op[0]);
-    const float mean = code == kContrast ? f.mean(b, s) : 0.0f;
-    dispatch_code(code, ApplyOnePixel{op, f.key(b, s), mean, v, channels, site});
-    channels = channels_after(op, channels);
-  }
-  return channels;
-}
-
 template <typename T, typename O>
 __global__ void fused_kernel(const FusedView f, const T* __restrict__ images, O* __restrict__ out) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y, b = blockIdx.z;
-  if (j >= f.out_w || i >= f.out_h) return;
-  float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
-  compute_pixel(f, images, b, i, j, f.slots, v);
-  O* dst = out + b * f.out_sb + i * f.out_sh + j * f.out_sw;
-  for (int c = 0; c < f.out_c; ++c)
-    dst[c * f.out_sc] = to_output<O>(final_value(v[c], f.out_scale[c], f.out_shift[c], f.final_mode, f.final_mult));
+  if (j < f.out_w && i < f.out_h) write_pixel(f, images, b, i, j, out);
 }
 
 // sums[b, slot] += the contrast gray of every pixel of sample b at program slot `slot`.
@@ -47,12 +26,7 @@ __global__ void contrast_kernel(const FusedView f, const T* __restrict__ images,
   const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y, b = blockIdx.z;
   const float* op = f.op(b, slot);
   if (static_cast<int>(op[0]) != kContrast) return;  // the same for the whole block
-  double gray = 0.0;
-  if (j < f.out_w && i < f.out_h) {
-    float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
-    const int channels = compute_pixel(f, images, b, i, j, slot, v);
-    gray = contrast_gray(op, v, channels);
-  }
+  double gray = j < f.out_w && i < f.out_h ? contrast_term(f, images, b, i, j, slot) : 0.0;
   for (int offset = 16; offset > 0; offset /= 2) gray += __shfl_down_sync(0xFFFFFFFFu, gray, offset);
   __shared__ double warp_sums[kBlockX * kBlockY / 32];
   const int lane = (threadIdx.y * blockDim.x + threadIdx.x) % 32, warp = (threadIdx.y * blockDim.x + threadIdx.x) / 32;

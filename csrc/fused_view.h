@@ -83,4 +83,41 @@ GA_HD float contrast_gray(const float* op, const float* v, int channels) {
   return channels == 3 ? luma(v[0], v[1], v[2], op[1] != 0.0f) : v[0];
 }
 
+// The CUDA kernels' per-pixel path (fused_pixelwise.cpp runs the same code on the CPU for the tests;
+// the CPU pass works row by row instead).
+
+// Resample pixel (i, j) of sample b and run program slots [0, stop); returns the channel count.
+template <typename T>
+GA_HD int compute_pixel(const FusedView& f, const T* images, int b, int i, int j, int stop, float* v) {
+  warp_pixel(f, images, b, i, j, v);
+  int channels = f.channels_in;
+  const Site site = f.site(i, j);
+  for (int s = 0; s < stop; ++s) {
+    const float* op = f.op(b, s);
+    const int code = static_cast<int>(op[0]);
+    const float mean = code == kContrast ? f.mean(b, s) : 0.0f;
+    dispatch_code(code, ApplyOnePixel{op, f.key(b, s), mean, v, channels, site});
+    channels = channels_after(op, channels);
+  }
+  return channels;
+}
+
+// Output pixel (i, j) of sample b: resampled, through every program slot and the final write.
+template <typename T, typename O>
+GA_HD void write_pixel(const FusedView& f, const T* images, int b, int i, int j, O* out) {
+  float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
+  compute_pixel(f, images, b, i, j, f.slots, v);
+  O* dst = out + b * f.out_sb + i * f.out_sh + j * f.out_sw;
+  for (int c = 0; c < f.out_c; ++c)
+    dst[c * f.out_sc] = to_output<O>(final_value(v[c], f.out_scale[c], f.out_shift[c], f.final_mode, f.final_mult));
+}
+
+// What pixel (i, j) of sample b adds to the luma sum of contrast slot `slot` (which holds kContrast).
+template <typename T>
+GA_HD double contrast_term(const FusedView& f, const T* images, int b, int i, int j, int slot) {
+  float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
+  const int channels = compute_pixel(f, images, b, i, j, slot, v);
+  return contrast_gray(f.op(b, slot), v, channels);
+}
+
 }  // namespace gpuaug

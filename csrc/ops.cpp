@@ -104,6 +104,8 @@ void check(const FusedArgs& a) {
   TORCH_CHECK(a.final_mode >= kCopy && a.final_mode <= kScaleShiftToUint8, "fused_augment: bad final_mode");
 }
 
+// Pixelwise: the CPU runs the CUDA kernels' per-pixel code (fused_pixelwise.cpp) instead of its own pass.
+template <bool Pixelwise>
 at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, const at::Tensor& geometry,
                          const at::Tensor& taps_x, const at::Tensor& weights_x, const at::Tensor& taps_y,
                          const at::Tensor& weights_y, const at::Tensor& matrix, const at::Tensor& fill,
@@ -131,6 +133,8 @@ at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, c
 #else
     TORCH_CHECK(false, "fused_augment: this build of the gpuaug extension has no CUDA support");
 #endif
+  } else if (Pixelwise) {
+    fused_pixelwise_cpu(a, out);
   } else {
     fused_cpu(a, out);
   }
@@ -139,18 +143,26 @@ at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, c
 
 }  // namespace
 
+// The arguments both ops take (a string literal, joined to each op's name).
+#define GPUAUG_FUSED_SIGNATURE \
+    "(Tensor images, Tensor src_size, Tensor geometry, Tensor taps_x, Tensor weights_x, "          \
+    "Tensor taps_y, Tensor weights_y, Tensor matrix, Tensor fill, Tensor program, Tensor keys, "   \
+    "Tensor out_scale, Tensor out_shift, int[] contrast_slots, int out_height, int out_width, "    \
+    "int out_channels, int interpolation, int padding_mode, int supersample, int warp_rounding, "  \
+    "bool has_fill, int final_mode, float final_mult, ScalarType out_dtype, bool channels_last) -> Tensor"
+
 TORCH_LIBRARY(gpuaug, m) {
-  m.def(
-      "fused_augment(Tensor images, Tensor src_size, Tensor geometry, Tensor taps_x, Tensor weights_x, "
-      "Tensor taps_y, Tensor weights_y, Tensor matrix, Tensor fill, Tensor program, Tensor keys, "
-      "Tensor out_scale, Tensor out_shift, int[] contrast_slots, int out_height, int out_width, "
-      "int out_channels, int interpolation, int padding_mode, int supersample, int warp_rounding, "
-      "bool has_fill, int final_mode, float final_mult, ScalarType out_dtype, bool channels_last) -> Tensor");
+  m.def("fused_augment" GPUAUG_FUSED_SIGNATURE);
+  // The same function through the CUDA kernels' per-pixel code on the CPU: what the tests check that code with.
+  m.def("fused_augment_pixelwise" GPUAUG_FUSED_SIGNATURE);
 }
 
-TORCH_LIBRARY_IMPL(gpuaug, CPU, m) { m.impl("fused_augment", &fused_augment); }
+TORCH_LIBRARY_IMPL(gpuaug, CPU, m) {
+  m.impl("fused_augment", &fused_augment<false>);
+  m.impl("fused_augment_pixelwise", &fused_augment<true>);
+}
 #ifdef GPUAUG_WITH_CUDA
-TORCH_LIBRARY_IMPL(gpuaug, CUDA, m) { m.impl("fused_augment", &fused_augment); }
+TORCH_LIBRARY_IMPL(gpuaug, CUDA, m) { m.impl("fused_augment", &fused_augment<false>); }
 #endif
 
 }  // namespace gpuaug

@@ -3,12 +3,14 @@
 On the CPU in CI: random pipelines, shapes, dtypes and layouts (hypothesis) give the same output
 within 1 uint8 level (float output: 1e-3 relative, or one uint8 level in output units where the
 pipeline went through uint8 values); every output element is written (memory poisoned first); the
-op passes torch.library.opcheck; the .cu source compiles with nvcc. CUDA tests (extension on CUDA
+op passes torch.library.opcheck; the .cu source compiles with nvcc; the CUDA kernels' per-pixel code,
+compiled for the CPU (gpuaug::fused_augment_pixelwise), matches too. CUDA tests (extension on CUDA
 against the CPU reference, CUDA-graph capture, torch.compile) run where a GPU is present.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import warnings
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from _strategies import SETTINGS, _describe, _input, _n, cases
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 import gpuaug as ga
 from gpuaug import _ext
@@ -122,7 +124,7 @@ def test_imagenet_train_matches(out_dtype, layout):
     assert_backends_agree(imagenet_train(24, out_dtype), x, seed=3, layout=layout)
 
 
-@pytest.mark.parametrize("transforms", [
+NAMED_PIPELINES = [
     [ga.RandomAffine(15, (0.1, 0.1), (0.9, 1.1), 5), ga.RandomHorizontalFlip(), ga.ColorJitter(0.3, 0.3),
      ga.ToDtype(torch.float32, scale=True), ga.GaussianNoise(sigma=0.05), ga.Normalize(*IMAGENET)],
     [ga.RandomRotation(30, fill=(10, 200, 30)), ga.RandomErasing(p=1.0, value="random"), ga.RandomPosterize(3)],
@@ -132,11 +134,69 @@ def test_imagenet_train_matches(out_dtype, layout):
      ga.ToDtype(torch.float16, scale=True)],  # blur and autocontrast run on the torch backend between fused passes
     [ga.RandomOrder([ga.RandomInvert(), ga.ColorJitter(0.5, 0.5, 0.5, 0.2)]), ga.RandomChoice([ga.RandomGrayscale(1.0), ga.RandomHorizontalFlip(1.0)])],
     [ga.RandomCrop((30, 40)), ga.RandomHorizontalFlip(), ga.Pad(2, fill=9), ga.RandomCrop(36, padding=3, padding_mode="edge")],
-], ids=["affine-heavy", "rotation-fill-erase", "reflect-perspective", "symmetric-nearest-gray1", "mixed-backends",
-        "containers", "pad-after-crop"])
+]
+NAMED_IDS = ["affine-heavy", "rotation-fill-erase", "reflect-perspective", "symmetric-nearest-gray1", "mixed-backends",
+             "containers", "pad-after-crop"]
+
+
+@pytest.mark.parametrize("transforms", NAMED_PIPELINES, ids=NAMED_IDS)
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
 def test_named_pipelines_match(transforms, dtype):
     assert_backends_agree(transforms, _input((6, 3, 40, 44), dtype, 2), seed=5)
+
+
+# ----------------------------------------------- the CUDA kernels' per-pixel code, on the CPU
+
+
+@contextlib.contextmanager
+def cuda_pixel_code():
+    """The ext backend through gpuaug::fused_augment_pixelwise: the code the CUDA kernels run per pixel
+    (compute_pixel, write_pixel, contrast_term in csrc/fused_view.h) compiled for the CPU, so that CI
+    checks it without a GPU (the CPU pass itself works row by row, with code of its own)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.ops.gpuaug, "fused_augment", torch.ops.gpuaug.fused_augment_pixelwise)
+        yield
+
+
+@settings(max_examples=_n(100), **SETTINGS)
+@given(cases())
+@example(((3, 3, 30, 34, torch.uint8), [ga.RandomResizedCrop(20), ga.ColorJitter(0.4, 0.4, 0.4, 0.1)], None, 1,
+          torch.channels_last))  # uint8 rows rounded between the passes, a contrast slot
+def test_gpu_pixel_code_equals_the_cpu_pass(case):
+    """Bit for bit: both add the same terms in the same order, but for a contrast slot's luma sum (exact
+    for uint8 values; for float values it has not moved a float32 mean in 3,000 random pipelines)."""
+    (b, c, h, w, dtype), transforms, spec, seed, layout = case
+    x = _input((b, c, h, w), dtype, seed % 1000)
+    pipe = ga.Pipeline(transforms, seed=seed, backend="ext", memory_format=layout)
+    ids = torch.arange(b)  # both calls draw the same parameters
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # deterministic mode's warn_only notes
+        expected = pipe(x, sample_ids=ids)
+        with cuda_pixel_code(), poisoned_memory():
+            actual = pipe(x, sample_ids=ids)
+    assert torch.equal(actual.isnan(), expected.isnan()), _describe(transforms)
+    assert torch.equal(actual.nan_to_num(), expected.nan_to_num()), _describe(transforms)
+
+
+@pytest.mark.parametrize("transforms", [imagenet_train(24, torch.float16), *NAMED_PIPELINES],
+                         ids=["imagenet-train-fp16", *NAMED_IDS])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_gpu_pixel_code_matches_on_named_pipelines(transforms, dtype):
+    with cuda_pixel_code():
+        assert_backends_agree(transforms, _input((6, 3, 40, 44), dtype, 2), seed=5, layout=torch.channels_last)
+
+
+def test_gpu_pixel_code_on_a_ragged_batch():
+    g = torch.Generator().manual_seed(3)
+    images = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8) for h, w in [(37, 52), (64, 41), (23, 23)]]
+    batch = ga.RaggedBatch.pack(images)
+    transforms = [ga.RandomResizedCrop(28), ga.RandomRotation(15, fill=40), ga.ColorJitter(0.4, 0.4, 0.4, 0.1),
+                  ga.ToDtype(torch.float32, scale=True)]
+    expected = ga.Pipeline(transforms, seed=4, backend="torch")(batch)
+    with cuda_pixel_code():
+        actual = ga.Pipeline(transforms, seed=4, backend="ext")(batch)
+    diff = (actual - expected).abs()
+    assert float(diff.max()) <= 1.0 / 255 + 1e-6 and float((diff > 1e-6).double().mean()) < 1e-3
 
 
 @pytest.mark.parametrize("warp", [ga.RandomResizedCrop(40, scale=(0.3, 1.0)), ga.RandomAffine(10, scale=(0.8, 1.2))],
@@ -290,6 +350,24 @@ def test_cuda_ext_matches_cpu_reference(dtype):
         out = ga.Pipeline(transforms, seed=9, backend="ext")(x.cuda()).cpu()
         diff = (out.double() - ref.double()).abs()
         assert float((diff > _tolerance(ref, transforms, x)).double().mean()) < 1e-3, _describe(transforms)
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_cuda_kernel_equals_its_pixel_code_on_the_cpu(dtype):
+    """The per-pixel code compiled by nvcc and by the host compiler (both without contracted FMAs) gives
+    the same bits, but where the order of a contrast sum's additions moves a mean by an ulp."""
+    x = _input((16, 3, 64, 72), dtype, 3)
+    for transforms in (imagenet_train(48), [ga.RandomAffine(20, (0.1, 0.1), (0.8, 1.2), 10), ga.ColorJitter(0.4, 0.4, 0.4, 0.1),
+                                            ga.RandomPosterize(4), ga.ToDtype(torch.float16, scale=True)]):
+        pipe = ga.Pipeline(transforms, seed=9, backend="ext", memory_format=torch.channels_last)
+        ids = torch.arange(16)  # both calls draw the same parameters
+        with cuda_pixel_code():
+            ref = pipe(x, sample_ids=ids)
+        out = pipe(x.cuda(), sample_ids=ids.cuda()).cpu()
+        diff = (out.double() - ref.double()).abs()
+        assert not bool((diff > _tolerance(ref, transforms, x)).any()), _describe(transforms)
+        assert float((diff == 0).double().mean()) > 0.99, _describe(transforms)
 
 
 @cuda

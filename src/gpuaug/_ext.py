@@ -30,7 +30,7 @@ import torch
 __all__ = ["available_backends", "resolve_backend", "build", "source_dir", "extension_error"]
 
 _NAME = "gpuaug_ext"
-_CPU_SOURCES = ("ops.cpp", "fused_cpu.cpp")
+_CPU_SOURCES = ("ops.cpp", "fused_cpu.cpp", "fused_pixelwise.cpp")
 _CUDA_SOURCE = "fused_cuda.cu"
 CPU_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden"]
 # built where it runs; no implicit FMAs (the plain-PyTorch backend has none there); no FP traps or errno, and
