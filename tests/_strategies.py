@@ -1,7 +1,9 @@
 """Hypothesis strategies shared by the property tests: random valid pipelines for random inputs.
 
 A case is ((B, C, H, W), input dtype), the transforms, the Spec the output must have (tracked
-independently, with torchvision's size rules), a seed and an output memory format.
+independently, with torchvision's size rules), a seed and an output memory format. Also how far two
+computations of one pipeline may differ (:func:`_tolerance`), and :class:`poisoned_memory`, which
+shows an output element that is never written.
 """
 
 from __future__ import annotations
@@ -274,3 +276,44 @@ def _input(shape, dtype, seed=0):
 
 def _describe(transforms):
     return ga.Pipeline(transforms, seed=0).__repr__()
+
+
+def _each(transforms: list) -> list:
+    """The transforms, and those inside containers (RandomApply, RandomChoice, RandomOrder)."""
+    return [u for t in transforms for u in [t, *_each(getattr(t, "transforms", []))]]
+
+
+def _tolerance(reference: torch.Tensor, transforms: list, x: torch.Tensor) -> torch.Tensor:
+    """Per element: 1 uint8 level for uint8 output; for float output 1e-3 relative or two steps of the
+    output dtype, and at least: where values passed through uint8, one uint8 level; for a float16 or
+    bfloat16 input, two steps of that dtype at the input's scale (the torch backend crops and pads in
+    the input dtype, rounding a fill to it; the fused pass keeps float32); both amplified by the
+    Normalize factors."""
+    ref = reference.to(torch.float64)
+    if not reference.dtype.is_floating_point:
+        return torch.ones_like(ref)
+    gain = 1.0
+    for t in _each(transforms):
+        if isinstance(t, ga.Normalize):
+            gain /= min(abs(s) for s in t.std)
+    level = 1e-6
+    if x.dtype == torch.uint8 or "ToDtype(dtype=torch.uint8" in _describe(transforms):
+        level = gain / 255.0
+    if x.dtype in (torch.float16, torch.bfloat16):
+        scale = max(1.0, float(x.to(torch.float64).abs().nan_to_num(posinf=0.0, neginf=0.0).max())) if x.numel() else 1.0
+        level = max(level, 2 * torch.finfo(x.dtype).eps * gain * scale)
+    step = torch.finfo(reference.dtype).eps
+    return torch.maximum(ref.abs() * max(1e-3, 2 * step), torch.full_like(ref, level))
+
+
+class poisoned_memory:
+    """Fill new tensors with NaN (floats) or the largest value (integers), as torch's deterministic
+    mode does, so that an output element the op never writes shows up."""
+
+    def __enter__(self) -> None:
+        self.before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = True
+
+    def __exit__(self, *exc) -> None:
+        torch.use_deterministic_algorithms(self.before[0], warn_only=self.before[1])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _strategies import SETTINGS, _describe, _input, _n, cases
+from _strategies import SETTINGS, _describe, _input, _n, _tolerance, cases, poisoned_memory
 from hypothesis import example, given, settings
 
 import gpuaug as ga
@@ -50,34 +50,6 @@ def imagenet_train(size: int = 24, dtype: torch.dtype = torch.float32) -> list:
     ]
 
 
-def _each(transforms: list) -> list:
-    """The transforms, and those inside containers (RandomApply, RandomChoice, RandomOrder)."""
-    return [u for t in transforms for u in [t, *_each(getattr(t, "transforms", []))]]
-
-
-def _tolerance(reference: torch.Tensor, transforms: list, x: torch.Tensor) -> torch.Tensor:
-    """Per element: 1 uint8 level for uint8 output; for float output 1e-3 relative or two steps of the
-    output dtype, and at least: where values passed through uint8, one uint8 level; for a float16 or
-    bfloat16 input, two steps of that dtype at the input's scale (the torch backend crops and pads in
-    the input dtype, rounding a fill to it; the fused pass keeps float32); both amplified by the
-    Normalize factors."""
-    ref = reference.to(torch.float64)
-    if not reference.dtype.is_floating_point:
-        return torch.ones_like(ref)
-    gain = 1.0
-    for t in _each(transforms):
-        if isinstance(t, ga.Normalize):
-            gain /= min(abs(s) for s in t.std)
-    level = 1e-6
-    if x.dtype == torch.uint8 or "ToDtype(dtype=torch.uint8" in _describe(transforms):
-        level = gain / 255.0
-    if x.dtype in (torch.float16, torch.bfloat16):
-        scale = max(1.0, float(x.to(torch.float64).abs().nan_to_num(posinf=0.0, neginf=0.0).max())) if x.numel() else 1.0
-        level = max(level, 2 * torch.finfo(x.dtype).eps * gain * scale)
-    step = torch.finfo(reference.dtype).eps
-    return torch.maximum(ref.abs() * max(1e-3, 2 * step), torch.full_like(ref, level))
-
-
 def assert_backends_agree(transforms: list, x: torch.Tensor, seed: int = 0, layout=torch.contiguous_format) -> None:
     note = _describe(transforms)
     keep = x.clone()
@@ -93,19 +65,6 @@ def assert_backends_agree(transforms: list, x: torch.Tensor, seed: int = 0, layo
     assert not bool(bad.any()), (
         f"{int(bad.sum())} of {bad.numel()} values differ (max {float(diff[~both_nan].max()):.4g}): {note}"
     )
-
-
-class poisoned_memory:
-    """Fill new tensors with NaN (floats) or the largest value (integers), as torch's deterministic
-    mode does, so that an output element the op never writes shows up."""
-
-    def __enter__(self) -> None:
-        self.before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.utils.deterministic.fill_uninitialized_memory = True
-
-    def __exit__(self, *exc) -> None:
-        torch.use_deterministic_algorithms(self.before[0], warn_only=self.before[1])
 
 
 @settings(max_examples=_n(150), **SETTINGS)

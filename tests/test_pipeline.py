@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import inspect
 import math
 
 import pytest
@@ -924,3 +925,43 @@ def test_a_pipeline_pickled_without_draw_counts_still_runs():
     old = ga.Pipeline.__new__(ga.Pipeline)
     old.__setstate__(state)
     assert torch.equal(old(x, sample_ids=torch.arange(2)), expected)
+
+
+def test_every_random_transform_takes_p():
+    names = [n for n in ga.__all__ if n.startswith("Random") and n not in ("RandomApply", "RandomChoice", "RandomOrder")]
+    for name in [*names, "ColorJitter", "GaussianBlur", "GaussianNoise"]:
+        assert "p" in inspect.signature(getattr(ga, name)).parameters, name
+
+
+# transforms whose p was added to torchvision's arguments, and what a sample that p skips gets
+# (None: the input as it is)
+SKIPPED = {
+    "RandomResizedCrop": (lambda p: ga.RandomResizedCrop(24, p=p), lambda: ga.Resize((24, 24))),
+    "RandomCrop": (lambda p: ga.RandomCrop(32, padding=(4, 2, 6, 3), p=p), lambda: ga.CenterCrop(32)),
+    "RandomRotation": (lambda p: ga.RandomRotation(30, p=p), None),
+    "RandomAffine": (lambda p: ga.RandomAffine(20, (0.1, 0.1), (0.8, 1.2), 5, p=p), None),
+    "ColorJitter": (lambda p: ga.ColorJitter(0.4, 0.4, 0.4, 0.1, p=p), None),
+}
+
+
+@pytest.mark.parametrize("backend", ["torch", "ext"])
+@pytest.mark.parametrize("name", list(SKIPPED))
+def test_p_picks_samples(name, backend):
+    """With p = 0.5, the samples drawn as applied get what p = 1 gives them (the same draws), and the
+    others what p = 0 gives, which is the deterministic counterpart (CenterCrop of the padded image for
+    RandomCrop, Resize for RandomResizedCrop) or the input itself."""
+    if backend == "ext" and ga.available_backends()["ext"] != "available":
+        pytest.skip("no extension")
+    make, skipped = SKIPPED[name]
+    x, ids = torch.randint(0, 256, (16, 3, 40, 44), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)), torch.arange(16)
+    half, params = ga.Pipeline([make(0.5)], seed=3, backend=backend)(x, sample_ids=ids, return_params=True)
+    one = ga.Pipeline([make(1.0)], seed=3, backend=backend)(x, sample_ids=ids)
+    none = ga.Pipeline([make(0.0)], seed=3, backend=backend)(x, sample_ids=ids)
+    applied = params.transforms[0].applied
+    assert 0 < int(applied.sum()) < 16
+    assert torch.equal(half[applied], one[applied]) and torch.equal(half[~applied], none[~applied])
+    if skipped is None:
+        assert torch.equal(none, x)
+    else:
+        padded = TF.pad(x, [4, 2, 6, 3]) if name == "RandomCrop" else x
+        assert torch.equal(none, ga.Pipeline([skipped()], backend=backend)(padded))

@@ -1,4 +1,5 @@
-"""Small constant tensors on the batch's device, made once per (values, dtype, device).
+"""The batch's device: whether it is host memory (:func:`on_host`), and small constant tensors on it,
+made once per (values, dtype, device) (:func:`constant`).
 
 ``torch.tensor(values, device="cuda")`` in every call is a copy from pageable host memory: the
 host waits for it, and it cannot be captured in a CUDA graph. Constants that depend only on the
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["constant"]
+__all__ = ["constant", "on_host"]
 
 
 @functools.cache  # never evicted: a captured CUDA graph keeps reading the tensors it was captured with
@@ -41,3 +42,15 @@ def constant(values: Sequence, dtype: torch.dtype, device: torch.device | str) -
     values = tuple(values)
     zeros = repr(values) if 0 in values else None  # -0.0 == 0.0: the text tells them apart
     return _cached(values, dtype, device, zeros)
+
+
+def on_host(device: torch.device) -> bool:
+    """Whether tensors on ``device`` live in host memory, so that the backends may read values back
+    and work a few samples at a time; elsewhere (accelerators) they take whole-batch paths that never
+    wait for the device. The tests make it say False to run those paths on the CPU.
+
+    Example:
+        >>> on_host(torch.device("cpu")), on_host(torch.device("meta"))
+        (True, False)
+    """
+    return device.type == "cpu"

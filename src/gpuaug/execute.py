@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from . import _alloc
+from . import _alloc, _device
 from ._device import constant
 from .functional.color import Domain
 from .functional.resample import warp_grid, warp_separable
@@ -32,17 +32,28 @@ def axis_aligned_samples(warp: Warp) -> Tensor:
 
 
 def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
-    if not warp.axis_aligned and x.device.type == "cpu":
-        # on the CPU, samples whose own maps are axis-aligned take the exact separable path
-        aligned = axis_aligned_samples(warp)
-        if bool(aligned.all()):
-            return _warp(x, dataclasses.replace(warp, axis_aligned=True), domain)
-        if bool(aligned.any()):
-            rows = aligned.nonzero().squeeze(1), (~aligned).nonzero().squeeze(1)
-            parts = [_warp(x[r], dataclasses.replace(_slice(warp, r), axis_aligned=a), domain) for r, a in zip(rows, (True, False))]
-            y = torch.empty((x.shape[0], *parts[0].shape[1:]), dtype=torch.float32, device=x.device)
-            y[rows[0]], y[rows[1]] = parts[0].to(torch.float32), parts[1]
-            return y
+    """A ``per_sample`` warp's samples whose own maps are axis-aligned (a skipped rotation's) take the
+    exact separable path, the others grid sampling: on the host, each part on its samples; on
+    accelerators, both paths over the whole batch, picked per sample (no host synchronisation)."""
+    if warp.axis_aligned or not warp.per_sample:
+        return _resample(x, warp, domain)
+    aligned = axis_aligned_samples(warp)
+    if not _device.on_host(x.device):
+        separable = _resample(x, dataclasses.replace(warp, axis_aligned=True), domain).to(torch.float32)
+        return torch.where(aligned.view(-1, 1, 1, 1), separable, _resample(x, warp, domain))
+    if bool(aligned.all()):
+        return _resample(x, dataclasses.replace(warp, axis_aligned=True), domain)
+    if not bool(aligned.any()):
+        return _resample(x, warp, domain)
+    rows = aligned.nonzero().squeeze(1), (~aligned).nonzero().squeeze(1)
+    parts = [_resample(x[r], dataclasses.replace(_slice(warp, r), axis_aligned=a), domain) for r, a in zip(rows, (True, False))]
+    y = torch.empty((x.shape[0], *parts[0].shape[1:]), dtype=torch.float32, device=x.device)
+    y[rows[0]], y[rows[1]] = parts[0].to(torch.float32), parts[1]
+    return y
+
+
+def _resample(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
+    """All samples through the warp's separable path (``warp.axis_aligned``) or grid sampling."""
     out_hw = (warp.spec_out.height, warp.spec_out.width)
     if warp.axis_aligned:
         y = warp_separable(
@@ -159,7 +170,7 @@ def run(
     batch = images.shape[0]
     shape = (batch, spec_out.channels, spec_out.height, spec_out.width)
     out = _alloc.empty(shape, spec_out.dtype, images.device, memory_format)
-    chunk = _chunk_size(images, spec_out) if images.device.type == "cpu" else batch
+    chunk = _chunk_size(images, spec_out) if _device.on_host(images.device) else batch
     if batch == 0:
         return out
     if chunk >= batch:

@@ -285,25 +285,24 @@ def _identity_geometry(x: Tensor) -> _GeometryArgs:
 
 
 def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
-    """Arguments for one Warp: separable taps where the map is axis-aligned (per sample on the
-    CPU, as the plain-PyTorch backend routes them), the matrix and grid sampling elsewhere."""
+    """Arguments for one Warp: separable taps where the map is axis-aligned (each sample's own map in
+    a ``per_sample`` warp, as the plain-PyTorch backend routes them), the matrix and grid sampling elsewhere."""
     batch, channels = x.shape[:2]
     out_h, out_w = warp.spec_out.height, warp.spec_out.width
     padding = warp.links[0].padding or Padding()
-    aligned: Tensor | bool | None = True  # True: every sample
-    if not warp.axis_aligned:  # accelerators: every sample through the matrix, as the plain backend does
-        aligned = execute.axis_aligned_samples(warp) if x.device.type == "cpu" else None
-    if aligned is None:
-        (tx, wx), (ty, wy) = _no_taps(batch, out_w, x.device), _no_taps(batch, out_h, x.device)
-        mode = torch.full((batch,), _Geometry.MATRIX, dtype=torch.int8, device=x.device)
-    else:
+    if warp.axis_aligned or warp.per_sample:
         args = (warp.interpolation, warp.antialias)
         tx, wx, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 0, out_w, *args,
                                    warp.max_scale[1], domain.integer, warp.source_sizes)
         ty, wy, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 1, out_h, *args,
                                    warp.max_scale[0], domain.integer, warp.source_sizes)
-        mode = torch.full((batch,), _Geometry.SEPARABLE, dtype=torch.int8, device=x.device) if aligned is True else (
-            torch.where(aligned, _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8))
+    else:
+        (tx, wx), (ty, wy) = _no_taps(batch, out_w, x.device), _no_taps(batch, out_h, x.device)
+    if warp.per_sample and not warp.axis_aligned:
+        mode = torch.where(execute.axis_aligned_samples(warp), _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8)
+    else:
+        mode = torch.full((batch,), _Geometry.SEPARABLE if warp.axis_aligned else _Geometry.MATRIX, dtype=torch.int8,
+                          device=x.device)
     fill = padding.fill_tensor(channels, x.device).view(channels)
     if warp.axis_aligned and warp.interpolation == "nearest" and x.dtype == torch.uint8:
         fill = fill.trunc()  # the separable nearest path writes the fill in the image's own dtype

@@ -74,7 +74,7 @@ def expand(transforms: list[Transform], spec: ImageSpec, source: ParamsSource) -
         drawn.append(params)
         if t.kind != "container":
             out = t.output_spec(spec)
-            return [Step(t, params, params.applied, t.p < 1.0, spec, out)], out
+            return [Step(t, params, params.applied, t.p < 1.0 and not t.skips_in_params, spec, out)], out
         name = type(t).__name__
         if isinstance(t, RandomChoice):
             steps = []
@@ -119,6 +119,9 @@ class Warp:
     max_scale: tuple[float, float]  # static bound on source pixels per output pixel (y, x)
     window: Tensor  # (B, 4) inclusive source indices (x_lo, x_hi, y_lo, y_hi) the filter may read
     source_sizes: Tensor | None = None  # (B, 2) int64 (height, width) of each image of a ragged batch
+    # not axis_aligned, but some samples skip a step that is not (a RandomRotation with p < 1): each
+    # sample whose own map is axis-aligned takes the exact separable path, the others grid sampling
+    per_sample: bool = False
 
     @property
     def supersample(self) -> int:
@@ -181,6 +184,7 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         spec_in=steps[0].spec_in,
         spec_out=steps[-1].spec_out,
         axis_aligned=all(getattr(s.transform, "axis_aligned", False) for s in steps),
+        per_sample=any(s.gated and not getattr(s.transform, "axis_aligned", False) for s in steps),
         interpolation=max(interpolations, key=_INTERPOLATION_RANK.__getitem__, default="nearest"),
         antialias=any(s.transform.antialias for s in steps),
         links=links,

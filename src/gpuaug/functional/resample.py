@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import _device
 from .._device import constant
 
 __all__ = ["Padding", "Link", "separable_taps", "warp_separable", "warp_grid", "fold_index"]
@@ -270,7 +271,7 @@ def _filter_rows_then_columns(
     """
     batch, channels, height, width = x.shape
     (tx, dx), (ty, dy) = horizontal, vertical
-    if x.device.type != "cpu":
+    if not _device.on_host(x.device):
         y = torch.bmm(x.to(torch.float32).reshape(batch, channels * height, width), dx.transpose(1, 2))
         if integer:
             y = y.round_().clamp_(0.0, 255.0)

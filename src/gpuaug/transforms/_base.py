@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 
+from .. import _device
 from .._device import constant
 from ..functional.color import Domain
 from ..functional.resample import PADDING_MODES, Padding
@@ -65,6 +66,9 @@ class Transform:
 
     kind: ClassVar[str] = "pixel"  # "geometry" | "pixel" | "output" | "container"
     sizes_samples: ClassVar[bool] = False  # takes a ragged batch and gives its samples one size
+    # the parameters drawn for a sample it skips already say what that sample gets instead (a crop
+    # cannot leave a sample as it is), so the plan does not gate it
+    skips_in_params: ClassVar[bool] = False
 
     def __init__(self, p: float = 1.0) -> None:
         if not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
@@ -269,7 +273,7 @@ def apply_selected(
     accelerator everything is computed and blended with ``where``: no host synchronisation.
     ``x`` is owned by the caller's pipeline and may be overwritten.
     """
-    if x.device.type != "cpu":
+    if not _device.on_host(x.device):
         return torch.where(selected.view(-1, 1, 1, 1), fn(x.clone(), params), x)
     index = selected.nonzero().squeeze(1)
     if index.numel() == x.shape[0]:

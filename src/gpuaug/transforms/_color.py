@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .. import _device
 from ..functional import color as C
 from ..functional.color import Domain
 from ..params import Params, register_params
@@ -69,8 +70,9 @@ class ColorJitter(PixelTransform):
         contrast: float | Sequence[float] | None = None,
         saturation: float | Sequence[float] | None = None,
         hue: float | Sequence[float] | None = None,
+        p: float = 1.0,
     ) -> None:
-        super().__init__(1.0)
+        super().__init__(p)
         self.brightness = self._range(brightness, "brightness", 1.0, (0.0, float("inf")))
         self.contrast = self._range(contrast, "contrast", 1.0, (0.0, float("inf")))
         self.saturation = self._range(saturation, "saturation", 1.0, (0.0, float("inf")))
@@ -98,7 +100,7 @@ class ColorJitter(PixelTransform):
         return ColorJitterParams(applied, *factors, order=rng.permutation(4))
 
     def apply(self, x: Tensor, params: ColorJitterParams, domain: Domain) -> Tensor:
-        if x.device.type == "cpu":  # a sample at a time: views of x, no gathers (several times faster)
+        if _device.on_host(x.device):  # a sample at a time: views of x, no gathers (several times faster)
             for i, order in enumerate(params.order.tolist()):
                 rows = slice(i, i + 1)
                 x[rows] = self._apply_in_order(x[rows], params.select(rows), order, domain)

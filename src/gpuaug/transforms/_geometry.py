@@ -234,7 +234,8 @@ class CropParams(Params):
 
 
 class RandomCrop(GeometricTransform):
-    """Crop a random ``size`` window, optionally after padding, as torchvision.
+    """Crop a random ``size`` window, optionally after padding, as torchvision. A sample that ``p``
+    skips gets the centre window of the padded image instead (as CenterCrop places it).
 
     Example:
         >>> import torch, gpuaug as ga
@@ -244,6 +245,7 @@ class RandomCrop(GeometricTransform):
 
     axis_aligned = True
     sizes_samples = True
+    skips_in_params = True
 
     def __init__(
         self,
@@ -252,8 +254,9 @@ class RandomCrop(GeometricTransform):
         pad_if_needed: bool = False,
         fill: float | Sequence[float] = 0,
         padding_mode: str = "constant",
+        p: float = 1.0,
     ) -> None:
-        super().__init__(1.0)
+        super().__init__(p)
         self.size = parse_size(size)
         self.pad = _parse_pad(padding) if padding is not None else (0, 0, 0, 0)
         self.pad_if_needed = pad_if_needed
@@ -286,7 +289,10 @@ class RandomCrop(GeometricTransform):
     def draw(self, rng: Stream, spec: ImageSpec) -> CropParams:
         applied = self._coin(rng)
         height, width, _, _ = self._padded(*spec.sample_sizes(applied))
-        corner = rng.randint(torch.stack([height - self.size[0] + 1, width - self.size[1] + 1], dim=1), 2)
+        slack = torch.stack([height - self.size[0], width - self.size[1]], dim=1)
+        corner = rng.randint(slack + 1, 2)
+        if self.p < 1.0:  # the others: the centre crop, as torchvision's CenterCrop places it
+            corner = torch.where(applied[:, None], corner, torch.round(slack / 2.0).to(torch.int64))
         size = constant(self.size, torch.int64, applied.device).repeat(applied.shape[0], 1)  # the caller's to edit
         return CropParams(applied, corner[:, 0], corner[:, 1], size[:, 0], size[:, 1])
 
@@ -297,6 +303,7 @@ class RandomCrop(GeometricTransform):
 
 class RandomResizedCrop(GeometricTransform):
     """Crop a random area and aspect ratio, resized to ``size`` (torchvision's 10 tries + fallback).
+    A sample that ``p`` skips is resized whole instead.
 
     Example:
         >>> import torch, gpuaug as ga
@@ -306,6 +313,7 @@ class RandomResizedCrop(GeometricTransform):
 
     axis_aligned = True
     sizes_samples = True
+    skips_in_params = True
 
     def __init__(
         self,
@@ -314,8 +322,9 @@ class RandomResizedCrop(GeometricTransform):
         ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
         interpolation: InterpolationMode | str = InterpolationMode.BILINEAR,
         antialias: bool = True,
+        p: float = 1.0,
     ) -> None:
-        super().__init__(1.0)
+        super().__init__(p)
         self.size = parse_size(size)
         self.scale = parse_range(scale, "scale")
         self.ratio = parse_range(ratio, "ratio")
@@ -334,6 +343,8 @@ class RandomResizedCrop(GeometricTransform):
         ok = (w > 0) & (w <= width[:, None]) & (h > 0) & (h <= height[:, None])
         found, box = first_valid(ok, (top, left, h, w))
         box = [torch.where(found, v, fb) for v, fb in zip(box, self._fallback(height, width))]
+        if self.p < 1.0:  # the others: the whole image, resized
+            box = [torch.where(applied, v, whole) for v, whole in zip(box, (0.0, 0.0, height, width))]
         return CropParams(applied, *(v.to(torch.int64) for v in box))
 
     def _fallback(self, height: Tensor, width: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -389,8 +400,9 @@ class _Affine(_FillMixin):
         interpolation: InterpolationMode | str,
         center: Sequence[float] | None,
         fill: float | Sequence[float],
+        p: float,
     ) -> None:
-        super().__init__(1.0)
+        super().__init__(p)
         self.degrees = parse_range(degrees, "degrees")
         self.interpolation = parse_interpolation(interpolation, _RESIZE_MODES)
         self.center = _parse_center(center)
@@ -421,10 +433,11 @@ class RandomRotation(_Affine):
         expand: bool = False,
         center: Sequence[float] | None = None,
         fill: float | Sequence[float] = 0,
+        p: float = 1.0,
     ) -> None:
         if expand:
             raise ValueError("expand=True is not supported: it would give every sample its own output size")
-        super().__init__(degrees, interpolation, center, fill)
+        super().__init__(degrees, interpolation, center, fill, p)
 
     def draw(self, rng: Stream, spec: ImageSpec) -> AffineParams:
         applied = self._coin(rng)
@@ -452,8 +465,9 @@ class RandomAffine(_Affine):
         interpolation: InterpolationMode | str = InterpolationMode.NEAREST,
         fill: float | Sequence[float] = 0,
         center: Sequence[float] | None = None,
+        p: float = 1.0,
     ) -> None:
-        super().__init__(degrees, interpolation, center, fill)
+        super().__init__(degrees, interpolation, center, fill, p)
         if translate is not None:
             if not isinstance(translate, Sequence) or len(translate) != 2 or not all(0 <= t <= 1 for t in translate):
                 raise ValueError(f"translate must be two fractions in [0, 1], got {translate!r}")

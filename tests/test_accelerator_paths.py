@@ -1,0 +1,73 @@
+"""The accelerator paths of both backends, run on the CPU, compute what the host paths compute.
+
+On an accelerator the backends never read values back: a gated transform is computed for every
+sample and blended with ``where``, ColorJitter runs its four slots over the whole batch, a separable
+warp is two batched products, a warp that is not axis-aligned takes every sample through its matrix,
+and the batch is not cut into chunks. Without a GPU those paths would run nowhere in CI, so here
+``gpuaug._device.on_host`` says False for the CPU and the results are compared with the host paths.
+The CUDA tests run them on a GPU as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import pytest
+import torch
+from _strategies import SETTINGS, _describe, _input, _n, _tolerance, cases, poisoned_memory
+from hypothesis import given, settings
+
+import gpuaug as ga
+from gpuaug import _device
+from gpuaug._ext import extension_error
+
+BACKENDS = ["torch", pytest.param("ext", marks=pytest.mark.skipif(extension_error() is not None, reason="no extension"))]
+
+
+@contextlib.contextmanager
+def accelerator_paths():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_device, "on_host", lambda device: False)
+        yield
+
+
+def assert_paths_agree(transforms: list, x: torch.Tensor, backend: str, seed: int, layout=torch.contiguous_format) -> None:
+    pipe = ga.Pipeline(transforms, seed=seed, backend=backend, memory_format=layout)
+    ids = torch.arange(x.shape[0])  # both calls draw the same parameters
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # deterministic mode's warn_only notes
+        expected = pipe(x, sample_ids=ids)
+        with accelerator_paths(), poisoned_memory():
+            actual = pipe(x, sample_ids=ids)
+    note = f"{backend}: {_describe(transforms)}"
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype, note
+    assert actual.is_contiguous(memory_format=layout), note
+    assert torch.equal(actual.isnan(), expected.isnan()), note
+    diff = (actual.to(torch.float64) - expected.to(torch.float64)).abs().nan_to_num()
+    bad = diff > _tolerance(expected, transforms, x)
+    assert not bool(bad.any()), f"{int(bad.sum())} of {bad.numel()} values differ (max {float(diff.max()):.4g}): {note}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=_n(60), **SETTINGS)
+@given(case=cases())
+def test_random_pipelines(backend, case):
+    (b, c, h, w, dtype), transforms, spec, seed, layout = case
+    assert_paths_agree(transforms, _input((b, c, h, w), dtype, seed % 1000), backend, seed, layout)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("transforms", [
+    [ga.RandomResizedCrop(24), ga.RandomHorizontalFlip(), ga.RandomApply([ga.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+     ga.RandomGrayscale(0.2), ga.ToDtype(torch.float16, scale=True), ga.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))],
+    [ga.RandomRotation(30, p=0.5), ga.RandomInvert(0.5), ga.RandomSolarize(100, 0.5), ga.RandomPosterize(3, 0.5),
+     ga.RandomEqualize(0.5), ga.RandomAutocontrast(0.5), ga.RandomAdjustSharpness(2.0, 0.5)],
+    [ga.RandomAffine(15, (0.1, 0.1), (0.8, 1.2), 5, p=0.5), ga.GaussianBlur(5, (0.1, 2.0)), ga.RandomErasing(p=0.5),
+     ga.ToDtype(torch.float32, scale=True), ga.GaussianNoise(sigma=0.05)],
+    # the skipped rotations' samples resample separably (antialiased), the others on the grid (supersampled)
+    [ga.RandomResizedCrop(20, scale=(0.2, 0.5)), ga.RandomRotation(20, interpolation="bilinear", p=0.5),
+     ga.ToDtype(torch.float32, scale=True)],
+], ids=["imagenet-train", "gated-colour", "affine-blur-erase-noise", "crop-then-gated-rotation"])
+def test_named_pipelines(backend, transforms):
+    assert_paths_agree(transforms, _input((40, 3, 36, 44), torch.uint8, 3), backend, seed=2)
