@@ -104,7 +104,7 @@ GA_HD int compute_pixel(const FusedView& f, const T* images, int b, int i, int j
 
 // Output pixel (i, j) of sample b: resampled, through every program slot and the final write.
 template <typename T, typename O>
-GA_HD void write_pixel(const FusedView& f, const T* images, int b, int i, int j, O* out) {
+GA_HD void write_pixel(const FusedView& f, const T* __restrict__ images, int b, int i, int j, O* __restrict__ out) {
   float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
   compute_pixel(f, images, b, i, j, f.slots, v);
   O* dst = out + b * f.out_sb + i * f.out_sh + j * f.out_sw;

@@ -98,7 +98,7 @@ def same_spec_transform(draw, spec: Spec, only: str | None = None):
         if name == "rotation":
             deg = draw(st.one_of(st.floats(0, 180), st.tuples(st.floats(-180, 0), st.floats(0, 180))))
             center = draw(st.none() | st.tuples(st.floats(0, spec.w), st.floats(0, spec.h)))
-            return ga.RandomRotation(deg, interpolation=interp, center=center, fill=fill), replace(spec, in_range=keeps)
+            return ga.RandomRotation(deg, interpolation=interp, center=center, fill=fill, p=p), replace(spec, in_range=keeps)
         if name == "affine":
             t = ga.RandomAffine(
                 degrees=draw(st.floats(0, 90)),
@@ -107,6 +107,7 @@ def same_spec_transform(draw, spec: Spec, only: str | None = None):
                 shear=draw(st.none() | st.floats(0, 30) | st.tuples(st.floats(-30, 0), st.floats(0, 30), st.floats(-20, 0), st.floats(0, 20))),
                 interpolation=interp,
                 fill=fill,
+                p=p,
             )
             return t, replace(spec, in_range=keeps)
         return ga.RandomPerspective(draw(small_float), p=p, interpolation=interp, fill=fill), replace(spec, in_range=keeps)
@@ -114,7 +115,7 @@ def same_spec_transform(draw, spec: Spec, only: str | None = None):
         def factor():
             return draw(st.none() | st.floats(0.0, 1.5) | st.tuples(st.floats(0.0, 1.0), st.floats(1.0, 2.0)))
         hue = draw(st.none() | st.floats(0.0, 0.5) | st.tuples(st.floats(-0.5, 0.0), st.floats(0.0, 0.5)))
-        return ga.ColorJitter(factor(), factor(), factor(), hue), spec
+        return ga.ColorJitter(factor(), factor(), factor(), hue, p=p), spec
     if name == "rgray":
         return ga.RandomGrayscale(p), spec
     if name == "invert":
@@ -186,7 +187,7 @@ def any_transform(draw, spec: Spec, depth: int = 0):
         h = draw(st.integers(1, ph + (6 if pad_if_needed else 0)))
         w = draw(st.integers(1, pw + (6 if pad_if_needed else 0)))
         fill, _ = _fill(draw, spec) if mode == "constant" else (0, True)
-        t = ga.RandomCrop((h, w), padding=pad, pad_if_needed=pad_if_needed, fill=fill, padding_mode=mode)
+        t = ga.RandomCrop((h, w), padding=pad, pad_if_needed=pad_if_needed, fill=fill, padding_mode=mode, p=draw(probs))
         return t, replace(spec, h=h, w=w)
     if kind == "rrc":
         h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
@@ -194,7 +195,7 @@ def any_transform(draw, spec: Spec, depth: int = 0):
         rlo = draw(st.floats(0.2, 1.0))
         interp = draw(st.sampled_from(INTERP))
         t = ga.RandomResizedCrop((h, w), scale=(lo, draw(st.floats(lo, 1.0))), ratio=(rlo, draw(st.floats(1.0, 5.0))),
-                                 interpolation=interp, antialias=draw(st.booleans()))
+                                 interpolation=interp, antialias=draw(st.booleans()), p=draw(probs))
         return t, replace(spec, h=h, w=w, in_range=spec.in_range and interp != "bicubic")
     if kind == "pad":
         mode = draw(st.sampled_from(["constant", "edge", "reflect", "symmetric"]))

@@ -2,8 +2,8 @@
 
 On an accelerator the backends never read values back: a gated transform is computed for every
 sample and blended with ``where``, ColorJitter runs its four slots over the whole batch, a separable
-warp is two batched products, a warp that is not axis-aligned takes every sample through its matrix,
-and the batch is not cut into chunks. Without a GPU those paths would run nowhere in CI, so here
+warp is two batched products, a warp whose rotation some samples skip runs both resampling paths over
+the whole batch and picks per sample, and the batch is not cut into chunks. Without a GPU those paths would run nowhere in CI, so here
 ``gpuaug._device.on_host`` says False for the CPU and the results are compared with the host paths.
 The CUDA tests run them on a GPU as well.
 """
@@ -68,6 +68,8 @@ def test_random_pipelines(backend, case):
     # the skipped rotations' samples resample separably (antialiased), the others on the grid (supersampled)
     [ga.RandomResizedCrop(20, scale=(0.2, 0.5)), ga.RandomRotation(20, interpolation="bilinear", p=0.5),
      ga.ToDtype(torch.float32, scale=True)],
-], ids=["imagenet-train", "gated-colour", "affine-blur-erase-noise", "crop-then-gated-rotation"])
+    [ga.RandomRotation(20, interpolation="bilinear", p=0.5), ga.RandomResizedCrop(20, scale=(0.2, 0.5)),
+     ga.ToDtype(torch.float32, scale=True)],  # one fused op call, with a geometry mode per sample
+], ids=["imagenet-train", "gated-colour", "affine-blur-erase-noise", "crop-then-gated-rotation", "gated-rotation-then-crop"])
 def test_named_pipelines(backend, transforms):
     assert_paths_agree(transforms, _input((40, 3, 36, 44), torch.uint8, 3), backend, seed=2)

@@ -147,3 +147,19 @@ def test_the_cuda_graph_row_is_listed_for_cuda_only():
 def test_compile_without_gpuaug_is_an_error():
     with pytest.raises(bench.BenchError, match="include gpuaug"):
         bench.validate(bench.BenchConfig(device="cpu", libraries=["kornia"], compile=True))
+
+
+def test_the_gpu_columns(monkeypatch):
+    """What a CUDA run adds (peak memory, share of the bandwidth floor), on the CPU: a measured copy
+    bandwidth and per-call peaks stand in, so that the table the GPU machine prints cannot break."""
+    monkeypatch.setattr(bench, "measure_bandwidth", lambda device: 2e12)
+    monkeypatch.setattr(bench, "_peak_memory", lambda device, fn, x: 3 << 20)
+    cfg = bench.BenchConfig(**TINY, pipelines=["imagenet-train"], transforms=[], libraries=["gpuaug", "kornia"])
+    report = bench.run_benchmark(cfg, progress=None)
+    ok = [r for r in report["results"] if r["status"] == "ok"]
+    assert ok
+    for r in ok:
+        bytes_per_image = (3 * 32 * 32) + 3 * 28 * 28 * 4  # uint8 in, float32 out
+        assert math.isclose(r["floor_share"], r["images_per_s"] * bytes_per_image / 2e12, rel_tol=1e-9)
+    table = bench.format_table(report)
+    assert "copy bandwidth 2,000 GB/s" in table and "% of floor" in table and "3 MiB" in table

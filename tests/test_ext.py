@@ -146,16 +146,22 @@ def test_gpu_pixel_code_matches_on_named_pipelines(transforms, dtype):
 
 
 def test_gpu_pixel_code_on_a_ragged_batch():
+    """Each sample read within its own size, in one op call (checked), through the pixel code as the CPU pass."""
     g = torch.Generator().manual_seed(3)
-    images = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8) for h, w in [(37, 52), (64, 41), (23, 23)]]
-    batch = ga.RaggedBatch.pack(images)
-    transforms = [ga.RandomResizedCrop(28), ga.RandomRotation(15, fill=40), ga.ColorJitter(0.4, 0.4, 0.4, 0.1),
+    sizes = [(37, 52), (64, 41), (23, 23)]
+    batch = ga.RaggedBatch.pack([torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8) for h, w in sizes])
+    transforms = [ga.RandomResizedCrop(28), ga.RandomHorizontalFlip(), ga.ColorJitter(0.4, 0.4, 0.4, 0.1),
                   ga.ToDtype(torch.float32, scale=True)]
-    expected = ga.Pipeline(transforms, seed=4, backend="torch")(batch)
-    with cuda_pixel_code():
-        actual = ga.Pipeline(transforms, seed=4, backend="ext")(batch)
-    diff = (actual - expected).abs()
-    assert float(diff.max()) <= 1.0 / 255 + 1e-6 and float((diff > 1e-6).double().mean()) < 1e-3
+    pipe, ids = ga.Pipeline(transforms, seed=4, backend="ext"), torch.arange(3)
+    expected = pipe(batch, sample_ids=ids)
+    calls = []
+    with cuda_pixel_code(), pytest.MonkeyPatch.context() as patch:
+        op = torch.ops.gpuaug.fused_augment
+        patch.setattr(torch.ops.gpuaug, "fused_augment", lambda *args: calls.append(args) or op(*args))
+        actual = pipe(batch, sample_ids=ids)
+    (args,) = calls
+    assert args[1].tolist() == [list(s) for s in sizes]  # src_size: each image's own
+    assert torch.equal(actual, expected)
 
 
 @pytest.mark.parametrize("warp", [ga.RandomResizedCrop(40, scale=(0.3, 1.0)), ga.RandomAffine(10, scale=(0.8, 1.2))],

@@ -3,9 +3,9 @@ distributions, reproducibility, provenance (save/load/replay), containers, foldi
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
-import inspect
 import math
 
 import pytest
@@ -940,6 +940,8 @@ SKIPPED = {
     "RandomCrop": (lambda p: ga.RandomCrop(32, padding=(4, 2, 6, 3), p=p), lambda: ga.CenterCrop(32)),
     "RandomRotation": (lambda p: ga.RandomRotation(30, p=p), None),
     "RandomAffine": (lambda p: ga.RandomAffine(20, (0.1, 0.1), (0.8, 1.2), 5, p=p), None),
+    # no rotation or shear: every map is axis-aligned, yet an applied sample shows the fill as F.affine does
+    "RandomAffine-no-rotation": (lambda p: ga.RandomAffine(0, translate=(0.2, 0.2), scale=(0.6, 1.4), p=p), None),
     "ColorJitter": (lambda p: ga.ColorJitter(0.4, 0.4, 0.4, 0.1, p=p), None),
 }
 
@@ -965,3 +967,31 @@ def test_p_picks_samples(name, backend):
     else:
         padded = TF.pad(x, [4, 2, 6, 3]) if name == "RandomCrop" else x
         assert torch.equal(none, ga.Pipeline([skipped()], backend=backend)(padded))
+
+
+def test_a_crop_inside_a_container_still_centres_the_samples_it_skips():
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    pipe = ga.Pipeline([ga.RandomApply([ga.RandomCrop(32, padding=(4, 2, 6, 3), p=0.5)], p=0.6)], seed=1)
+    out, params = pipe(x, sample_ids=torch.arange(16), return_params=True)
+    container, crop = params.transforms[0].applied, params.transforms[1].applied
+    centred = TF.center_crop(TF.pad(x, [4, 2, 6, 3]), [32, 32])
+    skipped = container & ~crop
+    assert bool(skipped.any()) and bool((~container).any())
+    assert torch.equal(out[skipped], centred[skipped]) and torch.equal(out[~container], x[~container])
+
+
+@pytest.mark.parametrize("backend", ["torch", "ext"])
+def test_masks_follow_the_images_where_a_rotation_is_skipped(backend):
+    """Samples that skip the rotation take the separable path (torchvision's resize); their masks too."""
+    if backend == "ext" and ga.available_backends()["ext"] != "available":
+        pytest.skip("no extension")
+    x = torch.randint(0, 256, (8, 1, 40, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    pipe = ga.Pipeline([ga.Resize(17, interpolation="nearest", antialias=False), ga.RandomRotation(30, p=0.5)],
+                       seed=3, backend=backend)
+    batch = pipe(x, masks=x[:, 0].clone(), sample_ids=torch.arange(8))
+    skipped = ~batch.params.transforms[1].applied
+    assert bool(skipped.any()) and bool((~skipped).any())
+    resized = TF.resize(x, [17, 17], interpolation=IM.NEAREST)
+    assert torch.equal(batch.images[skipped], resized[skipped])
+    assert torch.equal(batch.masks[skipped], resized[skipped, 0])
+    assert torch.equal(batch.masks, batch.images[:, 0])  # nearest everywhere: the same pixels

@@ -20,24 +20,18 @@ from .plan import FinalWrite, Stage, Step, Warp
 from .transforms._base import ImageSpec, apply_selected
 from .transforms._dtype import Normalize, ToDtype
 
-__all__ = ["run", "run_stage", "axis_aligned_samples", "final_coefficients", "FinalCoefficients"]
+__all__ = ["run", "run_stage", "final_coefficients", "FinalCoefficients"]
 
 _CHUNK_BYTES = 8 << 20
 
 
-def axis_aligned_samples(warp: Warp) -> Tensor:
-    """(B,) bool: every step's map of the sample is a per-axis scale and shift (a skipped rotation is)."""
-    off = [m.matrix[:, i, j].abs() for m in warp.links for i, j in ((0, 1), (1, 0), (2, 0), (2, 1))]
-    return torch.stack(off).amax(dim=0) < 1e-12
-
-
 def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
-    """A ``per_sample`` warp's samples whose own maps are axis-aligned (a skipped rotation's) take the
-    exact separable path, the others grid sampling: on the host, each part on its samples; on
-    accelerators, both paths over the whole batch, picked per sample (no host synchronisation)."""
-    if warp.axis_aligned or not warp.per_sample:
+    """The samples that skip the warp's rotations (``warp.skipped``) take the exact separable path, the
+    others grid sampling: on the host, each part on its samples; on accelerators, both paths over the
+    whole batch, picked per sample (no host synchronisation)."""
+    if warp.axis_aligned or warp.skipped is None:
         return _resample(x, warp, domain)
-    aligned = axis_aligned_samples(warp)
+    aligned = warp.skipped
     if not _device.on_host(x.device):
         separable = _resample(x, dataclasses.replace(warp, axis_aligned=True), domain).to(torch.float32)
         return torch.where(aligned.view(-1, 1, 1, 1), separable, _resample(x, warp, domain))
@@ -149,7 +143,9 @@ def _slice(stage: Stage, rows: slice | Tensor) -> Stage:
     if isinstance(stage, Warp):
         links = [dataclasses.replace(link, matrix=link.matrix[rows]) for link in stage.links]
         sizes = None if stage.source_sizes is None else stage.source_sizes[rows]
-        return dataclasses.replace(stage, matrix=stage.matrix[rows], window=stage.window[rows], links=links, source_sizes=sizes)
+        skipped = None if stage.skipped is None else stage.skipped[rows]
+        return dataclasses.replace(stage, matrix=stage.matrix[rows], window=stage.window[rows], links=links,
+                                   source_sizes=sizes, skipped=skipped)
     return stage
 
 

@@ -285,12 +285,12 @@ def _identity_geometry(x: Tensor) -> _GeometryArgs:
 
 
 def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
-    """Arguments for one Warp: separable taps where the map is axis-aligned (each sample's own map in
-    a ``per_sample`` warp, as the plain-PyTorch backend routes them), the matrix and grid sampling elsewhere."""
+    """Arguments for one Warp: separable taps where the map is axis-aligned (also for the samples that
+    skip its rotations, as the plain-PyTorch backend routes them), the matrix and grid sampling elsewhere."""
     batch, channels = x.shape[:2]
     out_h, out_w = warp.spec_out.height, warp.spec_out.width
     padding = warp.links[0].padding or Padding()
-    if warp.axis_aligned or warp.per_sample:
+    if warp.axis_aligned or warp.skipped is not None:
         args = (warp.interpolation, warp.antialias)
         tx, wx, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 0, out_w, *args,
                                    warp.max_scale[1], domain.integer, warp.source_sizes)
@@ -298,8 +298,8 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
                                    warp.max_scale[0], domain.integer, warp.source_sizes)
     else:
         (tx, wx), (ty, wy) = _no_taps(batch, out_w, x.device), _no_taps(batch, out_h, x.device)
-    if warp.per_sample and not warp.axis_aligned:
-        mode = torch.where(execute.axis_aligned_samples(warp), _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8)
+    if warp.skipped is not None and not warp.axis_aligned:
+        mode = torch.where(warp.skipped, _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8)
     else:
         mode = torch.full((batch,), _Geometry.SEPARABLE if warp.axis_aligned else _Geometry.MATRIX, dtype=torch.int8,
                           device=x.device)

@@ -10,6 +10,8 @@ one :class:`FinalWrite`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -74,7 +76,9 @@ def expand(transforms: list[Transform], spec: ImageSpec, source: ParamsSource) -
         drawn.append(params)
         if t.kind != "container":
             out = t.output_spec(spec)
-            return [Step(t, params, params.applied, t.p < 1.0 and not t.skips_in_params, spec, out)], out
+            if t.skips_in_params:  # a crop's parameters already say what a sample it skips gets
+                return [Step(t, params, torch.ones_like(params.applied), False, spec, out)], out
+            return [Step(t, params, params.applied, t.p < 1.0, spec, out)], out
         name = type(t).__name__
         if isinstance(t, RandomChoice):
             steps = []
@@ -119,9 +123,10 @@ class Warp:
     max_scale: tuple[float, float]  # static bound on source pixels per output pixel (y, x)
     window: Tensor  # (B, 4) inclusive source indices (x_lo, x_hi, y_lo, y_hi) the filter may read
     source_sizes: Tensor | None = None  # (B, 2) int64 (height, width) of each image of a ragged batch
-    # not axis_aligned, but some samples skip a step that is not (a RandomRotation with p < 1): each
-    # sample whose own map is axis-aligned takes the exact separable path, the others grid sampling
-    per_sample: bool = False
+    # (B,) bool: the samples that skip every step that is not axis-aligned (a RandomRotation with p < 1),
+    # whose maps are then axis-aligned: they take the exact separable path, the others grid sampling
+    # (None: no sample can skip them all, or the warp is axis-aligned)
+    skipped: Tensor | None = None
 
     @property
     def supersample(self) -> int:
@@ -158,6 +163,14 @@ def _unbounded(batch: int, device: torch.device) -> Tensor:
 _INTERPOLATION_RANK = {"nearest": 0, "bilinear": 1, "bicubic": 2}
 
 
+def _skipping_every_rotation(steps: list[Step]) -> Tensor | None:
+    """Warp.skipped: the samples that skip every step of ``steps`` that is not axis-aligned."""
+    rotating = [s for s in steps if not getattr(s.transform, "axis_aligned", False)]
+    if not rotating or not all(s.gated for s in rotating):
+        return None
+    return functools.reduce(operator.and_, (~s.applied for s in rotating))
+
+
 def _fold_geometry(steps: list[Step]) -> Warp:
     batch, device = steps[0].applied.shape[0], steps[0].applied.device
     eye = geometry.identity(batch, device)
@@ -184,7 +197,7 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         spec_in=steps[0].spec_in,
         spec_out=steps[-1].spec_out,
         axis_aligned=all(getattr(s.transform, "axis_aligned", False) for s in steps),
-        per_sample=any(s.gated and not getattr(s.transform, "axis_aligned", False) for s in steps),
+        skipped=_skipping_every_rotation(steps),
         interpolation=max(interpolations, key=_INTERPOLATION_RANK.__getitem__, default="nearest"),
         antialias=any(s.transform.antialias for s in steps),
         links=links,

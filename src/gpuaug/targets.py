@@ -445,6 +445,9 @@ def _warp_masks(masks: Tensor, stages: list[Stage], fill: float) -> Tensor:
             y = warp_separable(x, warp.matrix, links, warp.window, out_hw, "nearest", False, warp.max_scale)
         else:
             y = warp_grid(x, links, out_hw, "nearest")
+            if warp.skipped is not None:  # as the images: the samples that skip the rotations, separably
+                separable = warp_separable(x, warp.matrix, links, warp.window, out_hw, "nearest", False, warp.max_scale)
+                y = torch.where(warp.skipped.view(-1, 1, 1, 1), separable.to(y.dtype), y)
         x = y.to(x.dtype)
     if pieces > 1:
         x = x.to(torch.int64).view(batch, layers, pieces, *x.shape[-2:])
