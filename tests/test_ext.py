@@ -320,8 +320,9 @@ def test_cuda_ext_matches_cpu_reference(dtype):
 @cuda
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
 def test_cuda_kernel_equals_its_pixel_code_on_the_cpu(dtype):
-    """The per-pixel code compiled by nvcc and by the host compiler (both without contracted FMAs) gives
-    the same bits, but where the order of a contrast sum's additions moves a mean by an ulp."""
+    """The per-pixel code compiled by nvcc and by the host compiler (both without contracted FMAs): within
+    the parity tolerance everywhere and the same bits almost everywhere (a contrast sum's additions come
+    in another order, which can move a mean by an ulp)."""
     x = _input((16, 3, 64, 72), dtype, 3)
     for transforms in (imagenet_train(48), [ga.RandomAffine(20, (0.1, 0.1), (0.8, 1.2), 10), ga.ColorJitter(0.4, 0.4, 0.4, 0.1),
                                             ga.RandomPosterize(4), ga.ToDtype(torch.float16, scale=True)]):

@@ -225,7 +225,8 @@ class Pad(GeometricTransform):
 
 @register_params
 class CropParams(Params):
-    """top, left (B,) int64: the crop's corner in the (padded) input; height, width (B,) int64."""
+    """top, left (B,) int64: the crop's corner in the (padded) input; height, width (B,) int64.
+    ``applied`` False: the sample got the crop's deterministic fallback (centre crop, whole image)."""
 
     top: Tensor
     left: Tensor
@@ -292,7 +293,8 @@ class RandomCrop(GeometricTransform):
         slack = torch.stack([height - self.size[0], width - self.size[1]], dim=1)
         corner = rng.randint(slack + 1, 2)
         if self.p < 1.0:  # the others: the centre crop, as torchvision's CenterCrop places it
-            corner = torch.where(applied[:, None], corner, torch.round(slack / 2.0).to(torch.int64))
+            centre = torch.stack([_center_crop_offset(height, self.size[0]), _center_crop_offset(width, self.size[1])], 1)
+            corner = torch.where(applied[:, None], corner, centre.to(torch.int64))
         size = constant(self.size, torch.int64, applied.device).repeat(applied.shape[0], 1)  # the caller's to edit
         return CropParams(applied, corner[:, 0], corner[:, 1], size[:, 0], size[:, 1])
 
