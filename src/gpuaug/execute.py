@@ -29,17 +29,17 @@ def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
     """The samples that skip the warp's rotations (``warp.skipped``) take the exact separable path, the
     others grid sampling: on the host, each part on its samples; on accelerators, both paths over the
     whole batch, picked per sample (no host synchronisation)."""
-    if warp.axis_aligned or warp.skipped is None:
+    skipped = warp.skipped  # None for an axis-aligned warp
+    if skipped is None:
         return _resample(x, warp, domain)
-    aligned = warp.skipped
     if not _device.on_host(x.device):
         separable = _resample(x, dataclasses.replace(warp, axis_aligned=True), domain).to(torch.float32)
-        return torch.where(aligned.view(-1, 1, 1, 1), separable, _resample(x, warp, domain))
-    if bool(aligned.all()):
+        return torch.where(skipped.view(-1, 1, 1, 1), separable, _resample(x, warp, domain))
+    if bool(skipped.all()):
         return _resample(x, dataclasses.replace(warp, axis_aligned=True), domain)
-    if not bool(aligned.any()):
+    if not bool(skipped.any()):
         return _resample(x, warp, domain)
-    rows = aligned.nonzero().squeeze(1), (~aligned).nonzero().squeeze(1)
+    rows = skipped.nonzero().squeeze(1), (~skipped).nonzero().squeeze(1)
     parts = [_resample(x[r], dataclasses.replace(_slice(warp, r), axis_aligned=a), domain) for r, a in zip(rows, (True, False))]
     y = torch.empty((x.shape[0], *parts[0].shape[1:]), dtype=torch.float32, device=x.device)
     y[rows[0]], y[rows[1]] = parts[0].to(torch.float32), parts[1]

@@ -298,7 +298,7 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
                                    warp.max_scale[0], domain.integer, warp.source_sizes)
     else:
         (tx, wx), (ty, wy) = _no_taps(batch, out_w, x.device), _no_taps(batch, out_h, x.device)
-    if warp.skipped is not None and not warp.axis_aligned:
+    if warp.skipped is not None:  # None for an axis-aligned warp
         mode = torch.where(warp.skipped, _Geometry.SEPARABLE, _Geometry.MATRIX).to(torch.int8)
     else:
         mode = torch.full((batch,), _Geometry.SEPARABLE if warp.axis_aligned else _Geometry.MATRIX, dtype=torch.int8,

@@ -441,12 +441,13 @@ def _warp_masks(masks: Tensor, stages: list[Stage], fill: float) -> Tensor:
     for warp in (s for s in stages if isinstance(s, Warp)):
         links = [dataclasses.replace(link, padding=_mask_padding(link.padding, fills)) for link in warp.links]
         out_hw = (warp.spec_out.height, warp.spec_out.width)
+        if warp.axis_aligned or warp.skipped is not None:
+            separable = warp_separable(x, warp.matrix, links, warp.window, out_hw, "nearest", False, warp.max_scale)
         if warp.axis_aligned:
-            y = warp_separable(x, warp.matrix, links, warp.window, out_hw, "nearest", False, warp.max_scale)
+            y = separable
         else:
             y = warp_grid(x, links, out_hw, "nearest")
             if warp.skipped is not None:  # as the images: the samples that skip the rotations, separably
-                separable = warp_separable(x, warp.matrix, links, warp.window, out_hw, "nearest", False, warp.max_scale)
                 y = torch.where(warp.skipped.view(-1, 1, 1, 1), separable.to(y.dtype), y)
         x = y.to(x.dtype)
     if pieces > 1:
