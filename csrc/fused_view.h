@@ -46,7 +46,10 @@ GA_HD void warp_pixel(const FusedView& f, const T* images, int b, int i, int j, 
   const int channels = f.channels_in;
   const int mode = f.geometry[b];
   if (mode == kIdentity) {
-    for (int c = 0; c < channels; ++c) v[c] = img.at(c, i, j);
+    GA_UNROLL
+    for (int c = 0; c < kMaxChannels; ++c) {
+      if (c < channels) v[c] = img.at(c, i, j);
+    }
     return;
   }
   if (mode == kSeparable) {
@@ -56,22 +59,28 @@ GA_HD void warp_pixel(const FusedView& f, const T* images, int b, int i, int j, 
     sample_separable(img, channels, ty, wy, f.ky, tx, wx, f.kx, f.warp_rounding > 0, v);
     if (f.has_fill) {
       const float outside = 1.0f - tap_sum(wy, f.ky) * tap_sum(wx, f.kx);
-      for (int c = 0; c < channels; ++c) v[c] += outside * f.fill[c];
+      GA_UNROLL
+      for (int c = 0; c < kMaxChannels; ++c) {
+        if (c < channels) v[c] += outside * f.fill[c];
+      }
     }
   } else {
     const int k = f.supersample;
-    float acc[kMaxChannels] = {0.0f, 0.0f, 0.0f}, sub[kMaxChannels];
+    float acc[kMaxChannels] = {0.0f, 0.0f, 0.0f}, sub[kMaxChannels] = {0.0f, 0.0f, 0.0f};
     for (int sy = 0; sy < k; ++sy) {
       for (int sx = 0; sx < k; ++sx) {
         const double ox = (j * k + sx + 0.5) / k - 0.5, oy = (i * k + sy + 0.5) / k - 0.5;
         sample_matrix(img, channels, f.matrix + 9 * b, ox, oy, f.bilinear, f.padding, f.fill, f.has_fill, sub);
-        for (int c = 0; c < channels; ++c) acc[c] += sub[c];
+        GA_UNROLL
+        for (int c = 0; c < kMaxChannels; ++c) acc[c] += sub[c];
       }
     }
-    for (int c = 0; c < channels; ++c) v[c] = k > 1 ? acc[c] / static_cast<float>(k * k) : acc[c];
+    GA_UNROLL
+    for (int c = 0; c < kMaxChannels; ++c) v[c] = k > 1 ? acc[c] / static_cast<float>(k * k) : acc[c];
   }
   if (f.warp_rounding > 0) {
-    for (int c = 0; c < channels; ++c) {
+    GA_UNROLL
+    for (int c = 0; c < kMaxChannels; ++c) {
       v[c] = nearbyintf(v[c]);
       if (f.warp_rounding == 2) v[c] = clampf(v[c], 0.0f, 255.0f);
     }
@@ -108,8 +117,26 @@ GA_HD void write_pixel(const FusedView& f, const T* __restrict__ images, int b, 
   float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
   compute_pixel(f, images, b, i, j, f.slots, v);
   O* dst = out + b * f.out_sb + i * f.out_sh + j * f.out_sw;
-  for (int c = 0; c < f.out_c; ++c)
-    dst[c * f.out_sc] = to_output<O>(final_value(v[c], f.out_scale[c], f.out_shift[c], f.final_mode, f.final_mult));
+  GA_UNROLL
+  for (int c = 0; c < kMaxChannels; ++c) {
+    if (c < f.out_c) dst[c * f.out_sc] = to_output<O>(final_value(v[c], f.out_scale[c], f.out_shift[c], f.final_mode, f.final_mult));
+  }
+}
+
+// Pixel (i, j) of sample b resampled into `warped`, (B, channels_in, out_h, out_w) float32: with
+// contrast slots, the pixels are resampled once into such a buffer, which the statistics and main
+// launches then read through an identity map (see warp_once in ops.cpp).
+template <typename T>
+GA_HD void warp_to_buffer(const FusedView& f, const T* __restrict__ images, int b, int i, int j,
+                          float* __restrict__ warped) {
+  float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
+  warp_pixel(f, images, b, i, j, v);
+  const int64_t plane = static_cast<int64_t>(f.out_h) * f.out_w;
+  float* dst = warped + static_cast<int64_t>(b) * f.channels_in * plane + static_cast<int64_t>(i) * f.out_w + j;
+  GA_UNROLL
+  for (int c = 0; c < kMaxChannels; ++c) {
+    if (c < f.channels_in) dst[c * plane] = v[c];
+  }
 }
 
 // What pixel (i, j) of sample b adds to the luma sum of contrast slot `slot` (which holds kContrast).

@@ -13,10 +13,12 @@
 #ifdef __CUDACC__
 #define GA_HD __host__ __device__ __forceinline__
 #define GA_INLINE_LAMBDA
+#define GA_UNROLL _Pragma("unroll")
 #else
 // Forced into the CPU's row loops, which then vectorise (GCC would call the larger ones).
 #define GA_HD inline __attribute__((always_inline))
 #define GA_INLINE_LAMBDA __attribute__((always_inline))
+#define GA_UNROLL _Pragma("GCC unroll 4")
 #endif
 
 namespace gpuaug {

@@ -20,18 +20,30 @@ struct SourceImage {
 
 // Axis-aligned resampling: rows `ty` with weights `wy`, columns `tx` with weights `wx`. Each
 // source row is filtered first (and rounded to a uint8 value when `round_rows`), then the rows
-// are combined, as torchvision's separable uint8 resize does.
+// are combined, as torchvision's separable uint8 resize does. Channel loops here and in the rest
+// of the per-pixel path run over kMaxChannels, unrolled, up to the run-time `channels`: a pixel's
+// values then stay in GPU registers (an array indexed by a run-time loop lives in local memory).
 template <typename T>
 GA_HD void sample_separable(const SourceImage<T>& img, int channels, const int* ty, const float* wy, int ky,
                             const int* tx, const float* wx, int kx, bool round_rows, float* v) {
-  for (int c = 0; c < channels; ++c) v[c] = 0.0f;
+  GA_UNROLL
+  for (int c = 0; c < kMaxChannels; ++c) v[c] = 0.0f;
   for (int a = 0; a < ky; ++a) {
     if (wy[a] == 0.0f) continue;
-    for (int c = 0; c < channels; ++c) {
-      float row = 0.0f;
-      for (int k = 0; k < kx; ++k) row += wx[k] * img.at(c, ty[a], tx[k]);
-      if (round_rows) row = clampf(nearbyintf(row), 0.0f, 255.0f);
-      v[c] += wy[a] * row;
+    const T* line = img.data + ty[a] * img.stride_h;
+    float row[kMaxChannels] = {0.0f, 0.0f, 0.0f};
+    for (int k = 0; k < kx; ++k) {
+      const T* pixel = line + tx[k] * img.stride_w;
+      const float w = wx[k];
+      GA_UNROLL
+      for (int c = 0; c < kMaxChannels; ++c) {
+        if (c < channels) row[c] += w * static_cast<float>(pixel[c * img.stride_c]);
+      }
+    }
+    GA_UNROLL
+    for (int c = 0; c < kMaxChannels; ++c) {
+      if (round_rows) row[c] = clampf(nearbyintf(row[c]), 0.0f, 255.0f);
+      v[c] += wy[a] * row[c];
     }
   }
 }
@@ -127,7 +139,10 @@ GA_HD void sample_matrix(const SourceImage<T>& img, int channels, const double* 
                          bool bilinear, int padding, const float* fill, bool has_fill, float* v) {
   const GridTaps t = grid_taps(m, ox, oy, img.width, img.height, bilinear, padding);
   const float outside = 1.0f - (t.w[0] + t.w[1] + t.w[2] + t.w[3]);
-  for (int c = 0; c < channels; ++c) v[c] = read_taps(img, c, t) + (has_fill ? outside * fill[c] : 0.0f);
+  GA_UNROLL
+  for (int c = 0; c < kMaxChannels; ++c) {
+    if (c < channels) v[c] = read_taps(img, c, t) + (has_fill ? outside * fill[c] : 0.0f);
+  }
 }
 
 }  // namespace gpuaug

@@ -108,6 +108,33 @@ def test_ragged_batch_checks_its_fields():
         ga.RaggedBatch.pack([])
 
 
+def test_encoded_batch_views_and_checks():
+    files = [torch.tensor(list(b"abc"), dtype=torch.uint8), torch.tensor([], dtype=torch.uint8), torch.tensor([7], dtype=torch.uint8)]
+    batch = ga.data.EncodedBatch.pack(files)
+    assert len(batch) == 3 and batch.offsets.tolist() == [0, 3, 3, 4] and batch.data.tolist() == [97, 98, 99, 7]
+    assert [x.tolist() for x in batch] == [x.tolist() for x in files]
+    assert batch[-1].tolist() == [7] and batch[0].data_ptr() == batch.data.data_ptr(), "items are views of data"
+    with pytest.raises(IndexError):
+        batch[3]
+    data = batch.data
+    with pytest.raises(TypeError, match="data must be a 1-D uint8"):
+        ga.data.EncodedBatch(data.float(), batch.offsets)
+    with pytest.raises(TypeError, match="offsets must be an int64"):
+        ga.data.EncodedBatch(data, batch.offsets.int())
+    with pytest.raises(ValueError, match="shape"):
+        ga.data.EncodedBatch(data, torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"rise from 0 to len\(data\) = 4"):
+        ga.data.EncodedBatch(data, torch.tensor([0, 3, 2, 4]))
+    with pytest.raises(ValueError, match="rise from 0"):
+        ga.data.EncodedBatch(data, torch.tensor([0, 3, 5]))
+    with pytest.raises(ValueError, match="rise from 0"):
+        ga.data.EncodedBatch(data, torch.tensor([1, 4]))
+    with pytest.raises(TypeError, match="image 1: encoded images must be 1-D uint8"):
+        ga.data.EncodedBatch.pack([files[0], image(0)])
+    with pytest.raises(ValueError, match="at least one"):
+        ga.data.EncodedBatch.pack([])
+
+
 def test_ragged_collate_augments_each_sample_as_alone():
     """One pass over the padded batch, keyed by index: what each sample gets on its own."""
     pipe = pipeline()

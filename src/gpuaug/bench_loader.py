@@ -10,8 +10,10 @@ size, sampler (seeded, so the same images in the same order) and number of batch
   Normalize; batches are collated, pinned and copied to the device in the main process;
 - ``gpuaug-device``: the workers decode (``ga.data.ImageFiles`` + ``ga.data.Collate``) into ragged
   uint8 batches; ``ga.data.DeviceLoader`` copies them to the device and augments them there;
-- ``gpuaug-nvjpeg``: the workers only read the files' bytes; DeviceLoader decodes them on the GPU
-  (nvJPEG) and augments them there (CUDA only);
+- ``gpuaug-nvjpeg``: the workers only read the files' bytes and pack each batch's into one
+  ``ga.data.EncodedBatch`` (``Collate(decode=False)``), which reaches the main process and is
+  pinned as one tensor; DeviceLoader decodes them on the GPU (nvJPEG) and augments them there
+  (CUDA only);
 - ``gpuaug-workers``: decode and augmentation in the workers on the CPU (``Collate(pipeline)``,
   the fused extension when it is built), then the finished batches are copied to the device.
 

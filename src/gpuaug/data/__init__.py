@@ -12,11 +12,11 @@ Example:
 """
 
 from .collate import Collate, WithIndex, augment_batch
-from .decode import ImageFiles, decode_batch, decode_images
+from .decode import EncodedBatch, ImageFiles, decode_batch, decode_images
 from .loader import DeviceLoader
 from .ragged import RaggedBatch
 
 __all__ = [
     "Collate", "WithIndex", "DeviceLoader", "RaggedBatch",
-    "ImageFiles", "decode_images", "decode_batch", "augment_batch",
+    "ImageFiles", "EncodedBatch", "decode_images", "decode_batch", "augment_batch",
 ]

@@ -7,9 +7,9 @@ as :class:`~gpuaug.data.ImageFiles` gives). :class:`WithIndex` makes any dataset
 their index, which keys the augmentation of a sample whatever batch, worker or rank it lands in.
 
 A batch is a dict: ``"images"`` (B, C, H, W), or a :class:`~gpuaug.data.RaggedBatch` plus
-``"sizes"`` (B, 2) for differently sized images; ``"labels"`` (collated by torch's
-default_collate), ``"sample_ids"`` (B,) int64 when the samples have indices; every other key as a
-list.
+``"sizes"`` (B, 2) for differently sized images (or an :class:`~gpuaug.data.EncodedBatch` of file
+bytes, left encoded); ``"labels"`` (collated by torch's default_collate), ``"sample_ids"`` (B,)
+int64 when the samples have indices; every other key as a list.
 
 Example:
     >>> import numpy as np, torch, gpuaug as ga
@@ -32,7 +32,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from ..mix import AnyMix
 from ..pipeline import Pipeline
-from .decode import OnError, decode_batch, is_encoded
+from .decode import EncodedBatch, OnError, decode_batch, is_encoded
 from .ragged import RaggedBatch, augment, image_fields
 
 __all__ = ["Collate", "WithIndex", "augment_batch"]
@@ -146,8 +146,9 @@ class Collate:
             own size, so it must start with RandomResizedCrop, RandomCrop, CenterCrop or Resize((h, w)).
         mix: a MixUp, CutMix or MixChoice applied after the pipeline; it turns labels into soft labels.
             A pipeline ending in a mix does that itself, keyed by its own seed (then leave ``mix`` None).
-        decode: decode encoded images here (True) or leave them as a list for
-            :class:`~gpuaug.data.DeviceLoader` to decode on the GPU (False).
+        decode: decode encoded images here (True), or pack them into one
+            :class:`~gpuaug.data.EncodedBatch` for :class:`~gpuaug.data.DeviceLoader` to decode on
+            the GPU (False): one tensor per batch to pass from worker to main process and to pin.
         on_error: what a file that does not decode does: "raise" a ValueError naming it, or "skip"
             it (and its label and index) with a warning.
         threads: torch's CPU threads in each worker process (None leaves them as they are).
@@ -215,10 +216,12 @@ class Collate:
                 batch[key] = [record[key] for record in records]
         if all(encoded) and self.decode:
             batch = decode_batch(batch, on_error=self.on_error)
+        elif all(encoded):
+            batch["images"] = EncodedBatch.pack(images)
         if self.pipeline is None and self.mix is None:
             return batch
         if "sample_ids" not in batch:
             raise ValueError("Collate augments keyed by the samples' indices: wrap the dataset in ga.data.WithIndex")
-        if isinstance(batch["images"], list):
+        if isinstance(batch["images"], EncodedBatch):
             raise TypeError("Collate(decode=False) cannot augment encoded images: augment in DeviceLoader instead")
         return augment_batch(batch, self.pipeline, self.mix, self.epoch)

@@ -1,8 +1,9 @@
 """Encoded images from files, and batch decoding: JPEGs on the GPU with nvJPEG, the rest on the CPU.
 
-Workers only read bytes (:class:`ImageFiles`); :func:`decode_batch` decodes a collated batch on
-the CPU (in ``Collate``) or on the GPU (in ``DeviceLoader``), and packs it into a stacked or
-ragged batch. A file that does not decode raises a ValueError naming it, or, with
+Workers only read bytes (:class:`ImageFiles`); ``Collate(decode=False)`` packs a batch's files
+into one :class:`EncodedBatch`, which crosses to the main process as one tensor; :func:`decode_batch`
+decodes a collated batch on the CPU (in ``Collate``) or on the GPU (in ``DeviceLoader``), and packs
+it into a stacked or ragged batch. A file that does not decode raises a ValueError naming it, or, with
 ``on_error="skip"``, is dropped from the batch (with its label and id) with a warning.
 
 Example:
@@ -16,10 +17,12 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +33,7 @@ from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
 from .ragged import image_fields
 
-__all__ = ["ImageFiles", "decode_images", "decode_batch", "is_encoded"]
+__all__ = ["ImageFiles", "EncodedBatch", "decode_images", "decode_batch", "is_encoded"]
 
 OnError = Literal["raise", "skip"]
 _JPEG_MAGIC = (0xFF, 0xD8, 0xFF)
@@ -102,6 +105,67 @@ def is_encoded(image: object) -> bool:
     return isinstance(image, Tensor) and image.ndim == 1 and image.dtype == torch.uint8
 
 
+@dataclass(frozen=True, eq=False)
+class EncodedBatch:
+    """The encoded images (file bytes) of a batch in one tensor.
+
+    ``data`` is the 1-D uint8 concatenation of the files' bytes and ``offsets`` the (B + 1,) int64
+    CPU tensor of where each starts, then where the last ends: image ``i`` is
+    ``data[offsets[i]:offsets[i + 1]]``, a view. Indexing and iteration give these views.
+    A DataLoader worker hands it to the main process as one shared-memory tensor (not one per
+    file), and ``pin_memory=True`` pins ``data`` as one tensor.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> batch = ga.data.EncodedBatch.pack([torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4], dtype=torch.uint8)])
+        >>> len(batch), batch.offsets.tolist(), [x.tolist() for x in batch]
+        (2, [0, 3, 4], [[1, 2, 3], [4]])
+    """
+
+    data: Tensor
+    offsets: Tensor
+
+    def __post_init__(self) -> None:
+        if not is_encoded(self.data):
+            raise TypeError(f"EncodedBatch.data must be a 1-D uint8 tensor, got {self.data!r:.80}")
+        offsets = self.offsets
+        if not isinstance(offsets, Tensor) or offsets.dtype != torch.int64 or offsets.device.type != "cpu":
+            raise TypeError(f"EncodedBatch.offsets must be an int64 CPU tensor, got {offsets!r:.80}")
+        if offsets.ndim != 1 or len(offsets) < 2:
+            raise ValueError(f"EncodedBatch.offsets must have shape (B + 1,) with B >= 1, got {tuple(offsets.shape)}")
+        if offsets[0] != 0 or offsets[-1] != len(self.data) or (offsets[1:] < offsets[:-1]).any():
+            raise ValueError(
+                f"EncodedBatch.offsets must rise from 0 to len(data) = {len(self.data)}, got {offsets.tolist()}"
+            )
+
+    @classmethod
+    def pack(cls, images: Sequence[Tensor]) -> EncodedBatch:
+        """Copy encoded images (1-D uint8 tensors of file bytes) into one batch."""
+        if not images:
+            raise ValueError("an EncodedBatch needs at least one image")
+        for i, image in enumerate(images):
+            if not is_encoded(image):
+                raise TypeError(f"image {i}: encoded images must be 1-D uint8 tensors of file bytes, got {image!r:.80}")
+        lengths = torch.tensor([0, *(len(image) for image in images)], dtype=torch.int64)
+        return cls(torch.cat(list(images)), lengths.cumsum(0))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> Tensor:
+        """The bytes of image ``i`` (a view of ``data``)."""
+        i = range(len(self))[i]
+        return self.data[int(self.offsets[i]) : int(self.offsets[i + 1])]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        bounds = self.offsets.tolist()
+        return (self.data[start:end] for start, end in itertools.pairwise(bounds))
+
+    def pin_memory(self) -> EncodedBatch:
+        """The batch with ``data`` in pinned memory (what DataLoader's ``pin_memory=True`` calls)."""
+        return EncodedBatch(self.data.pin_memory(), self.offsets)
+
+
 def _reason(error: Exception) -> str:
     """torchvision's message without its C++ source location prefix."""
     return re.sub(r"^[^,\s]+, \S+:\d+, ", "", str(error)).strip()
@@ -117,14 +181,15 @@ def _decode_one(data: Tensor, mode: ImageReadMode, device: torch.device, on_gpu:
 
 
 def decode_images(
-    data: Sequence[Tensor],
+    data: Sequence[Tensor] | EncodedBatch,
     *,
     device: torch.device | str = "cpu",
     names: Sequence[str] | None = None,
     on_error: OnError = "raise",
     mode: ImageReadMode = ImageReadMode.RGB,
 ) -> tuple[list[Tensor], list[int]]:
-    """Decode encoded images to (C, H, W) uint8 tensors on ``device``.
+    """Decode encoded images (a list of 1-D uint8 tensors, or an :class:`EncodedBatch`) to (C, H, W)
+    uint8 tensors on ``device``.
 
     On a CUDA device JPEGs are decoded together with ``torchvision.io.decode_jpeg(device=...)``;
     everything else (everything on the CPU, and a JPEG that nvJPEG refuses) with
@@ -143,6 +208,7 @@ def decode_images(
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     device = torch.device(device)
+    data = list(data)
     names = [f"image {i}" for i in range(len(data))] if names is None else list(names)
     if len(names) != len(data):
         raise ValueError(f"got {len(names)} names for {len(data)} images")
@@ -190,7 +256,8 @@ def decode_batch(
     on_error: OnError = "raise",
     mode: ImageReadMode = ImageReadMode.RGB,
 ) -> dict[str, Any]:
-    """A copy of ``batch`` whose ``images`` (a list of encoded images) are decoded on ``device``.
+    """A copy of ``batch`` whose ``images`` (an :class:`EncodedBatch` or a list of encoded images) are
+    decoded on ``device``.
 
     Images of one size are stacked into (B, C, H, W); differently sized ones are packed into a
     :class:`~gpuaug.data.RaggedBatch` and their sizes put under ``"sizes"``. ``batch["path"]``,

@@ -3,7 +3,9 @@
 On CUDA, batch ``i + prefetch`` is copied (from pinned memory), decoded and augmented on a side
 stream while the model works on batch ``i``; the stream that consumes a batch waits for its work
 and every tensor of it is recorded on that stream, so the caching allocator never hands its memory
-to other work too early.
+to other work too early. Encoded images (an :class:`~gpuaug.data.EncodedBatch` from
+``Collate(decode=False)``, or a list of 1-D uint8 tensors) are decoded from host memory: JPEGs with
+nvJPEG on a CUDA device, the rest on the CPU.
 
 Example:
     >>> import torch, gpuaug as ga
@@ -28,7 +30,7 @@ from torch import Tensor
 from ..mix import AnyMix
 from ..pipeline import Pipeline
 from .collate import augment_batch, check_options
-from .decode import OnError, decode_batch
+from .decode import EncodedBatch, OnError, decode_batch
 from .ragged import RaggedBatch
 
 __all__ = ["DeviceLoader"]
@@ -122,7 +124,7 @@ class DeviceLoader:
     def _prepare(self, batch: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(batch, dict) or "images" not in batch:
             raise TypeError(f"DeviceLoader takes batch dicts with 'images' (use ga.data.Collate), got {type(batch).__name__}")
-        if isinstance(batch["images"], list):
+        if isinstance(batch["images"], (EncodedBatch, list)):
             batch = decode_batch(batch, device=self.device, on_error=self.on_error)
         return augment_batch(_to_device(batch, self.device), self.pipeline, self.mix)
 

@@ -1,0 +1,145 @@
+"""Where a GPU Pipeline call spends its time: run by scripts/gpu-check (step "profile").
+
+Prints, and writes to ``$OUT/profile.json``:
+
+- the CUDA kernels of one ext-backend imagenet-train call (torch.profiler), by total GPU time;
+- a ladder of sub-pipelines (uint8 256x256 -> 224x224 float16, batch 256): eager and CUDA-graph
+  ms per batch, so that each step's cost is the difference between two rows;
+- the DataLoader stages of bench-loader's rows, one batch of 256 ragged images (300-600 px):
+  pinning the padded batch, its host-to-device copy, the ext pipeline on it, CPU and nvJPEG decode.
+
+Usage: ``PYTHONPATH=src python benchmarks/gpu_profile.py [OUT_DIR]`` (needs CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torchvision.io import decode_image, decode_jpeg, encode_jpeg
+
+import gpuaug as ga
+from gpuaug.bench_loader import _photos
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+DEVICE = torch.device("cuda")
+
+
+def timed(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
+    """Median ms of ``fn()`` on the device (synchronised before and after each call)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(1000 * (time.perf_counter() - start))
+    return sorted(times)[len(times) // 2]
+
+
+def ladder() -> dict[str, list]:
+    """name -> transforms, each adding one step (or one ColorJitter part) to the one before."""
+    rrc = ga.RandomResizedCrop(224, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))
+    tail = [ga.ToDtype(torch.float16, scale=True), ga.Normalize(MEAN, STD)]
+    return {
+        "cast only (no geometry)": [*tail],
+        "Resize(224)": [ga.Resize(224), *tail],
+        "RRC": [rrc, *tail],
+        "RRC+flip": [rrc, ga.RandomHorizontalFlip(), *tail],
+        "+brightness": [rrc, ga.RandomHorizontalFlip(), ga.ColorJitter(brightness=0.4), *tail],
+        "+contrast": [rrc, ga.RandomHorizontalFlip(), ga.ColorJitter(0.4, 0.4), *tail],
+        "+saturation": [rrc, ga.RandomHorizontalFlip(), ga.ColorJitter(0.4, 0.4, 0.4), *tail],
+        "+hue": [rrc, ga.RandomHorizontalFlip(), ga.ColorJitter(0.4, 0.4, 0.4, 0.1), *tail],
+        "imagenet-train": [rrc, ga.RandomHorizontalFlip(), ga.RandomApply([ga.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                           ga.RandomGrayscale(p=0.2), *tail],
+    }
+
+
+def kernel_table(pipe: ga.Pipeline, x: torch.Tensor) -> list[dict]:
+    from torch.profiler import ProfilerActivity, profile
+
+    ids = torch.arange(x.shape[0], device=DEVICE)
+    for _ in range(3):
+        pipe(x, sample_ids=ids)
+    torch.cuda.synchronize()
+    calls = 5
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            pipe(x, sample_ids=ids)
+        torch.cuda.synchronize()
+    rows = []
+    for e in prof.key_averages():
+        gpu_us = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+        if gpu_us and not e.key.startswith("aten::"):  # aten ops' device time is their kernels'
+            rows.append({"kernel": e.key[:110], "calls_per_pipe_call": e.count / calls, "gpu_us_per_pipe_call": gpu_us / calls})
+    rows.sort(key=lambda r: -r["gpu_us_per_pipe_call"])
+    return rows
+
+
+def ragged_stages() -> dict[str, float]:
+    g = torch.Generator().manual_seed(0)
+    photos = [torch.from_numpy(__import__("numpy").asarray(p)).permute(2, 0, 1).contiguous() for p in _photos()]
+    images = []
+    for i in range(256):
+        h, w = torch.randint(300, 601, (2,), generator=g).tolist()
+        p = photos[i % len(photos)]
+        images.append(torch.nn.functional.interpolate(p[None].float(), size=(h, w), mode="bilinear")[0].round().clamp(0, 255).byte())
+    jpegs = [encode_jpeg(x, quality=90) for x in images]
+    out: dict[str, float] = {"mean_jpeg_kb": sum(j.numel() for j in jpegs) / len(jpegs) / 1024}
+    out["cpu_decode_ms_per_image"] = timed(lambda: [decode_image(j) for j in jpegs[:32]], repeats=3, warmup=1) / 32
+    out["nvjpeg_batch_decode_ms_256"] = timed(lambda: decode_jpeg(jpegs, device=DEVICE), repeats=5, warmup=2)
+    batch = ga.data.decode_batch({"images": jpegs})
+    ragged = batch["images"]
+    out["padded_batch_mb"] = ragged.images.numel() / 2**20
+    out["pin_ms"] = timed(lambda: ragged.pin_memory(), repeats=5, warmup=1)
+    pinned = ragged.pin_memory()
+    out["h2d_pinned_ms"] = timed(lambda: pinned.to(DEVICE, non_blocking=True), repeats=5)
+    on_device = pinned.to(DEVICE)
+    pipe = ga.Pipeline(ladder()["imagenet-train"], seed=0, backend="ext")
+    ids = torch.arange(256, device=DEVICE)
+    out["ext_pipeline_on_ragged_ms"] = timed(lambda: pipe(on_device, sample_ids=ids), repeats=10)
+    return out
+
+
+def main(out_dir: str) -> None:
+    torch.backends.cudnn.benchmark = False
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    x = torch.randint(0, 256, (256, 3, 256, 256), dtype=torch.uint8, device=DEVICE, generator=g)
+    ids = torch.arange(256, device=DEVICE)
+    report: dict[str, object] = {"device": torch.cuda.get_device_name(), "batch": 256}
+    rows = []
+    for name, steps in ladder().items():
+        pipe = ga.Pipeline(steps, seed=0, backend="ext")
+        eager = timed(lambda: pipe(x, sample_ids=ids))
+        captured = ga.capture(pipe, x)
+        graph = timed(lambda: captured(x, ids))
+        rows.append({"pipeline": name, "eager_ms": eager, "graph_ms": graph})
+        print(f"{name:<26} eager {eager:7.3f} ms   graph {graph:7.3f} ms", flush=True)
+    report["ladder"] = rows
+    try:
+        kernels = kernel_table(ga.Pipeline(ladder()["imagenet-train"], seed=0, backend="ext"), x)
+        report["kernels"] = kernels
+        print(f"{len(kernels)} kinds of GPU activity per imagenet-train call; the top ones (us per call):")
+        for r in kernels[:25]:
+            print(f"  {r['gpu_us_per_pipe_call']:9.1f}  x{r['calls_per_pipe_call']:<5g} {r['kernel']}")
+    except Exception as error:  # the profiler may not reach the device's counters
+        report["kernels"] = f"profiler failed: {error!r}"
+        print(report["kernels"])
+    try:
+        stages = ragged_stages()
+    except Exception as error:
+        stages = {"error": repr(error)}
+    report["ragged"] = stages
+    print("ragged batch of 256 (300-600 px):", json.dumps(stages, indent=1))
+    Path(out_dir, "profile.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("OUT", "."))
