@@ -49,18 +49,12 @@ void dispatch_input(const at::Tensor& images, F&& f) {
   }
 }
 
-// With contrast slots, the per-pixel implementations first resample every pixel once into
-// `warped` (B, C, out_h, out_w) float32 (warp_pixels_*), then run on warp_once(args, warped).
-FusedArgs warp_once(const FusedArgs& args, const at::Tensor& warped);
-
 // The CPU pass computes each contrast mean when it reaches the slot; on CUDA a reduction launch
 // per contrast slot adds the slot's luma sums into `sums` (B, S) float64 (zeroed) first.
 void fused_cpu(const FusedArgs& args, at::Tensor& out);
 // The CUDA kernels' per-pixel code run on the CPU (gpuaug::fused_augment_pixelwise, for the tests).
 void fused_pixelwise_cpu(const FusedArgs& args, at::Tensor& out);
-void warp_pixels_cpu(const FusedArgs& args, at::Tensor& warped);
 #ifdef GPUAUG_WITH_CUDA
-void warp_pixels_cuda(const FusedArgs& args, at::Tensor& warped);
 void contrast_sums_cuda(const FusedArgs& args, at::Tensor& sums);
 void fused_cuda(const FusedArgs& args, const at::Tensor& sums, at::Tensor& out);
 #endif

@@ -1,7 +1,6 @@
 // The fused pass on CUDA: one thread per output pixel computes every channel (resample, colour
-// program, final write) in one launch on the current stream. With contrast, the pixels are first
-// resampled once into a float buffer (warp_kernel) and one reduction launch per contrast slot sums
-// each sample's luma from it. No host synchronisation: CUDA-graph capturable.
+// program, final write) in one launch on the current stream. Contrast sums come first from one
+// reduction launch per contrast slot. No host synchronisation: CUDA-graph capturable.
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -19,12 +18,6 @@ template <typename T, typename O>
 __global__ void fused_kernel(const FusedView f, const T* __restrict__ images, O* __restrict__ out) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y, b = blockIdx.z;
   if (j < f.out_w && i < f.out_h) write_pixel(f, images, b, i, j, out);
-}
-
-template <typename T>
-__global__ void warp_kernel(const FusedView f, const T* __restrict__ images, float* __restrict__ warped) {
-  const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y, b = blockIdx.z;
-  if (j < f.out_w && i < f.out_h) warp_to_buffer(f, images, b, i, j, warped);
 }
 
 // sums[b, slot] += the contrast gray of every pixel of sample b at program slot `slot`.
@@ -53,18 +46,6 @@ dim3 grid_for(const FusedArgs& a) {
 }
 
 }  // namespace
-
-void warp_pixels_cuda(const FusedArgs& a, at::Tensor& warped) {
-  const c10::cuda::CUDAGuard guard(a.images.device());
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  const FusedView f = make_view(a, at::Tensor(), nullptr);
-  dispatch_input(a.images, [&](auto tag) {
-    using T = decltype(tag);
-    warp_kernel<T><<<grid_for(a), dim3(kBlockX, kBlockY), 0, stream>>>(f, a.images.data_ptr<T>(),
-                                                                     warped.data_ptr<float>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-}
 
 void contrast_sums_cuda(const FusedArgs& a, at::Tensor& sums) {
   const c10::cuda::CUDAGuard guard(a.images.device());

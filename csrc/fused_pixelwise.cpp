@@ -10,21 +10,6 @@
 
 namespace gpuaug {
 
-void warp_pixels_cpu(const FusedArgs& a, at::Tensor& warped) {
-  const int batch = static_cast<int>(a.images.size(0));
-  const int height = static_cast<int>(a.out_height), width = static_cast<int>(a.out_width);
-  const FusedView f = make_view(a, at::Tensor(), nullptr);
-  float* dst = warped.data_ptr<float>();
-  dispatch_input(a.images, [&](auto tag) {
-    const auto* images = a.images.data_ptr<decltype(tag)>();
-    at::parallel_for(0, static_cast<int64_t>(batch) * height, 1, [&](int64_t first, int64_t last) {
-      for (int64_t row = first; row < last; ++row)
-        for (int j = 0; j < width; ++j)
-          warp_to_buffer(f, images, static_cast<int>(row / height), static_cast<int>(row % height), j, dst);
-    });
-  });
-}
-
 void fused_pixelwise_cpu(const FusedArgs& a, at::Tensor& out) {
   const int batch = static_cast<int>(a.images.size(0));
   const int height = static_cast<int>(a.out_height), width = static_cast<int>(a.out_width);

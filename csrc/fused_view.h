@@ -123,22 +123,6 @@ GA_HD void write_pixel(const FusedView& f, const T* __restrict__ images, int b, 
   }
 }
 
-// Pixel (i, j) of sample b resampled into `warped`, (B, channels_in, out_h, out_w) float32: with
-// contrast slots, the pixels are resampled once into such a buffer, which the statistics and main
-// launches then read through an identity map (see warp_once in ops.cpp).
-template <typename T>
-GA_HD void warp_to_buffer(const FusedView& f, const T* __restrict__ images, int b, int i, int j,
-                          float* __restrict__ warped) {
-  float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
-  warp_pixel(f, images, b, i, j, v);
-  const int64_t plane = static_cast<int64_t>(f.out_h) * f.out_w;
-  float* dst = warped + static_cast<int64_t>(b) * f.channels_in * plane + static_cast<int64_t>(i) * f.out_w + j;
-  GA_UNROLL
-  for (int c = 0; c < kMaxChannels; ++c) {
-    if (c < f.channels_in) dst[c * plane] = v[c];
-  }
-}
-
 // What pixel (i, j) of sample b adds to the luma sum of contrast slot `slot` (which holds kContrast).
 template <typename T>
 GA_HD double contrast_term(const FusedView& f, const T* images, int b, int i, int j, int slot) {

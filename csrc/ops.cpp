@@ -52,14 +52,6 @@ FusedView make_view(const FusedArgs& a, const at::Tensor& contrast_sums, const a
   return f;
 }
 
-FusedArgs warp_once(const FusedArgs& a, const at::Tensor& warped) {
-  FusedArgs b = a;
-  b.images = warped;
-  b.geometry = at::zeros_like(a.geometry);  // kIdentity: reads `warped` as it is, no rounding
-  b.warp_rounding = 0;
-  return b;
-}
-
 namespace {
 
 void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, std::vector<int64_t> shape,
@@ -130,37 +122,22 @@ at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, c
   at::Tensor out = at::empty({images.size(0), out_channels, out_height, out_width},
                              images.options().dtype(out_dtype).memory_format(format));
   if (images.size(0) == 0) return out;
-  if (!images.is_cuda() && !Pixelwise) {
+  if (images.is_cuda()) {
+#ifdef GPUAUG_WITH_CUDA
+    at::Tensor sums;  // one launch zeroes them all; none without contrast
+    if (!a.contrast_slots.empty()) {
+      sums = at::zeros({images.size(0), program.size(1)}, images.options().dtype(at::kDouble));
+      contrast_sums_cuda(a, sums);
+    }
+    fused_cuda(a, sums, out);
+#else
+    TORCH_CHECK(false, "fused_augment: this build of the gpuaug extension has no CUDA support");
+#endif
+  } else if (Pixelwise) {
+    fused_pixelwise_cpu(a, out);
+  } else {
     fused_cpu(a, out);
-    return out;
   }
-#ifndef GPUAUG_WITH_CUDA
-  TORCH_CHECK(!images.is_cuda(), "fused_augment: this build of the gpuaug extension has no CUDA support");
-#endif
-  // The per-pixel code: each contrast slot's statistics launch would resample every pixel again,
-  // which costs more than the colour program, so the pixels are resampled once into a buffer first.
-  FusedArgs run = a;
-  if (!a.contrast_slots.empty()) {
-    at::Tensor warped = at::empty({images.size(0), images.size(1), out_height, out_width},
-                                  images.options().dtype(at::kFloat));
-#ifdef GPUAUG_WITH_CUDA
-    if (images.is_cuda()) warp_pixels_cuda(a, warped);
-#endif
-    if (!images.is_cuda()) warp_pixels_cpu(a, warped);
-    run = warp_once(a, warped);
-  }
-  if (!images.is_cuda()) {
-    fused_pixelwise_cpu(run, out);
-    return out;
-  }
-#ifdef GPUAUG_WITH_CUDA
-  at::Tensor sums;  // one launch zeroes them all; none without contrast
-  if (!a.contrast_slots.empty()) {
-    sums = at::zeros({images.size(0), program.size(1)}, images.options().dtype(at::kDouble));
-    contrast_sums_cuda(run, sums);
-  }
-  fused_cuda(run, sums, out);
-#endif
   return out;
 }
 
