@@ -245,12 +245,13 @@ def _captured_arguments(monkeypatch, transforms: list, x: torch.Tensor) -> list[
     return calls
 
 
+@pytest.mark.parametrize("op", ["fused_augment", "fused_augment_pixelwise"])
 @pytest.mark.parametrize("transforms", [imagenet_train(), [ga.RandomRotation(20), ga.GaussianNoise()]],
                          ids=["imagenet-train", "rotation-noise"])
-def test_opcheck(monkeypatch, transforms):
+def test_opcheck(monkeypatch, transforms, op):
     x = _input((3, 3, 30, 34), torch.float32 if isinstance(transforms[-1], ga.GaussianNoise) else torch.uint8, 0)
     (args,) = _captured_arguments(monkeypatch, transforms, x)
-    torch.library.opcheck(torch.ops.gpuaug.fused_augment.default, args)
+    torch.library.opcheck(getattr(torch.ops.gpuaug, op).default, args)
 
 
 def test_op_rejects_bad_arguments(monkeypatch):

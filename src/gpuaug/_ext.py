@@ -112,15 +112,17 @@ def build(verbose: bool = False, with_cuda: bool | None = None) -> bool:
 
 @functools.cache
 def _register_fake() -> None:
-    @torch.library.register_fake("gpuaug::fused_augment")
-    def _(images, src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, fill, program, keys,
-          out_scale, out_shift, contrast_slots, out_height, out_width, out_channels, interpolation,
-          padding_mode, supersample, warp_rounding, has_fill, final_mode, final_mult, out_dtype, channels_last):
+    def fake(images, src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, fill, program, keys,
+             out_scale, out_shift, contrast_slots, out_height, out_width, out_channels, interpolation,
+             padding_mode, supersample, warp_rounding, has_fill, final_mode, final_mult, out_dtype, channels_last):
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         return torch.empty(
             (images.shape[0], out_channels, out_height, out_width),
             dtype=out_dtype, device=images.device, memory_format=memory_format,
         )
+
+    for op in ("gpuaug::fused_augment", "gpuaug::fused_augment_pixelwise"):  # one schema
+        torch.library.register_fake(op)(fake)
 
 
 @functools.cache
