@@ -116,6 +116,8 @@ def test_encoded_batch_views_and_checks():
     assert batch[-1].tolist() == [7] and batch[0].data_ptr() == batch.data.data_ptr(), "items are views of data"
     with pytest.raises(IndexError):
         batch[3]
+    with pytest.raises(TypeError, match="indices must be ints"):
+        batch[0:2]
     data = batch.data
     with pytest.raises(TypeError, match="data must be a 1-D uint8"):
         ga.data.EncodedBatch(data.float(), batch.offsets)

@@ -112,8 +112,8 @@ class EncodedBatch:
     ``data`` is the 1-D uint8 concatenation of the files' bytes and ``offsets`` the (B + 1,) int64
     CPU tensor of where each starts, then where the last ends: image ``i`` is
     ``data[offsets[i]:offsets[i + 1]]``, a view. Indexing and iteration give these views.
-    A DataLoader worker hands it to the main process as one shared-memory tensor (not one per
-    file), and ``pin_memory=True`` pins ``data`` as one tensor.
+    A DataLoader worker hands it to the main process as two tensors (not one per file), and
+    ``pin_memory=True`` pins ``data`` as one tensor.
 
     Example:
         >>> import torch, gpuaug as ga
@@ -154,6 +154,8 @@ class EncodedBatch:
 
     def __getitem__(self, i: int) -> Tensor:
         """The bytes of image ``i`` (a view of ``data``)."""
+        if not isinstance(i, int):
+            raise TypeError(f"EncodedBatch indices must be ints, got {type(i).__name__}")
         i = range(len(self))[i]
         return self.data[int(self.offsets[i]) : int(self.offsets[i + 1])]
 
