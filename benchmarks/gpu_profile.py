@@ -17,8 +17,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,28 +27,20 @@ import torch
 from torchvision.io import decode_image, decode_jpeg, encode_jpeg
 
 import gpuaug as ga
+from gpuaug.bench import MEAN, PIPELINES, STD, _v2_style, time_calls
 from gpuaug.bench_loader import _photos
 
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DEVICE = torch.device("cuda")
 
 
 def timed(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
-    """Median ms of ``fn()`` on the device (synchronised before and after each call)."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(1000 * (time.perf_counter() - start))
-    return sorted(times)[len(times) // 2]
+    """Median ms of ``fn()`` on the device (bench.time_calls: synchronised before and after each call)."""
+    times, _ = time_calls(lambda _: fn(), None, warmup, repeats, DEVICE)
+    return 1000 * statistics.median(times)
 
 
 def ladder() -> dict[str, list]:
-    """name -> transforms, each row adding steps to the one before."""
+    """name -> transforms, each row adding steps to the one before; the last is bench's imagenet-train-fp16."""
     rrc = ga.RandomResizedCrop(224, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))
     tail = [ga.ToDtype(torch.float16, scale=True), ga.Normalize(MEAN, STD)]
     return {
@@ -56,8 +48,7 @@ def ladder() -> dict[str, list]:
         "RRC+flip": [rrc, ga.RandomHorizontalFlip(), *tail],
         "+brightness,saturation": [rrc, ga.RandomHorizontalFlip(), ga.ColorJitter(0.4, 0, 0.4), *tail],
         "+contrast": [rrc, ga.RandomHorizontalFlip(), ga.ColorJitter(0.4, 0.4, 0.4), *tail],
-        "imagenet-train": [rrc, ga.RandomHorizontalFlip(), ga.RandomApply([ga.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-                           ga.RandomGrayscale(p=0.2), *tail],
+        "imagenet-train": _v2_style(ga, PIPELINES["imagenet-train-fp16"](224)[0]),
     }
 
 

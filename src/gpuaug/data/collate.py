@@ -148,7 +148,7 @@ class Collate:
             A pipeline ending in a mix does that itself, keyed by its own seed (then leave ``mix`` None).
         decode: decode encoded images here (True), or pack them into one
             :class:`~gpuaug.data.EncodedBatch` for :class:`~gpuaug.data.DeviceLoader` to decode on
-            the GPU (False): one tensor per batch to pass from worker to main process and to pin.
+            the GPU (False): one object per batch to pass from worker to main process and to pin.
         on_error: what a file that does not decode does: "raise" a ValueError naming it, or "skip"
             it (and its label and index) with a warning.
         threads: torch's CPU threads in each worker process (None leaves them as they are).
@@ -206,7 +206,10 @@ class Collate:
         encoded = [is_encoded(image) for image in images]
         if any(encoded) and not all(encoded):
             raise ValueError("a batch mixes encoded images (1-D uint8 tensors of file bytes) and decoded ones")
-        batch: dict[str, Any] = {"images": images} if all(encoded) else image_fields(images)
+        if not all(encoded):
+            batch: dict[str, Any] = image_fields(images)
+        else:  # decoded below (with the labels and ids at hand), or packed for DeviceLoader
+            batch = {"images": images if self.decode else EncodedBatch.pack(images)}
         if "label" in keys:
             batch["labels"] = default_collate([record["label"] for record in records])
         if "index" in keys:
@@ -216,8 +219,6 @@ class Collate:
                 batch[key] = [record[key] for record in records]
         if all(encoded) and self.decode:
             batch = decode_batch(batch, on_error=self.on_error)
-        elif all(encoded):
-            batch["images"] = EncodedBatch.pack(images)
         if self.pipeline is None and self.mix is None:
             return batch
         if "sample_ids" not in batch:

@@ -1,7 +1,7 @@
 """Encoded images from files, and batch decoding: JPEGs on the GPU with nvJPEG, the rest on the CPU.
 
 Workers only read bytes (:class:`ImageFiles`); ``Collate(decode=False)`` packs a batch's files
-into one :class:`EncodedBatch`, which crosses to the main process as one tensor; :func:`decode_batch`
+into one :class:`EncodedBatch`, which crosses to the main process as one object; :func:`decode_batch`
 decodes a collated batch on the CPU (in ``Collate``) or on the GPU (in ``DeviceLoader``), and packs
 it into a stacked or ragged batch. A file that does not decode raises a ValueError naming it, or, with
 ``on_error="skip"``, is dropped from the batch (with its label and id) with a warning.
