@@ -291,11 +291,10 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
     out_h, out_w = warp.spec_out.height, warp.spec_out.width
     padding = warp.links[0].padding or Padding()
     if warp.axis_aligned or warp.skipped is not None:
-        args = (warp.interpolation, warp.antialias)
-        tx, wx, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 0, out_w, *args,
-                                   warp.max_scale[1], domain.integer, warp.source_sizes)
-        ty, wy, _ = separable_taps(x.shape, warp.matrix, warp.links, warp.window, 1, out_h, *args,
-                                   warp.max_scale[0], domain.integer, warp.source_sizes)
+        (tx, wx, _), (ty, wy, _) = separable_taps(
+            x.shape, warp.matrix, warp.links, warp.window, (out_h, out_w), warp.interpolation, warp.antialias,
+            warp.max_scale, domain.integer, warp.source_sizes,
+        )
     else:
         (tx, wx), (ty, wy) = _no_taps(batch, out_w, x.device), _no_taps(batch, out_h, x.device)
     if warp.skipped is not None:  # None for an axis-aligned warp
@@ -309,7 +308,8 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
     rounding = (2 if warp.interpolation == "bicubic" else 1) if domain.integer else 0
     return _GeometryArgs(
         mode=mode,
-        taps_x=tx.to(torch.int32), weights_x=wx.contiguous(), taps_y=ty.to(torch.int32), weights_y=wy.contiguous(),
+        taps_x=tx.to(torch.int32).contiguous(), weights_x=wx.contiguous(), taps_y=ty.to(torch.int32).contiguous(),
+        weights_y=wy.contiguous(),
         matrix=warp.matrix.contiguous(), fill=fill.contiguous(), has_fill=padding.has_fill,
         interpolation=int(warp.interpolation != "nearest"), padding_mode=_PADDING_MODES[padding.mode],
         supersample=warp.supersample, rounding=rounding, out_hw=(out_h, out_w),

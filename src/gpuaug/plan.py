@@ -184,7 +184,8 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         assert isinstance(t, GeometricTransform)
         if t.interpolation is not None:
             interpolations.append(t.interpolation)
-            window = _window(eye if matrix is None else matrix, t.source_box(s.params, s.spec_in))
+            box = t.source_box(s.params, s.spec_in)  # whole pixel indices: the window itself, seen directly
+            window = box if matrix is None else _window(matrix, box)
         scale_y *= max(s.spec_in.height / s.spec_out.height, 1.0)
         scale_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
         m = t.matrix(s.params, s.spec_in)

@@ -25,6 +25,7 @@ import functools
 import math
 import operator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ from torch import Tensor
 from .. import _device
 from .._device import constant
 
-__all__ = ["Padding", "Link", "separable_taps", "warp_separable", "warp_grid", "fold_index"]
+__all__ = ["Padding", "Link", "AxisTaps", "separable_taps", "warp_separable", "warp_grid", "fold_index"]
 
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 
@@ -63,6 +64,15 @@ class Link:
     height: int
     width: int
     padding: Padding | None
+
+
+class AxisTaps(NamedTuple):
+    """A separable warp along one axis: source ``taps`` and their ``weights``, both (B, out, taps), and
+    the outer links' (coverage (B, out), padding) pairs, innermost first."""
+
+    taps: Tensor
+    weights: Tensor
+    covers: list
 
 
 def _coverage(v: Tensor, n: int, hard: bool) -> Tensor:
@@ -153,12 +163,12 @@ def _filter(x: Tensor, interpolation: str, antialias: bool) -> Tensor:
 _WEIGHT_STEPS = float(1 << 14)
 
 
-def _axis_taps(
+def _axes_taps(
     a: Tensor,
     b: Tensor,
-    window: tuple[Tensor, Tensor],
+    window: Tensor,
     out_len: int,
-    in_len: int,
+    in_lens: tuple[int | Tensor, int | Tensor],
     interpolation: str,
     antialias: bool,
     max_scale: float,
@@ -166,34 +176,36 @@ def _axis_taps(
     centre: Tensor | None = None,
     integer: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Source indices and weights, both (B, out, taps), for ``src = a * out + b`` along one axis
-    (or at the given source ``centre`` (B, out) of each output pixel).
+    """Source indices and weights, both (2, B, out, taps), along x and y at once, for
+    ``src = a * out + b`` per axis ``a``, ``b`` (2, B) (or at the given source ``centre`` (2, B, out)
+    of each output pixel).
 
-    ``window`` (lo, hi) are the inclusive source indices the filter may read (the canvas the
-    resampling transform saw, as torchvision's crop-then-resize reads only the crop). Indices
-    outside the image are folded back by ``mode``; with ``constant`` their weight is zeroed, so
-    the weights' sum is what stayed inside the image and a fill makes up the rest.
+    ``window`` (2, B, 2) holds each axis' (lo, hi): the inclusive source indices the filter may read
+    (the canvas the resampling transform saw, as torchvision's crop-then-resize reads only the crop).
+    ``in_lens`` are the image's width and height (ints, or (B, 1, 1) per sample). Indices outside the
+    image are folded back by ``mode``; with ``constant`` their weight is zeroed, so the weights' sum is
+    what stayed inside the image and a fill makes up the rest.
     """
     j = torch.arange(out_len, dtype=torch.float64, device=a.device)
     exact = centre is None
     if exact:
-        centre = a[:, None] * j + b[:, None]
-    lo, hi = window[0][:, None, None], window[1][:, None, None]
+        centre = a[..., None] * j + b[..., None]
+    lo, hi = window[..., 0, None, None], window[..., 1, None, None]
     if interpolation == "nearest":
         # torchvision's nearest reads the pixel holding the start of the output pixel's footprint,
         # computed as torch does: floor(float32(j) * float32(scale)), plus the whole-pixel offset
         offset = b + 0.5 - 0.5 * a
         offset = torch.where((offset - offset.round()).abs() < 1e-6, offset.round(), offset)
-        start = (j.to(torch.float32) * a.to(torch.float32)[:, None]).to(torch.float64) + offset[:, None]
+        start = (j.to(torch.float32) * a.to(torch.float32)[..., None]).to(torch.float64) + offset[..., None]
         if not exact:
-            start = centre + 0.5 - 0.5 * a[:, None]
-        taps = torch.where(a[:, None] > 0, start.floor(), start.ceil() - 1)[..., None]
+            start = centre + 0.5 - 0.5 * a[..., None]
+        taps = torch.where(a[..., None] > 0, start.floor(), start.ceil() - 1)[..., None]
         taps = torch.minimum(torch.maximum(taps, lo), hi)
         weights = torch.ones_like(taps)
     else:
         base_support = 1.0 if interpolation == "bilinear" else 2.0
-        stretch = a.abs().clamp(min=1.0)[:, None, None] if antialias else torch.ones_like(a)[:, None, None]
-        num_taps = math.floor(2 * base_support * (max_scale if antialias else 1.0)) + 1
+        stretch = a.abs().clamp(min=1.0)[..., None, None] if antialias else 1.0
+        num_taps = _tap_count(interpolation, antialias, max_scale)
         first = (centre[..., None] - base_support * stretch).floor() + 1
         taps = first + torch.arange(num_taps, dtype=torch.float64, device=a.device)
         weights = _filter((taps - centre[..., None]) / stretch, interpolation, antialias)
@@ -204,11 +216,30 @@ def _axis_taps(
             weights = weights / _tap_sum(weights).clamp(min=1e-12)
     taps = taps.to(torch.int64)
     if mode == "constant":
+        in_len = _per_axis(in_lens, a.device)
         weights = weights * ((taps >= 0) & (taps < in_len))
+        taps = taps.clamp(min=0).clamp(max=in_len - 1)
+    else:
+        taps = torch.stack([fold_index(taps[axis], n, mode) for axis, n in enumerate(in_lens)])
     if integer:  # whole multiples of 2**-14: every partial sum over uint8 values is exact in float32,
         # so the rounding to uint8 does not depend on the order a backend sums in
         weights = (weights * _WEIGHT_STEPS).round_() / _WEIGHT_STEPS
-    return fold_index(taps, in_len, mode), weights.to(torch.float32)
+    return taps, weights.to(torch.float32)
+
+
+def _per_axis(in_lens: tuple[int | Tensor, int | Tensor], device: torch.device) -> Tensor:
+    """The (width, height) pair as a (2, 1 or B, 1, 1) tensor."""
+    if isinstance(in_lens[0], Tensor):
+        return torch.stack(in_lens)
+    return constant(in_lens, torch.int64, device).view(2, 1, 1, 1)
+
+
+def _tap_count(interpolation: str, antialias: bool, max_scale: float) -> int:
+    """Taps per output pixel along an axis that reads at most ``max_scale`` source pixels per output pixel."""
+    if interpolation == "nearest":
+        return 1
+    base_support = 1.0 if interpolation == "bilinear" else 2.0
+    return math.floor(2 * base_support * (max_scale if antialias else 1.0)) + 1
 
 
 def _tap_sum(weights: Tensor) -> Tensor:
@@ -230,28 +261,42 @@ def separable_taps(
     matrix: Tensor,
     links: list[Link],
     window: Tensor,
-    axis: int,
-    out_len: int,
+    out_hw: tuple[int, int],
     interpolation: str,
     antialias: bool,
-    max_scale: float,
+    max_scale: tuple[float, float],
     integer: bool = False,
     sizes: Tensor | None = None,
-) -> tuple[Tensor, Tensor, list]:
-    """Taps, weights and the outer links' (coverage, padding) along one axis of a separable warp;
-    ``integer``: the image holds uint8 values (the weights are then quantised, see _axis_taps);
-    ``sizes`` (B, 2) (height, width) of each image of a ragged batch (None: the whole input)."""
-    in_len = x_shape[3 - axis] if sizes is None else sizes[:, 1 - axis, None, None]
-    j = torch.arange(out_len, dtype=torch.float64, device=matrix.device).expand(matrix.shape[0], out_len)
-    points, covers = _trace(links, j, interpolation == "nearest", axis)
+) -> tuple[AxisTaps, AxisTaps]:
+    """The taps of a separable warp along x and along y, computed for both axes together (one set
+    of tensor ops, each a kernel launch on a GPU).
+
+    ``integer``: the image holds uint8 values (the weights are then quantised, see _axes_taps);
+    ``sizes`` (B, 2) (height, width) of each image of a ragged batch (None: the whole input);
+    ``max_scale`` (y, x) as :class:`gpuaug.plan.Warp` has it.
+    """
+    batch = matrix.shape[0]
+    out_h, out_w = out_hw
+    length = max(out_hw)
+    in_lens = (x_shape[3], x_shape[2]) if sizes is None else (sizes[:, 1, None, None], sizes[:, 0, None, None])
+    traced = [(None, [])] * 2  # per axis: the output points in the first link's output, and the covers
+    if any(link.padding is not None for link in links[1:]):  # outer links that pad: trace the points
+        j = torch.arange(length, dtype=torch.float64, device=matrix.device).expand(batch, length)
+        traced = [_trace(links, j, interpolation == "nearest", axis) for axis in (0, 1)]
     folded = any(link.padding is not None and link.padding.mode != "constant" for link in links[1:])
-    centre = _map(links[0].matrix, points, axis) if folded else None
+    centre = torch.stack([_map(links[0].matrix, traced[axis][0], axis) for axis in (0, 1)]) if folded else None
     padding = links[0].padding or Padding()
-    taps, weights = _axis_taps(
-        matrix[:, axis, axis], matrix[:, axis, 2], (window[:, 2 * axis], window[:, 2 * axis + 1]),
-        out_len, in_len, interpolation, antialias, max_scale, padding.mode, centre, integer,
+    taps, weights = _axes_taps(
+        matrix.diagonal(dim1=1, dim2=2)[:, :2].T, matrix[:, :2, 2].T, window.reshape(batch, 2, 2).transpose(0, 1),
+        length, in_lens,
+        interpolation, antialias, max(max_scale), padding.mode, centre, integer,
     )
-    return taps, weights, covers
+    result = []
+    for axis, out_len, scale in ((0, out_w, max_scale[1]), (1, out_h, max_scale[0])):
+        count = _tap_count(interpolation, antialias, scale)  # the axis' own taps; the rest weigh nothing
+        covers = [(cover[:, :out_len], link_padding) for cover, link_padding in traced[axis][1]]
+        result.append(AxisTaps(taps[axis, :, :out_len, :count], weights[axis, :, :out_len, :count], covers))
+    return result[0], result[1]
 
 
 def _blend_covers(y: Tensor, covers_y: list, covers_x: list) -> Tensor:
@@ -312,9 +357,9 @@ def warp_separable(
     batch, channels, height, width = x.shape
     out_h, out_w = out_hw
     padding = links[0].padding or Padding()
-    args = (interpolation, antialias)
-    tx, wx, covers_x = separable_taps(x.shape, matrix, links, window, 0, out_w, *args, max_scale[1], integer, sizes)
-    ty, wy, covers_y = separable_taps(x.shape, matrix, links, window, 1, out_h, *args, max_scale[0], integer, sizes)
+    (tx, wx, covers_x), (ty, wy, covers_y) = separable_taps(
+        x.shape, matrix, links, window, out_hw, interpolation, antialias, max_scale, integer, sizes
+    )
     if interpolation == "nearest":
         flat = (ty[:, :, 0, None] * width + tx[:, None, :, 0]).view(batch, 1, out_h * out_w)
         y = x.reshape(batch, channels, height * width).gather(2, flat.expand(batch, channels, -1))

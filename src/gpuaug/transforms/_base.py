@@ -114,7 +114,7 @@ class GeometricTransform(Transform):
         raise NotImplementedError
 
     def source_box(self, params: Params, spec: ImageSpec) -> Tensor:
-        """(B, 4) inclusive input pixel bounds (x_lo, x_hi, y_lo, y_hi) its filter may read:
+        """(B, 4) inclusive input pixel bounds (x_lo, x_hi, y_lo, y_hi), whole numbers, its filter may read:
         torchvision resamples a crop without looking past the crop's edge."""
         if spec.sizes is not None:
             height, width = spec.sample_sizes(params.applied)

@@ -340,21 +340,31 @@ class RandomResizedCrop(GeometricTransform):
 
     def draw(self, rng: Stream, spec: ImageSpec) -> CropParams:
         applied = self._coin(rng)
-        height, width = spec.sample_sizes(applied)
-        top, left, h, w = random_boxes(rng, height[:, None], width[:, None], self.scale, self.ratio, tall=False)
-        ok = (w > 0) & (w <= width[:, None]) & (h > 0) & (h <= height[:, None])
+        if spec.sizes is None:  # one size for the batch: its bounds and fallback box are numbers
+            height, width = float(spec.height), float(spec.width)
+            bounds = height, width
+        else:
+            height, width = spec.sample_sizes(applied)
+            bounds = height[:, None], width[:, None]
+        top, left, h, w = random_boxes(rng, *bounds, self.scale, self.ratio, tall=False)
+        ok = (w > 0) & (w <= bounds[1]) & (h > 0) & (h <= bounds[0])
         found, box = first_valid(ok, (top, left, h, w))
         box = [torch.where(found, v, fb) for v, fb in zip(box, self._fallback(height, width))]
         if self.p < 1.0:  # the others: the whole image, resized
             box = [torch.where(applied, v, whole) for v, whole in zip(box, (0.0, 0.0, height, width))]
         return CropParams(applied, *(v.to(torch.int64) for v in box))
 
-    def _fallback(self, height: Tensor, width: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """torchvision's central crop when no try fits, per sample (float64)."""
-        in_ratio = width / height
+    def _fallback(self, height: float | Tensor, width: float | Tensor) -> tuple[float | Tensor, ...]:
+        """torchvision's central crop when no try fits: (top, left, height, width) as numbers for one
+        image size, or (B,) float64 per sample."""
         low, high = min(self.ratio), max(self.ratio)
-        h = torch.where(in_ratio < low, torch.round(width / low), height)
-        w = torch.where(in_ratio > high, torch.round(height * high), width)
+        if isinstance(height, Tensor):
+            in_ratio = width / height
+            h = torch.where(in_ratio < low, torch.round(width / low), height)
+            w = torch.where(in_ratio > high, torch.round(height * high), width)
+        else:  # Python's round, like torch.round, rounds halves to even
+            h = float(round(width / low)) if width / height < low else height
+            w = float(round(height * high)) if width / height > high else width
         return (height - h) // 2, (width - w) // 2, h, w
 
     def matrix(self, params: CropParams, spec: ImageSpec) -> Tensor:
