@@ -4,8 +4,6 @@
 
 #include <ATen/ATen.h>
 
-#include <vector>
-
 namespace gpuaug {
 
 // One call of gpuaug::fused_augment; see the schema in ops.cpp and src/gpuaug/fused.py.
@@ -23,7 +21,7 @@ struct FusedArgs {
   at::Tensor keys;       // (B, S) int32 per-slot keys of the random fields
   at::Tensor out_scale;  // (C_out,) float32 final write: out = v * scale + shift
   at::Tensor out_shift;  // (C_out,) float32
-  std::vector<int64_t> contrast_slots;  // slots that may hold kContrast (each needs a mean)
+  int64_t contrast_passes = 0;  // the most contrast ops a sample's program holds (each needs a mean)
   int64_t out_height = 0, out_width = 0, out_channels = 0;
   int64_t interpolation = 1;  // 0 nearest, 1 bilinear (kMatrix); kSeparable carries its own taps
   int64_t padding_mode = 0;   // PaddingMode (kMatrix)
@@ -49,8 +47,8 @@ void dispatch_input(const at::Tensor& images, F&& f) {
   }
 }
 
-// The CPU pass computes each contrast mean when it reaches the slot; on CUDA a reduction launch
-// per contrast slot adds the slot's luma sums into `sums` (B, S) float64 (zeroed) first.
+// The CPU pass computes each contrast mean when it reaches the slot; on CUDA, reduction launch k
+// adds the luma sums of each sample's k-th contrast slot into `sums` (B, S) float64 (zeroed) first.
 void fused_cpu(const FusedArgs& args, at::Tensor& out);
 // The CUDA kernels' per-pixel code run on the CPU (gpuaug::fused_augment_pixelwise, for the tests).
 void fused_pixelwise_cpu(const FusedArgs& args, at::Tensor& out);

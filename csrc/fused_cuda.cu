@@ -1,6 +1,6 @@
 // The fused pass on CUDA: one thread per output pixel computes every channel (resample, colour
-// program, final write) in one launch on the current stream. Contrast sums come first from one
-// reduction launch per contrast slot. No host synchronisation: CUDA-graph capturable.
+// program, final write) in one launch on the current stream. Contrast sums come first, from one
+// reduction launch per contrast op a sample may hold. No host synchronisation: CUDA-graph capturable.
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -20,12 +20,13 @@ __global__ void fused_kernel(const FusedView f, const T* __restrict__ images, O*
   if (j < f.out_w && i < f.out_h) write_pixel(f, images, b, i, j, out);
 }
 
-// sums[b, slot] += the contrast gray of every pixel of sample b at program slot `slot`.
+// sums[b, slot] += the contrast gray of every pixel of sample b, at the slot of its contrast op
+// number `ordinal`.
 template <typename T>
-__global__ void contrast_kernel(const FusedView f, const T* __restrict__ images, int slot, double* sums) {
+__global__ void contrast_kernel(const FusedView f, const T* __restrict__ images, int ordinal, double* sums) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y, b = blockIdx.z;
-  const float* op = f.op(b, slot);
-  if (static_cast<int>(op[0]) != kContrast) return;  // the same for the whole block
+  const int slot = f.contrast_slot(b, ordinal);
+  if (slot < 0) return;  // the same for the whole block
   double gray = j < f.out_w && i < f.out_h ? contrast_term(f, images, b, i, j, slot) : 0.0;
   for (int offset = 16; offset > 0; offset /= 2) gray += __shfl_down_sync(0xFFFFFFFFu, gray, offset);
   __shared__ double warp_sums[kBlockX * kBlockY / 32];
@@ -51,11 +52,11 @@ void contrast_sums_cuda(const FusedArgs& a, at::Tensor& sums) {
   const c10::cuda::CUDAGuard guard(a.images.device());
   const auto stream = at::cuda::getCurrentCUDAStream();
   const FusedView f = make_view(a, sums, nullptr);
-  for (const int64_t slot : a.contrast_slots) {  // in order: a slot's pixels need the earlier slots' means
+  for (int ordinal = 0; ordinal < a.contrast_passes; ++ordinal) {  // in order: a contrast needs the earlier means
     dispatch_input(a.images, [&](auto tag) {
       using T = decltype(tag);
       contrast_kernel<T><<<grid_for(a), dim3(kBlockX, kBlockY), 0, stream>>>(
-          f, a.images.data_ptr<T>(), static_cast<int>(slot), sums.data_ptr<double>());
+          f, a.images.data_ptr<T>(), ordinal, sums.data_ptr<double>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }

@@ -18,13 +18,14 @@ void fused_pixelwise_cpu(const FusedArgs& a, at::Tensor& out) {
     const auto* images = a.images.data_ptr<decltype(tag)>();
     const FusedView stats = make_view(a, sums, nullptr);  // reads the sums that earlier slots wrote
     double* slot_sums = sums.data_ptr<double>();
-    for (const int64_t slot : a.contrast_slots) {  // in order, as contrast_sums_cuda launches them
+    for (int ordinal = 0; ordinal < a.contrast_passes; ++ordinal) {  // in order, as contrast_sums_cuda launches them
       at::parallel_for(0, batch, 1, [&](int64_t first, int64_t last) {
         for (int b = static_cast<int>(first); b < last; ++b) {
-          if (static_cast<int>(stats.op(b, static_cast<int>(slot))[0]) != kContrast) continue;
+          const int slot = stats.contrast_slot(b, ordinal);
+          if (slot < 0) continue;
           double sum = 0.0;
           for (int i = 0; i < height; ++i)
-            for (int j = 0; j < width; ++j) sum += contrast_term(stats, images, b, i, j, static_cast<int>(slot));
+            for (int j = 0; j < width; ++j) sum += contrast_term(stats, images, b, i, j, slot);
           slot_sums[static_cast<int64_t>(b) * stats.slots + slot] = sum;
         }
       });

@@ -31,8 +31,15 @@ struct FusedView {
 
   GA_HD const float* op(int b, int slot) const { return program + (static_cast<int64_t>(b) * slots + slot) * kOpWidth; }
   GA_HD uint32_t key(int b, int slot) const { return static_cast<uint32_t>(keys[static_cast<int64_t>(b) * slots + slot]); }
-  GA_HD float mean(int b, int slot) const {  // 0 where no slot was reduced (a contrast op not in contrast_slots)
+  GA_HD float mean(int b, int slot) const {  // 0 where the slot was not reduced
     return contrast_sums == nullptr ? 0.0f : static_cast<float>(contrast_sums[static_cast<int64_t>(b) * slots + slot] / pixels);
+  }
+  // The slot of sample b's contrast op number `ordinal` (from 0), or -1.
+  GA_HD int contrast_slot(int b, int ordinal) const {
+    for (int s = 0; s < slots; ++s) {
+      if (static_cast<int>(op(b, s)[0]) == kContrast && ordinal-- == 0) return s;
+    }
+    return -1;
   }
   GA_HD Site site(int i, int j) const {
     return Site{i, j, static_cast<int64_t>(i) * out_w + j, static_cast<int64_t>(out_h) * out_w};

@@ -91,12 +91,8 @@ void check(const FusedArgs& a) {
   check_tensor(a.keys, "keys", at::kInt, {batch, a.program.size(1)}, x);
   check_tensor(a.out_scale, "out_scale", at::kFloat, {a.out_channels}, x);
   check_tensor(a.out_shift, "out_shift", at::kFloat, {a.out_channels}, x);
-  for (size_t k = 0; k < a.contrast_slots.size(); ++k) {
-    const int64_t s = a.contrast_slots[k];
-    TORCH_CHECK(s >= 0 && s < a.program.size(1), "fused_augment: contrast slot ", s, " out of range");
-    TORCH_CHECK(k == 0 || s > a.contrast_slots[k - 1], "fused_augment: contrast_slots must be increasing, got ",
-                at::IntArrayRef(a.contrast_slots));
-  }
+  TORCH_CHECK(a.contrast_passes >= 0 && a.contrast_passes <= a.program.size(1),
+              "fused_augment: contrast_passes must be in [0, slots], got ", a.contrast_passes);
   TORCH_CHECK(a.interpolation == 0 || a.interpolation == 1, "fused_augment: interpolation must be 0 or 1");
   TORCH_CHECK(a.padding_mode >= kConstant && a.padding_mode <= kSymmetric, "fused_augment: bad padding_mode");
   TORCH_CHECK(a.supersample >= 1 && a.supersample <= 8, "fused_augment: supersample must be in [1, 8]");
@@ -110,12 +106,12 @@ at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, c
                          const at::Tensor& taps_x, const at::Tensor& weights_x, const at::Tensor& taps_y,
                          const at::Tensor& weights_y, const at::Tensor& matrix, const at::Tensor& fill,
                          const at::Tensor& program, const at::Tensor& keys, const at::Tensor& out_scale,
-                         const at::Tensor& out_shift, at::IntArrayRef contrast_slots, int64_t out_height,
+                         const at::Tensor& out_shift, int64_t contrast_passes, int64_t out_height,
                          int64_t out_width, int64_t out_channels, int64_t interpolation, int64_t padding_mode,
                          int64_t supersample, int64_t warp_rounding, bool has_fill, int64_t final_mode,
                          double final_mult, at::ScalarType out_dtype, bool channels_last) {
   FusedArgs a{images, src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, fill, program, keys,
-              out_scale, out_shift, contrast_slots.vec(), out_height, out_width, out_channels, interpolation,
+              out_scale, out_shift, contrast_passes, out_height, out_width, out_channels, interpolation,
               padding_mode, supersample, warp_rounding, has_fill, final_mode, final_mult};
   check(a);
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
@@ -125,7 +121,7 @@ at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, c
   if (images.is_cuda()) {
 #ifdef GPUAUG_WITH_CUDA
     at::Tensor sums;  // one launch zeroes them all; none without contrast
-    if (!a.contrast_slots.empty()) {
+    if (a.contrast_passes > 0) {
       sums = at::zeros({images.size(0), program.size(1)}, images.options().dtype(at::kDouble));
       contrast_sums_cuda(a, sums);
     }
@@ -147,7 +143,7 @@ at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, c
 #define GPUAUG_FUSED_SIGNATURE \
     "(Tensor images, Tensor src_size, Tensor geometry, Tensor taps_x, Tensor weights_x, "          \
     "Tensor taps_y, Tensor weights_y, Tensor matrix, Tensor fill, Tensor program, Tensor keys, "   \
-    "Tensor out_scale, Tensor out_shift, int[] contrast_slots, int out_height, int out_width, "    \
+    "Tensor out_scale, Tensor out_shift, int contrast_passes, int out_height, int out_width, "     \
     "int out_channels, int interpolation, int padding_mode, int supersample, int warp_rounding, "  \
     "bool has_fill, int final_mode, float final_mult, ScalarType out_dtype, bool channels_last) -> Tensor"
 

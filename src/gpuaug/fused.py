@@ -19,8 +19,8 @@ Example:
     >>> steps, _ = expand([ga.ColorJitter(0.4, 0.4)], ga.ImageSpec(3, 8, 8, torch.uint8),
     ...                   lambda index, t, spec: t.draw(Stream(keys, index), spec))
     >>> program = encode_steps(steps, batch=2)
-    >>> program.rows.shape, program.contrast_slots  # ColorJitter takes 4 slots, in its per-sample order
-    (torch.Size([2, 4, 10]), [0, 1, 2, 3])
+    >>> program.rows.shape, program.contrast_passes  # ColorJitter takes 4 slots, in its per-sample order
+    (torch.Size([2, 4, 10]), 1)
 """
 
 from __future__ import annotations
@@ -85,17 +85,18 @@ _PADDING_MODES = {"constant": 0, "edge": 1, "reflect": 2, "symmetric": 3}
 @dataclasses.dataclass
 class Program:
     """The colour program of a run of pixel steps: ``rows`` (B, S, 10) float32, ``keys`` (B, S)
-    int32 (the random fields' keys), and the slots that may hold a contrast op (each needs a mean)."""
+    int32 (the random fields' keys), and the most contrast ops one sample's rows may hold (each needs
+    a mean: on CUDA, one reduction launch each)."""
 
     rows: Tensor
     keys: Tensor
-    contrast_slots: list[int]
+    contrast_passes: int
 
 
 @dataclasses.dataclass
 class Slots:
     """The program slots of one step: ``rows`` (B, S, 10), ``keys`` (B, S) int32 or None (no random
-    field), and whether they may hold a contrast op."""
+    field), and whether they may hold a contrast op (one at most per sample)."""
 
     rows: Tensor
     keys: Tensor | None = None
@@ -223,17 +224,12 @@ def encode_steps(steps: list[Stage], batch: int) -> Program:
 
 def _program(slots: list[Slots], batch: int) -> Program:
     if not slots:
-        return Program(torch.zeros(batch, 0, _WIDTH), torch.zeros(batch, 0, dtype=torch.int32), [])
+        return Program(torch.zeros(batch, 0, _WIDTH), torch.zeros(batch, 0, dtype=torch.int32), 0)
     device = slots[0].rows.device
     no_key = constant((0,), torch.int32, device)
     rows = torch.cat([s.rows for s in slots], dim=1)
     keys = torch.cat([no_key.expand(batch, s.rows.shape[1]) if s.keys is None else s.keys for s in slots], dim=1)
-    contrast, first = [], 0
-    for s in slots:
-        count = s.rows.shape[1]
-        contrast += list(range(first, first + count)) if s.contrast else []
-        first += count
-    return Program(rows, keys, contrast)
+    return Program(rows, keys, sum(s.contrast for s in slots))
 
 
 def _fusable_warp(warp: Warp, channels: int) -> bool:
@@ -344,7 +340,7 @@ def _fused_call(
     return torch.ops.gpuaug.fused_augment(
         x, sizes, geometry.mode, geometry.taps_x, geometry.weights_x, geometry.taps_y, geometry.weights_y,
         geometry.matrix, geometry.fill, program.rows.to(device), program.keys.to(device),
-        scale.to(device, torch.float32), shift.to(device, torch.float32), program.contrast_slots,
+        scale.to(device, torch.float32), shift.to(device, torch.float32), program.contrast_passes,
         geometry.out_hw[0], geometry.out_hw[1], channels, geometry.interpolation, geometry.padding_mode,
         geometry.supersample, geometry.rounding, geometry.has_fill, mode, mult, dtype,
         memory_format == torch.channels_last,
