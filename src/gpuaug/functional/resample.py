@@ -3,8 +3,8 @@
 Two kernels compute the same map:
 
 - :func:`warp_separable` for axis-aligned maps (crop, resize, flip, pad and their compositions):
-  exact torchvision ``resize`` semantics, antialiased when shrinking, as two batched matrix
-  products with per-sample filter weights;
+  exact torchvision ``resize`` semantics, antialiased when shrinking, rows then columns with
+  per-sample filter taps (batched matrix products on accelerators, tap gathers on the CPU);
 - :func:`warp_grid` for any map (rotation, shear, perspective): ``grid_sample`` on the composed
   matrix, with optional supersampling as the antialiasing approximation.
 
@@ -288,8 +288,7 @@ def separable_taps(
     padding = links[0].padding or Padding()
     taps, weights = _axes_taps(
         matrix.diagonal(dim1=1, dim2=2)[:, :2].T, matrix[:, :2, 2].T, window.reshape(batch, 2, 2).transpose(0, 1),
-        length, in_lens,
-        interpolation, antialias, max(max_scale), padding.mode, centre, integer,
+        length, in_lens, interpolation, antialias, max(max_scale), padding.mode, centre, integer,
     )
     result = []
     for axis, out_len, scale in ((0, out_w, max_scale[1]), (1, out_h, max_scale[0])):
@@ -308,29 +307,46 @@ def _blend_covers(y: Tensor, covers_y: list, covers_x: list) -> Tensor:
 def _filter_rows_then_columns(
     x: Tensor, horizontal: tuple[Tensor, Tensor], vertical: tuple[Tensor, Tensor], integer: bool
 ) -> Tensor:
-    """Each image row times the horizontal weights, then the vertical weights times each column.
+    """Each image row filtered along x, then each column along y; ``horizontal`` and ``vertical`` are
+    (taps, weights), both (B, out, taps).
 
-    ``horizontal`` and ``vertical`` are (taps, dense weights (B, out, in)). Accelerators take two
-    batched products. On the CPU each sample multiplies only the rows and columns its taps read
-    (a random crop reads about half the image), as the dense weights are mostly zeros.
+    Accelerators take two batched products with dense (B, out, in) weights. On the CPU each sample
+    gathers only the rows and columns its taps read and sums its few taps per output pixel, where a
+    dense product would multiply by every pixel of the crop.
     """
     batch, channels, height, width = x.shape
-    (tx, dx), (ty, dy) = horizontal, vertical
+    (tx, wx), (ty, wy) = horizontal, vertical
     if not _device.on_host(x.device):
+        dx, dy = _dense(tx, wx, width), _dense(ty, wy, height)
         y = torch.bmm(x.to(torch.float32).reshape(batch, channels * height, width), dx.transpose(1, 2))
         if integer:
             y = y.round_().clamp_(0.0, 255.0)
         return torch.matmul(dy[:, None], y.view(batch, channels, height, -1))
-    out = torch.empty(batch, channels, dy.shape[1], dx.shape[1])
+    out = torch.empty(batch, channels, ty.shape[1], tx.shape[1])
     cols = torch.stack([tx.flatten(1).amin(1), tx.flatten(1).amax(1) + 1], 1).tolist()
     rows = torch.stack([ty.flatten(1).amin(1), ty.flatten(1).amax(1) + 1], 1).tolist()
+    used_x, used_y = (wx != 0).any(1).tolist(), (wy != 0).any(1).tolist()  # the taps that weigh, per sample
     for s, ((c0, c1), (r0, r1)) in enumerate(zip(cols, rows)):
-        part = x[s, :, r0:r1, c0:c1].to(torch.float32).reshape(channels * (r1 - r0), c1 - c0)
-        y = part @ dx[s, :, c0:c1].T
+        # (C, columns, rows): a gather along dim 1 then copies whole rows of memory
+        part = torch.empty(channels, c1 - c0, r1 - r0).copy_(x[s, :, r0:r1, c0:c1].transpose(1, 2))
+        y = _sum_taps(part, tx[s] - c0, wx[s], used_x[s], torch.empty(channels, tx.shape[1], r1 - r0))
         if integer:
             y = y.round_().clamp_(0.0, 255.0)
-        torch.matmul(dy[s, :, r0:r1], y.view(channels, r1 - r0, -1), out=out[s])
+        _sum_taps(y.transpose(1, 2).contiguous(), ty[s] - r0, wy[s], used_y[s], out[s])
     return out
+
+
+def _sum_taps(x: Tensor, taps: Tensor, weights: Tensor, used: list[bool], out: Tensor) -> Tensor:
+    """out = the sum, in tap order, of x[:, taps[:, k]] * weights[:, k, None] over the ``used`` taps k."""
+    first = True
+    for k in (k for k, u in enumerate(used) if u):
+        gathered, w = x.index_select(1, taps[:, k]), weights[:, k, None]
+        if first:
+            torch.mul(gathered, w, out=out)
+            first = False
+        else:
+            out.addcmul_(gathered, w)
+    return out.zero_() if first else out
 
 
 def warp_separable(
@@ -348,8 +364,8 @@ def warp_separable(
     """Axis-aligned resampling through ``matrix``, the composed map of ``links`` (crops, resizes, flips, pads).
 
     ``window`` (B, 4) = (x_lo, x_hi, y_lo, y_hi) inclusive source indices the filter may read.
-    Two matrix products (rows, then columns) with dense per-sample weights: on CPUs and GPUs
-    alike this beats gathering taps; nearest maps are one gather in the input's dtype. With
+    Rows, then columns, through each sample's filter taps (see _filter_rows_then_columns); nearest
+    maps are one gather in the input's dtype. With
     ``integer`` the intermediate (after the horizontal pass) is rounded and clamped to uint8 values,
     as torchvision's native uint8 resize does. ``sizes`` (B, 2): the (height, width) of each image
     of a ragged batch, which is all each sample reads. Returns (B, C, Ho, Wo).
@@ -368,7 +384,7 @@ def warp_separable(
             inside = (wy[:, :, 0, None] * wx[:, None, :, 0] > 0).view(batch, 1, out_h, out_w)
             y = torch.where(inside, y, padding.fill_tensor(channels, x.device).to(y.dtype))
         return _blend_covers(y, covers_y, covers_x)
-    y = _filter_rows_then_columns(x, (tx, _dense(tx, wx, width)), (ty, _dense(ty, wy, height)), integer)
+    y = _filter_rows_then_columns(x, (tx, wx), (ty, wy), integer)
     if padding.has_fill:
         outside = 1.0 - wy.sum(-1)[:, None, :, None] * wx.sum(-1)[:, None, None, :]
         y.add_(outside * padding.fill_tensor(channels, x.device))
