@@ -30,6 +30,7 @@ struct FusedArgs {
   bool has_fill = false;
   int64_t final_mode = 0;     // FinalMode
   double final_mult = 1.0;
+  bool all_separable = false;  // every sample's geometry is kSeparable (the kernels skip the other paths)
 };
 
 struct FusedView;

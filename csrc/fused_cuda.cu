@@ -14,20 +14,20 @@ namespace {
 
 constexpr int kBlockX = 32, kBlockY = 8;
 
-template <typename T, typename O>
+template <bool AllSeparable, typename T, typename O>
 __global__ void fused_kernel(const FusedView f, const T* __restrict__ images, O* __restrict__ out) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y, b = blockIdx.z;
-  if (j < f.out_w && i < f.out_h) write_pixel(f, images, b, i, j, out);
+  if (j < f.out_w && i < f.out_h) write_pixel<AllSeparable>(f, images, b, i, j, out);
 }
 
 // sums[b, slot] += the contrast gray of every pixel of sample b, at the slot of its contrast op
 // number `ordinal`.
-template <typename T>
+template <bool AllSeparable, typename T>
 __global__ void contrast_kernel(const FusedView f, const T* __restrict__ images, int ordinal, double* sums) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y, b = blockIdx.z;
   const int slot = f.contrast_slot(b, ordinal);
   if (slot < 0) return;  // the same for the whole block
-  double gray = j < f.out_w && i < f.out_h ? contrast_term(f, images, b, i, j, slot) : 0.0;
+  double gray = j < f.out_w && i < f.out_h ? contrast_term<AllSeparable>(f, images, b, i, j, slot) : 0.0;
   for (int offset = 16; offset > 0; offset /= 2) gray += __shfl_down_sync(0xFFFFFFFFu, gray, offset);
   __shared__ double warp_sums[kBlockX * kBlockY / 32];
   const int lane = (threadIdx.y * blockDim.x + threadIdx.x) % 32, warp = (threadIdx.y * blockDim.x + threadIdx.x) / 32;
@@ -55,9 +55,11 @@ void contrast_sums_cuda(const FusedArgs& a, at::Tensor& sums) {
   for (int ordinal = 0; ordinal < a.contrast_passes; ++ordinal) {  // in order: a contrast needs the earlier means
     dispatch_input(a.images, [&](auto tag) {
       using T = decltype(tag);
-      contrast_kernel<T><<<grid_for(a), dim3(kBlockX, kBlockY), 0, stream>>>(
-          f, a.images.data_ptr<T>(), ordinal, sums.data_ptr<double>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      dispatch_separable(a.all_separable, [&](auto separable) {
+        contrast_kernel<decltype(separable)::value, T><<<grid_for(a), dim3(kBlockX, kBlockY), 0, stream>>>(
+            f, a.images.data_ptr<T>(), ordinal, sums.data_ptr<double>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
     });
   }
 }
@@ -69,9 +71,11 @@ void fused_cuda(const FusedArgs& a, const at::Tensor& sums, at::Tensor& out) {
   dispatch_input(a.images, [&](auto tag) {
     using T = decltype(tag);
     AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kByte, out.scalar_type(), "gpuaug_fused_cuda", [&] {
-      fused_kernel<T, scalar_t><<<grid_for(a), dim3(kBlockX, kBlockY), 0, stream>>>(
-          f, a.images.data_ptr<T>(), out.data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      dispatch_separable(a.all_separable, [&](auto separable) {
+        fused_kernel<decltype(separable)::value, T, scalar_t><<<grid_for(a), dim3(kBlockX, kBlockY), 0, stream>>>(
+            f, a.images.data_ptr<T>(), out.data_ptr<scalar_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
     });
   });
 }

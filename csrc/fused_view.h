@@ -46,12 +46,14 @@ struct FusedView {
   }
 };
 
-// The resampled value of output pixel (i, j) of sample b, `channels_in` values into v.
-template <typename T>
+// The resampled value of output pixel (i, j) of sample b, `channels_in` values into v. With
+// AllSeparable (every sample is kSeparable: crops, resizes, flips) the other paths compile away,
+// and a GPU kernel needs far fewer registers.
+template <bool AllSeparable, typename T>
 GA_HD void warp_pixel(const FusedView& f, const T* images, int b, int i, int j, float* v) {
   const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
   const int channels = f.channels_in;
-  const int mode = f.geometry[b];
+  const int mode = AllSeparable ? static_cast<int>(kSeparable) : f.geometry[b];
   if (mode == kIdentity) {
     GA_UNROLL
     for (int c = 0; c < kMaxChannels; ++c) {
@@ -103,9 +105,9 @@ GA_HD float contrast_gray(const float* op, const float* v, int channels) {
 // the CPU pass works row by row instead).
 
 // Resample pixel (i, j) of sample b and run program slots [0, stop); returns the channel count.
-template <typename T>
+template <bool AllSeparable, typename T>
 GA_HD int compute_pixel(const FusedView& f, const T* images, int b, int i, int j, int stop, float* v) {
-  warp_pixel(f, images, b, i, j, v);
+  warp_pixel<AllSeparable>(f, images, b, i, j, v);
   int channels = f.channels_in;
   const Site site = f.site(i, j);
   for (int s = 0; s < stop; ++s) {
@@ -119,10 +121,10 @@ GA_HD int compute_pixel(const FusedView& f, const T* images, int b, int i, int j
 }
 
 // Output pixel (i, j) of sample b: resampled, through every program slot and the final write.
-template <typename T, typename O>
+template <bool AllSeparable, typename T, typename O>
 GA_HD void write_pixel(const FusedView& f, const T* __restrict__ images, int b, int i, int j, O* __restrict__ out) {
   float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
-  compute_pixel(f, images, b, i, j, f.slots, v);
+  compute_pixel<AllSeparable>(f, images, b, i, j, f.slots, v);
   O* dst = out + b * f.out_sb + i * f.out_sh + j * f.out_sw;
   GA_UNROLL
   for (int c = 0; c < kMaxChannels; ++c) {
@@ -131,11 +133,21 @@ GA_HD void write_pixel(const FusedView& f, const T* __restrict__ images, int b, 
 }
 
 // What pixel (i, j) of sample b adds to the luma sum of contrast slot `slot` (which holds kContrast).
-template <typename T>
+template <bool AllSeparable, typename T>
 GA_HD double contrast_term(const FusedView& f, const T* images, int b, int i, int j, int slot) {
   float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
-  const int channels = compute_pixel(f, images, b, i, j, slot, v);
+  const int channels = compute_pixel<AllSeparable>(f, images, b, i, j, slot, v);
   return contrast_gray(f.op(b, slot), v, channels);
+}
+
+// f(std::bool_constant<AllSeparable>()) for a call's run-time all_separable flag.
+template <typename F>
+void dispatch_separable(bool all_separable, F&& f) {
+  if (all_separable) {
+    f(std::true_type());
+  } else {
+    f(std::false_type());
+  }
 }
 
 }  // namespace gpuaug

@@ -109,10 +109,10 @@ at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, c
                          const at::Tensor& out_shift, int64_t contrast_passes, int64_t out_height,
                          int64_t out_width, int64_t out_channels, int64_t interpolation, int64_t padding_mode,
                          int64_t supersample, int64_t warp_rounding, bool has_fill, int64_t final_mode,
-                         double final_mult, at::ScalarType out_dtype, bool channels_last) {
+                         double final_mult, at::ScalarType out_dtype, bool channels_last, bool all_separable) {
   FusedArgs a{images, src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, fill, program, keys,
               out_scale, out_shift, contrast_passes, out_height, out_width, out_channels, interpolation,
-              padding_mode, supersample, warp_rounding, has_fill, final_mode, final_mult};
+              padding_mode, supersample, warp_rounding, has_fill, final_mode, final_mult, all_separable};
   check(a);
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor out = at::empty({images.size(0), out_channels, out_height, out_width},
@@ -145,7 +145,8 @@ at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, c
     "Tensor taps_y, Tensor weights_y, Tensor matrix, Tensor fill, Tensor program, Tensor keys, "   \
     "Tensor out_scale, Tensor out_shift, int contrast_passes, int out_height, int out_width, "     \
     "int out_channels, int interpolation, int padding_mode, int supersample, int warp_rounding, "  \
-    "bool has_fill, int final_mode, float final_mult, ScalarType out_dtype, bool channels_last) -> Tensor"
+    "bool has_fill, int final_mode, float final_mult, ScalarType out_dtype, bool channels_last, "  \
+    "bool all_separable) -> Tensor"
 
 TORCH_LIBRARY(gpuaug, m) {
   m.def("fused_augment" GPUAUG_FUSED_SIGNATURE);

@@ -254,6 +254,18 @@ def test_opcheck(monkeypatch, transforms, op):
     torch.library.opcheck(getattr(torch.ops.gpuaug, op).default, args)
 
 
+def test_all_separable_kernels_compute_what_the_general_ones_do(monkeypatch):
+    """A call whose samples are all resampled through separable taps runs the per-pixel code compiled
+    without the other geometry paths: the same bits as the general code on the same arguments."""
+    x = _input((4, 3, 37, 53), torch.uint8, 0)
+    (args,) = _captured_arguments(monkeypatch, imagenet_train(), x)
+    assert args[-1] is True  # RandomResizedCrop and flips: every sample separable
+    general = torch.ops.gpuaug.fused_augment_pixelwise(*args[:-1], False)
+    assert torch.equal(torch.ops.gpuaug.fused_augment_pixelwise(*args), general)
+    (args,) = _captured_arguments(monkeypatch, [ga.RandomRotation(20, p=0.5), ga.ToDtype(torch.float32)], x)
+    assert args[-1] is False  # samples that skip the rotation are separable, the others not
+
+
 def test_op_rejects_bad_arguments(monkeypatch):
     (args,) = _captured_arguments(monkeypatch, imagenet_train(), _input((2, 3, 30, 34), torch.uint8, 0))
     bad = list(args)

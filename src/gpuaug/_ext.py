@@ -114,7 +114,8 @@ def build(verbose: bool = False, with_cuda: bool | None = None) -> bool:
 def _register_fake() -> None:
     def fake(images, src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, fill, program, keys,
              out_scale, out_shift, contrast_passes, out_height, out_width, out_channels, interpolation,
-             padding_mode, supersample, warp_rounding, has_fill, final_mode, final_mult, out_dtype, channels_last):
+             padding_mode, supersample, warp_rounding, has_fill, final_mode, final_mult, out_dtype, channels_last,
+             all_separable):
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         return torch.empty(
             (images.shape[0], out_channels, out_height, out_width),

@@ -258,6 +258,7 @@ class _GeometryArgs:
     supersample: int
     rounding: int
     out_hw: tuple[int, int]
+    all_separable: bool = False  # every sample kSeparable: the CUDA kernels then compile without the other paths
 
 
 def _no_taps(batch: int, length: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -308,7 +309,7 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
         weights_y=wy.contiguous(),
         matrix=warp.matrix.contiguous(), fill=fill.contiguous(), has_fill=padding.has_fill,
         interpolation=int(warp.interpolation != "nearest"), padding_mode=_PADDING_MODES[padding.mode],
-        supersample=warp.supersample, rounding=rounding, out_hw=(out_h, out_w),
+        supersample=warp.supersample, rounding=rounding, out_hw=(out_h, out_w), all_separable=warp.axis_aligned,
     )
 
 
@@ -343,7 +344,7 @@ def _fused_call(
         scale.to(device, torch.float32), shift.to(device, torch.float32), program.contrast_passes,
         geometry.out_hw[0], geometry.out_hw[1], channels, geometry.interpolation, geometry.padding_mode,
         geometry.supersample, geometry.rounding, geometry.has_fill, mode, mult, dtype,
-        memory_format == torch.channels_last,
+        memory_format == torch.channels_last, geometry.all_separable,
     )
 
 
