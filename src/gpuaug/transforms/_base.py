@@ -147,7 +147,7 @@ def random_boxes(
     tall: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """torchvision's 10 tries at a box of random area fraction and log-uniform aspect ratio, in an
-    image of ``height`` x ``width`` (ints, or (B, 1) float64 per sample).
+    image of ``height`` x ``width`` (numbers, or (B, 1) float64 per sample).
 
     Returns (top, left, height, width), each (B, 10) float64, rounded as torchvision rounds them;
     ``tall`` puts sqrt(area * ratio) on the height (RandomErasing) instead of the width
