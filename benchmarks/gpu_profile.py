@@ -6,6 +6,8 @@ Prints, and writes to ``$OUT/profile.json``:
   pipelines, by GPU time;
 - a ladder of sub-pipelines (uint8 256x256 -> 224x224 float16, batch 256): eager and CUDA-graph
   ms per batch, so that each step's cost is the difference between two rows;
+- the fused op alone on imagenet-train's arguments, through the kernels built for calls whose
+  samples are all separable and through the general ones (the same arguments, side by side);
 - the DataLoader stages of bench-loader's rows, one batch of 256 ragged images (300-600 px):
   pinning the padded batch, its host-to-device copy, the ext pipeline on it, CPU and nvJPEG decode.
 
@@ -73,6 +75,27 @@ def kernel_table(pipe: ga.Pipeline, x: torch.Tensor) -> list[dict]:
     return rows
 
 
+def op_builds(pipe: ga.Pipeline, x: torch.Tensor) -> dict[str, float]:
+    """ms of the fused op on the arguments ``pipe`` gives it, with all_separable as given and forced off."""
+    op, calls = torch.ops.gpuaug.fused_augment, []
+
+    def spy(*args):
+        calls.append(args)
+        return op(*args)
+
+    torch.ops.gpuaug.fused_augment = spy
+    try:
+        pipe(x, sample_ids=torch.arange(x.shape[0], device=DEVICE))
+    finally:
+        torch.ops.gpuaug.fused_augment = op
+    (args,) = calls
+    return {
+        "all_separable_flag": float(args[-1]),
+        "op_as_called_ms": timed(lambda: op(*args)),
+        "op_general_kernels_ms": timed(lambda: op(*args[:-1], False)),
+    }
+
+
 def ragged_stages() -> dict[str, float]:
     g = torch.Generator().manual_seed(0)
     photos = [torch.from_numpy(np.array(p)).permute(2, 0, 1).contiguous() for p in _photos()]
@@ -113,6 +136,8 @@ def main(out_dir: str) -> None:
         rows.append({"pipeline": name, "eager_ms": eager, "graph_ms": graph})
         print(f"{name:<26} eager {eager:7.3f} ms   graph {graph:7.3f} ms", flush=True)
     report["ladder"] = rows
+    report["op_builds"] = op_builds(ga.Pipeline(ladder()["imagenet-train"], seed=0, backend="ext"), x)
+    print("fused op, imagenet-train arguments:", json.dumps(report["op_builds"]), flush=True)
     report["kernels"] = {}
     for name, top in (("imagenet-train", 12), ("cast only (no geometry)", 5), ("RRC+flip", 5)):
         try:
