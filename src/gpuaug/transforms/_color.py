@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import _device
+from .._device import constant
 from ..functional import color as C
 from ..functional.color import Domain
 from ..params import Params, register_params
@@ -91,13 +92,13 @@ class ColorJitter(PixelTransform):
 
     def draw(self, rng: Stream, spec: ImageSpec) -> ColorJitterParams:
         applied = self._coin(rng)
-        factors = []
-        for name, _ in _JITTER_PARTS:
-            rng_range = getattr(self, name)
-            identity = 0.0 if name == "hue" else 1.0
-            u = rng.uniform(1)[:, 0]
-            factors.append(u * (rng_range[1] - rng_range[0]) + rng_range[0] if rng_range else torch.full_like(u, identity))
-        return ColorJitterParams(applied, *factors, order=rng.permutation(4))
+        # one uniform per part, in _JITTER_PARTS' order; a part without a range gets its identity (span 0)
+        ranges = [getattr(self, name) or ((0.0, 0.0) if name == "hue" else (1.0, 1.0)) for name, _ in _JITTER_PARTS]
+        device = applied.device
+        spans = constant([high - low for low, high in ranges], torch.float64, device)
+        lows = constant([low for low, _ in ranges], torch.float64, device)
+        factors = rng.uniform(len(ranges)) * spans + lows
+        return ColorJitterParams(applied, *factors.unbind(1), order=rng.permutation(4))
 
     def apply(self, x: Tensor, params: ColorJitterParams, domain: Domain) -> Tensor:
         if _device.on_host(x.device):  # a sample at a time: views of x, no gathers (several times faster)
