@@ -34,6 +34,25 @@ struct Scratch {
   std::vector<double> row_sums;  // (out_h): luma sums of the rows, for a contrast slot's mean
 };
 
+// A matrix map's working memory for one output row (out_w entries each): its grid points, then its taps.
+struct MatrixScratch {
+  explicit MatrixScratch(int width) : ix(width), iy(width), taps(width) {}
+  std::vector<float> ix, iy;
+  std::vector<GridTaps> taps;
+};
+
+// f(std::integral_constant<int, mode>()) for a run-time PaddingMode: a loop compiled for one mode
+// has no branches on it, and vectorises.
+template <typename F>
+void dispatch_padding(int padding, F&& f) {
+  switch (padding) {
+    case kEdge: f(std::integral_constant<int, kEdge>()); break;
+    case kReflect: f(std::integral_constant<int, kReflect>()); break;
+    case kSymmetric: f(std::integral_constant<int, kSymmetric>()); break;
+    default: f(std::integral_constant<int, kConstant>()); break;
+  }
+}
+
 // Runs body(first, last) over [0, n), in parallel unless the caller already is.
 template <typename Body>
 void for_rows(bool parallel, int64_t n, Body&& body) {
@@ -187,18 +206,24 @@ void copy_row(const FusedView& f, const T* images, int b, int64_t i, float* row,
 
 // Output row i through any other map (a matrix): where each pixel of the row reads (the same
 // GridTaps as sample_matrix), then one channel plane at a time, averaged over the supersamples.
-// `taps` holds out_w entries.
+// The row's grid points come first, in a loop of plain arithmetic that the compiler vectorises
+// (the double-precision map is most of the work). `s` holds out_w entries in each array.
 template <typename T>
-void matrix_row(const FusedView& f, const T* images, int b, int64_t i, GridTaps* taps, float* row, int64_t plane) {
+void matrix_row(const FusedView& f, const T* images, int b, int64_t i, MatrixScratch& s, float* row, int64_t plane) {
   const int width = f.out_w, k = f.supersample;
   const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
   const double* m = f.matrix + 9 * b;
+  GridTaps* taps = s.taps.data();
+  float *ix = s.ix.data(), *iy = s.iy.data();
   for (int c = 0; c < f.channels_in; ++c) std::fill_n(row + c * plane, width, 0.0f);
   for (int sy = 0; sy < k; ++sy) {
     for (int sx = 0; sx < k; ++sx) {
       const double oy = (i * k + sy + 0.5) / k - 0.5;
-      for (int j = 0; j < width; ++j)
-        taps[j] = grid_taps(m, (j * k + sx + 0.5) / k - 0.5, oy, img.width, img.height, f.bilinear, f.padding);
+      dispatch_padding(f.padding, [&](auto mode) {
+        for (int j = 0; j < width; ++j)
+          grid_point(m, (j * k + sx + 0.5) / k - 0.5, oy, img.width, img.height, decltype(mode)::value, ix[j], iy[j]);
+      });
+      for (int j = 0; j < width; ++j) taps[j] = point_taps(ix[j], iy[j], img.width, img.height, f.bilinear);
       for (int c = 0; c < f.channels_in; ++c) {
         float* out = row + c * plane;
         const float fill = f.has_fill ? f.fill[c] : 0.0f;
@@ -219,7 +244,7 @@ void matrix_row(const FusedView& f, const T* images, int b, int64_t i, GridTaps*
 
 // Output row i of sample b, resampled (`lo` from filter_source_rows for a separable map).
 template <typename T>
-void warp_row(const FusedView& f, const T* images, int b, const Scratch& s, int lo, int64_t i, GridTaps* taps,
+void warp_row(const FusedView& f, const T* images, int b, const Scratch& s, int lo, int64_t i, MatrixScratch& taps,
               float* row, int64_t plane) {
   if (f.geometry[b] == kSeparable) {
     combine_rows(f, b, s, lo, i, row, plane);
@@ -326,10 +351,10 @@ void process_sample(const FusedView& f, const T* images, int b, O* out, Scratch&
     const int channels_at_end = channels_after_slots(f, b, start, end, channels);
     const bool integer_at_end = cut && f.op(b, end)[1] != 0.0f;
     for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
-      std::vector<GridTaps> taps(first_pass && f.geometry[b] == kMatrix ? f.out_w : 0);
+      MatrixScratch taps(first_pass && f.geometry[b] == kMatrix ? f.out_w : 0);
       for (int64_t i = first; i < last; ++i) {
         float* row = image + i * f.out_w;
-        if (first_pass) warp_row(f, images, b, s, lo, i, taps.data(), row, plane);
+        if (first_pass) warp_row(f, images, b, s, lo, i, taps, row, plane);
         run_slots(f, b, start, end, i, row, plane, channels, mean);
         if (cut) {
           s.row_sums[i] = luma_sum(row, plane, f.out_w, channels_at_end, integer_at_end);

@@ -89,7 +89,9 @@ struct GridTaps {
   float w[4];
 };
 
-GA_HD GridTaps grid_taps(const double* m, double ox, double oy, int width, int height, bool bilinear, int padding) {
+// The point grid_sample reads for output point (ox, oy) through `m`, in source pixel units after the
+// padding's fold: ix, iy (-2, outside, for a degenerate map).
+GA_HD void grid_point(const double* m, double ox, double oy, int width, int height, int padding, float& ix, float& iy) {
   const double w = m[6] * ox + m[7] * oy + m[8];
   double sx = (m[0] * ox + m[1] * oy + m[2]) / w;
   double sy = (m[3] * ox + m[4] * oy + m[5]) / w;
@@ -97,9 +99,15 @@ GA_HD GridTaps grid_taps(const double* m, double ox, double oy, int width, int h
     sx = fold_reflect(sx, width);
     sy = fold_reflect(sy, height);
   }
-  float ix = grid_coordinate(sx, width, padding);
-  float iy = grid_coordinate(sy, height, padding);
-  if (!(fabsf(ix) < 1e7f && fabsf(iy) < 1e7f)) ix = iy = -2.0f;  // degenerate map (also NaN): nothing inside
+  ix = grid_coordinate(sx, width, padding);
+  iy = grid_coordinate(sy, height, padding);
+  const bool degenerate = !(fabsf(ix) < 1e7f && fabsf(iy) < 1e7f);  // (also NaN): nothing inside
+  ix = degenerate ? -2.0f : ix;
+  iy = degenerate ? -2.0f : iy;
+}
+
+// The taps of grid point (ix, iy) (grid_point).
+GA_HD GridTaps point_taps(float ix, float iy, int width, int height, bool bilinear) {
   GridTaps t;
   if (bilinear) {
     const float x0 = floorf(ix), y0 = floorf(iy);
@@ -122,6 +130,12 @@ GA_HD GridTaps grid_taps(const double* m, double ox, double oy, int width, int h
     }
   }
   return t;
+}
+
+GA_HD GridTaps grid_taps(const double* m, double ox, double oy, int width, int height, bool bilinear, int padding) {
+  float ix, iy;
+  grid_point(m, ox, oy, width, height, padding, ix, iy);
+  return point_taps(ix, iy, width, height, bilinear);
 }
 
 // Channel c of the pixel that `t` reads (pixels outside the image count 0, as grid_sample's zeros).
