@@ -244,14 +244,14 @@ void matrix_row(const FusedView& f, const T* images, int b, int64_t i, MatrixScr
 
 // Output row i of sample b, resampled (`lo` from filter_source_rows for a separable map).
 template <typename T>
-void warp_row(const FusedView& f, const T* images, int b, const Scratch& s, int lo, int64_t i, MatrixScratch& taps,
-              float* row, int64_t plane) {
+void warp_row(const FusedView& f, const T* images, int b, const Scratch& s, int lo, int64_t i,
+              MatrixScratch& matrix_scratch, float* row, int64_t plane) {
   if (f.geometry[b] == kSeparable) {
     combine_rows(f, b, s, lo, i, row, plane);
   } else if (f.geometry[b] == kIdentity) {
     copy_row(f, images, b, i, row, plane);
   } else {
-    matrix_row(f, images, b, i, taps, row, plane);
+    matrix_row(f, images, b, i, matrix_scratch, row, plane);
   }
 }
 
@@ -351,10 +351,10 @@ void process_sample(const FusedView& f, const T* images, int b, O* out, Scratch&
     const int channels_at_end = channels_after_slots(f, b, start, end, channels);
     const bool integer_at_end = cut && f.op(b, end)[1] != 0.0f;
     for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
-      MatrixScratch taps(first_pass && f.geometry[b] == kMatrix ? f.out_w : 0);
+      MatrixScratch matrix_scratch(first_pass && f.geometry[b] == kMatrix ? f.out_w : 0);
       for (int64_t i = first; i < last; ++i) {
         float* row = image + i * f.out_w;
-        if (first_pass) warp_row(f, images, b, s, lo, i, taps, row, plane);
+        if (first_pass) warp_row(f, images, b, s, lo, i, matrix_scratch, row, plane);
         run_slots(f, b, start, end, i, row, plane, channels, mean);
         if (cut) {
           s.row_sums[i] = luma_sum(row, plane, f.out_w, channels_at_end, integer_at_end);

@@ -132,6 +132,7 @@ GA_HD GridTaps point_taps(float ix, float iy, int width, int height, bool biline
   return t;
 }
 
+// The taps of output point (ox, oy) through `m` (grid_point, then point_taps).
 GA_HD GridTaps grid_taps(const double* m, double ox, double oy, int width, int height, bool bilinear, int padding) {
   float ix, iy;
   grid_point(m, ox, oy, width, height, padding, ix, iy);
