@@ -218,7 +218,7 @@ def _axes_taps(
     if mode == "constant":
         in_len = _per_axis(in_lens, a.device)
         weights = weights * ((taps >= 0) & (taps < in_len))
-        taps = taps.clamp(min=0).clamp(max=in_len - 1)
+        taps = fold_index(taps, in_len, mode)
     else:
         taps = torch.stack([fold_index(taps[axis], n, mode) for axis, n in enumerate(in_lens)])
     if integer:  # whole multiples of 2**-14: every partial sum over uint8 values is exact in float32,
@@ -279,11 +279,12 @@ def separable_taps(
     out_h, out_w = out_hw
     length = max(out_hw)
     in_lens = (x_shape[3], x_shape[2]) if sizes is None else (sizes[:, 1, None, None], sizes[:, 0, None, None])
+    outer = [link.padding for link in links[1:] if link.padding is not None]  # outer links that pad
     traced = [(None, [])] * 2  # per axis: the output points in the first link's output, and the covers
-    if any(link.padding is not None for link in links[1:]):  # outer links that pad: trace the points
+    if outer:
         j = torch.arange(length, dtype=torch.float64, device=matrix.device).expand(batch, length)
         traced = [_trace(links, j, interpolation == "nearest", axis) for axis in (0, 1)]
-    folded = any(link.padding is not None and link.padding.mode != "constant" for link in links[1:])
+    folded = any(p.mode != "constant" for p in outer)
     centre = torch.stack([_map(links[0].matrix, traced[axis][0], axis) for axis in (0, 1)]) if folded else None
     padding = links[0].padding or Padding()
     taps, weights = _axes_taps(

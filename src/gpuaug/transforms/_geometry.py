@@ -303,6 +303,16 @@ class RandomCrop(GeometricTransform):
         return geometry.crop(params.top - pad_top, params.left - pad_left)
 
 
+def _round(v: float | Tensor) -> float | Tensor:
+    """Round halves to even, a number (Python's round) or a tensor (torch.round) alike."""
+    return torch.round(v) if isinstance(v, Tensor) else float(round(v))
+
+
+def _choose(condition: bool | Tensor, a: float | Tensor, b: float | Tensor) -> float | Tensor:
+    """``a`` where ``condition`` holds, else ``b``: torch.where for tensors, a plain choice for numbers."""
+    return torch.where(condition, a, b) if isinstance(condition, Tensor) else (a if condition else b)
+
+
 class RandomResizedCrop(GeometricTransform):
     """Crop a random area and aspect ratio, resized to ``size`` (torchvision's 10 tries + fallback).
     A sample that ``p`` skips is resized whole instead.
@@ -358,13 +368,9 @@ class RandomResizedCrop(GeometricTransform):
         """torchvision's central crop when no try fits: (top, left, height, width) as numbers for one
         image size, or (B,) float64 per sample."""
         low, high = min(self.ratio), max(self.ratio)
-        if isinstance(height, Tensor):
-            in_ratio = width / height
-            h = torch.where(in_ratio < low, torch.round(width / low), height)
-            w = torch.where(in_ratio > high, torch.round(height * high), width)
-        else:  # Python's round, like torch.round, rounds halves to even
-            h = float(round(width / low)) if width / height < low else height
-            w = float(round(height * high)) if width / height > high else width
+        in_ratio = width / height
+        h = _choose(in_ratio < low, _round(width / low), height)
+        w = _choose(in_ratio > high, _round(height * high), width)
         return (height - h) // 2, (width - w) // 2, h, w
 
     def matrix(self, params: CropParams, spec: ImageSpec) -> Tensor:
