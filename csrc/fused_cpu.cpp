@@ -150,20 +150,20 @@ int filter_source_rows(const FusedView& f, const T* images, int b, Scratch& s, b
       float* dst = s.rows.data() + (r - lo) * kMaxChannels * width;
       filter_row_any(f.channels_in, used, lines.data(), img.width, tx, wx, kx, width, dst, width);
       if (round_rows)
-        for (int j = 0; j < f.channels_in * width; ++j) dst[j] = clampf(nearbyintf(dst[j]), 0.0f, 255.0f);
+        for (int j = 0; j < f.channels_in * width; ++j) dst[j] = clampf(round_half_up(dst[j]), 0.0f, 255.0f);
     }
   });
   return lo;
 }
 
-// A resampled row (its first channel at `row`) to whole values where the warp rounds, clamped to
-// 0..255 where it also clamps.
-void round_warp_row(const FusedView& f, float* row, int64_t plane) {
+// A resampled row (its first channel at `row`) to whole values where the warp rounds (halves up
+// after separable resampling, see round_half_up), clamped to 0..255 where it also clamps.
+void round_warp_row(const FusedView& f, float* row, int64_t plane, bool separable) {
   if (f.warp_rounding == 0) return;
   for (int c = 0; c < f.channels_in; ++c) {
     float* out = row + c * plane;
     for (int j = 0; j < f.out_w; ++j) {
-      const float v = nearbyintf(out[j]);
+      const float v = separable ? round_half_up(out[j]) : nearbyintf(out[j]);
       out[j] = f.warp_rounding == 2 ? clampf(v, 0.0f, 255.0f) : v;
     }
   }
@@ -194,7 +194,7 @@ void combine_rows(const FusedView& f, int b, const Scratch& s, int lo, int64_t i
       for (int c = 0; c < f.channels_in; ++c) row[c * plane + j] += outside * f.fill[c];
     }
   }
-  round_warp_row(f, row, plane);
+  round_warp_row(f, row, plane, true);
 }
 
 // Output row i of the input itself (no resampling).
@@ -239,7 +239,7 @@ void matrix_row(const FusedView& f, const T* images, int b, int64_t i, MatrixScr
     for (int c = 0; c < f.channels_in; ++c)
       for (int j = 0; j < width; ++j) row[c * plane + j] /= static_cast<float>(k * k);
   }
-  round_warp_row(f, row, plane);
+  round_warp_row(f, row, plane, false);
 }
 
 // Output row i of sample b, resampled (`lo` from filter_source_rows for a separable map).

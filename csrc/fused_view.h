@@ -90,7 +90,7 @@ GA_HD void warp_pixel(const FusedView& f, const T* images, int b, int i, int j, 
   if (f.warp_rounding > 0) {
     GA_UNROLL
     for (int c = 0; c < kMaxChannels; ++c) {
-      v[c] = nearbyintf(v[c]);
+      v[c] = mode == kSeparable ? round_half_up(v[c]) : nearbyintf(v[c]);
       if (f.warp_rounding == 2) v[c] = clampf(v[c], 0.0f, 255.0f);
     }
   }

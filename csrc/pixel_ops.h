@@ -53,6 +53,10 @@ enum FinalMode : int { kCopy = 0, kScaleShift = 1, kScaleShiftToUint8 = 2 };
 GA_HD float minf(float a, float b) { return b < a ? b : a; }
 GA_HD float maxf(float a, float b) { return a < b ? b : a; }
 GA_HD float clampf(float v, float lo, float hi) { return minf(maxf(v, lo), hi); }
+// Separable resampling's rounding to uint8 values: halves up, as torch's native uint8 resize
+// rounds its fixed-point sums (functional.resample.round_half_up); grid sampling rounds half to
+// even (nearbyintf), as torchvision's does.
+GA_HD float round_half_up(float v) { return floorf(v + 0.5f); }
 
 // murmur3's 32-bit finaliser (gpuaug.random.mix32).
 GA_HD uint32_t mix32(uint32_t x) {

@@ -42,7 +42,7 @@ GA_HD void sample_separable(const SourceImage<T>& img, int channels, const int* 
     }
     GA_UNROLL
     for (int c = 0; c < kMaxChannels; ++c) {
-      if (round_rows) row[c] = clampf(nearbyintf(row[c]), 0.0f, 255.0f);
+      if (round_rows) row[c] = clampf(round_half_up(row[c]), 0.0f, 255.0f);
       v[c] += wy[a] * row[c];
     }
   }

@@ -73,3 +73,33 @@ def test_random_pipelines(backend, case):
 ], ids=["imagenet-train", "gated-colour", "affine-blur-erase-noise", "crop-then-gated-rotation", "gated-rotation-then-crop"])
 def test_named_pipelines(backend, transforms):
     assert_paths_agree(transforms, _input((40, 3, 36, 44), torch.uint8, 3), backend, seed=2)
+
+
+@pytest.mark.parametrize("transforms", [
+    [ga.RandomResizedCrop(24), ga.RandomHorizontalFlip(), ga.RandomVerticalFlip()],
+    [ga.RandomResizedCrop((30, 17), scale=(0.05, 1.0), interpolation="bicubic")],
+    [ga.RandomResizedCrop(50, antialias=False)],
+    [ga.Resize((20, 60)), ga.RandomHorizontalFlip()],
+    [ga.CenterCrop(30), ga.Resize(19), ga.RandomVerticalFlip()],
+    [ga.RandomCrop(30, padding=6), ga.Resize(23)],  # some boxes reach into the padding: tap sums there
+], ids=["crop-flips", "bicubic", "bilinear-no-antialias", "resize-flip", "crop-resize-flip", "padded-crop-resize"])
+def test_uint8_resizes_are_the_same_bits_on_every_path(transforms):
+    """On the CPU a uint8 crop-resize calls torch's own resize per sample; its bits are those of the tap
+    sums (the host path for any other map) and of the accelerators' dense products."""
+    from gpuaug.functional import resample
+
+    native_resize = resample._native_resize
+    x = _input((24, 3, 36, 44), torch.uint8, 5)
+    pipe = ga.Pipeline(transforms, seed=4, backend="torch")
+    ids = torch.arange(x.shape[0])
+    calls = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(resample, "_native_resize", lambda *args: calls.append(args) or native_resize(*args))
+        native = pipe(x, sample_ids=ids)
+    assert 0 < len(calls) <= x.shape[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(resample, "_native_resizes", lambda *args: False)
+        taps = pipe(x, sample_ids=ids)
+    with accelerator_paths():
+        dense = pipe(x, sample_ids=ids)
+    assert torch.equal(native, taps) and torch.equal(native, dense)

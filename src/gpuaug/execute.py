@@ -15,7 +15,7 @@ from torch import Tensor
 from . import _alloc, _device
 from ._device import constant
 from .functional.color import Domain
-from .functional.resample import warp_grid, warp_separable
+from .functional.resample import round_half_up, warp_grid, warp_separable
 from .plan import FinalWrite, Stage, Step, Warp
 from .transforms._base import ImageSpec, apply_selected
 from .transforms._dtype import Normalize, ToDtype
@@ -57,7 +57,7 @@ def _resample(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
     else:
         y = warp_grid(x, warp.links, out_hw, warp.interpolation, warp.supersample, sizes=warp.source_sizes)
     if domain.integer and y.is_floating_point():
-        y = y.round_()
+        y = round_half_up(y) if warp.axis_aligned else y.round_()  # as torch's uint8 resize, and torchvision's grid sampling
         if warp.interpolation == "bicubic":
             y = y.clamp_(0.0, 255.0)
     return y

@@ -74,7 +74,7 @@ def rgb_to_grayscale(x: Tensor, domain: Domain, truncate: bool = True) -> Tensor
 
 def _blend(x: Tensor, other: Tensor, factor: Tensor, domain: Domain) -> Tensor:
     """x * f + other * (1 - f), with 1 - f rounded once as torchvision's ``add_(alpha=1 - f)``."""
-    return _finish(torch.addcmul(x.mul_(_per_sample(factor)), other, _per_sample(1.0 - factor.double())), domain)
+    return _finish(x.mul_(_per_sample(factor)).addcmul_(other, _per_sample(1.0 - factor.double())), domain)
 
 
 def adjust_brightness(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
@@ -85,7 +85,8 @@ def adjust_brightness(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
 def adjust_contrast(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
     """Blend with the mean of the image's (truncated) grayscale."""
     mean = rgb_to_grayscale(x, domain).mean(dim=(1, 2, 3), keepdim=True)
-    return _blend(x, mean, factor, domain)
+    # as a plane: CPUs run addcmul with two broadcast scalars several times slower (same values)
+    return _blend(x, mean.expand(-1, 1, *x.shape[2:]).contiguous(), factor, domain)
 
 
 def adjust_saturation(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
@@ -95,13 +96,9 @@ def adjust_saturation(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
     return _blend(x, rgb_to_grayscale(x, domain), factor, domain)
 
 
-def _is_max(channel: Tensor, maxc: Tensor) -> Tensor:
-    """1.0 where ``channel`` equals the max, else 0.0, with float ops only (bool masks are slow on CPUs).
-
-    A channel within 1e-30 of the max counts as the max; that can only happen when the max itself is
-    that small, where the hue cannot change the output (which moves by at most the chroma).
-    """
-    return (channel - maxc).mul_(1e30).add_(1.0).clamp_(0.0, 1.0)
+def _equal(a: Tensor, b: Tensor) -> Tensor:
+    """1.0 where ``a == b``, else 0.0: a float mask, as lerp takes it (CPUs run bool masks and where slowly)."""
+    return torch.eq(a, b, out=torch.empty_like(a))
 
 
 def _wrap6(k: Tensor) -> Tensor:
@@ -112,29 +109,23 @@ def _wrap6(k: Tensor) -> Tensor:
 def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     """Rotate the HSV hue by ``shift`` (fraction of a turn in [-0.5, 0.5]); value and saturation kept.
 
-    Hue as torchvision's ``_rgb_to_hsv`` defines it, in sixths of a turn; back to RGB with the
-    closed form f(n) = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + 6H) mod 6, which is
-    torchvision's sextant table without the table. Plane by plane and with float ops only, which
-    CPUs run several times faster than masks and broadcasts.
+    Hue H as torchvision's ``_rgb_to_hsv`` defines it, in sixths of a turn: the max channel picks the
+    formula, red before green before blue on ties (lerp by a 0/1 weight returns one end exactly).
+    Back to RGB with the closed form f(n) = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + H) mod 6,
+    which is torchvision's sextant table without the table, for the three channels at once.
     """
     if x.shape[1] == 1:
         return x
-    r, g, b = (plane.contiguous() for plane in x.unbind(1))  # ops on strided planes are slow on CPUs
-    maxc, minc = x.amax(dim=1), x.amin(dim=1)  # much faster than aminmax over the channel dim on CPU
+    r, g, b = x.unbind(1)
+    maxc, minc = x.amax(dim=1), x.amin(dim=1)  # much faster than aminmax or argmax over channels on CPUs
     chroma = maxc - minc
-    is_r = _is_max(r, maxc)
-    is_g = _is_max(g, maxc).mul_(1.0 - is_r)
-    is_b = 1.0 - is_r - is_g
-    hue = (g - b).mul_(is_r)
-    hue.add_((b - r).add_(chroma, alpha=2.0).mul_(is_g))
-    hue.add_((r - g).add_(chroma, alpha=4.0).mul_(is_b))
+    hue = torch.lerp((r - g).add_(chroma, alpha=4.0), (b - r).add_(chroma, alpha=2.0), _equal(g, maxc))
+    hue = torch.lerp(hue, g - b, _equal(r, maxc))
     hue.mul_(chroma.clamp(min=1e-12).reciprocal_())  # grey pixels: chroma 0, hue 0
     hue = _wrap6(hue.add_(6.0 * (1.0 + _per_sample(shift)[:, 0])))
-    out = torch.empty_like(x)
-    for channel, n in enumerate((5.0, 3.0, 1.0)):
-        k = _wrap6(hue + n)
-        t = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
-        torch.sub(maxc, t.mul_(chroma), out=out[:, channel])
+    k = _wrap6(hue.unsqueeze(1) + x.new_tensor((5.0, 3.0, 1.0)).view(1, 3, 1, 1))
+    t = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    out = torch.sub(maxc.unsqueeze(1), t.mul_(chroma.unsqueeze(1)))
     if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999
         return out.mul_(255.999 / 255.0).floor_().clamp_(0.0, 255.0)
     return out.clamp_(0.0, 1.0)

@@ -34,7 +34,7 @@ from torch import Tensor
 from .. import _device
 from .._device import constant
 
-__all__ = ["Padding", "Link", "AxisTaps", "separable_taps", "warp_separable", "warp_grid", "fold_index"]
+__all__ = ["Padding", "Link", "AxisTaps", "separable_taps", "warp_separable", "warp_grid", "fold_index", "round_half_up"]
 
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 
@@ -160,14 +160,46 @@ def _filter(x: Tensor, interpolation: str, antialias: bool) -> Tensor:
     return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
 
 
-_WEIGHT_STEPS = float(1 << 14)
+def _fixed_point(weights: Tensor, rows: Tensor | None) -> Tensor:
+    """The weights (2, B, out, taps) rounded as torch's native uint8 resize rounds its int16 weights.
+
+    Per axis and sample, to whole multiples of 2**-p, halves away from zero, with p the most bits (up
+    to 22) for which the largest weight w times 2**p still rounds below 2**15 (fits an int16): the
+    count of q >= 0 with w * 2**(q + 1) < 32767.5, i.e. ceil(log2(16383.75 / w)). The largest over
+    the output ``rows`` (2, B, out, 1) that torch's resize would have (None: all of them).
+    Every partial sum over uint8 values is then exact in float32 (for p <= 16), so the result does not
+    depend on the order a backend sums in, and rounding the sum half up gives torch's
+    ``(sum + 2**(p-1)) >> p`` bit for bit.
+    """
+    magnitude = weights.abs()
+    largest = (magnitude if rows is None else magnitude * rows).amax(dim=(2, 3), keepdim=True)
+    steps = torch.exp2(torch.log2(16383.75 / largest).ceil_().clamp_(0.0, 22.0))
+    return (magnitude.mul_(steps).add_(0.5).floor_().copysign_(weights)).div_(steps)
+
+
+def _own_rows(centre: Tensor, lo: Tensor, hi: Tensor, out_lens: tuple[int, int], outside: bool) -> Tensor | None:
+    """The output rows (2, B, out, 1) of each axis' own length whose source ``centre`` (2, B, out) lies
+    inside its window [``lo``, ``hi``] (2, B, 1, 1) (``outside``: some may not); None where all do."""
+    rows = None
+    if outside:
+        rows = (centre[..., None] > lo - 0.5) & (centre[..., None] < hi + 0.5)
+    if out_lens[0] != out_lens[1]:
+        j = torch.arange(centre.shape[-1], device=centre.device).view(1, 1, -1, 1)
+        own = j < constant(out_lens, torch.int64, centre.device).view(2, 1, 1, 1)
+        rows = own if rows is None else rows & own
+    return rows
+
+
+def round_half_up(y: Tensor) -> Tensor:
+    """``floor(y + 0.5)`` in place: how torch's native uint8 resize rounds its fixed-point sums."""
+    return y.add_(0.5).floor_()
 
 
 def _axes_taps(
     a: Tensor,
     b: Tensor,
     window: Tensor,
-    out_len: int,
+    out_lens: tuple[int, int],
     in_lens: tuple[int | Tensor, int | Tensor],
     interpolation: str,
     antialias: bool,
@@ -175,6 +207,7 @@ def _axes_taps(
     mode: str,
     centre: Tensor | None = None,
     integer: bool = False,
+    outside: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Source indices and weights, both (2, B, out, taps), along x and y at once, for
     ``src = a * out + b`` per axis ``a``, ``b`` (2, B) (or at the given source ``centre`` (2, B, out)
@@ -184,9 +217,11 @@ def _axes_taps(
     (the canvas the resampling transform saw, as torchvision's crop-then-resize reads only the crop).
     ``in_lens`` are the image's width and height (ints, or (B, 1, 1) per sample). Indices outside the
     image are folded back by ``mode``; with ``constant`` their weight is zeroed, so the weights' sum is
-    what stayed inside the image and a fill makes up the rest.
+    what stayed inside the image and a fill makes up the rest. ``out_lens`` (x, y): each axis' output
+    length; ``integer``: uint8 values, whose weights are rounded as torch rounds them (_fixed_point);
+    ``outside``: some output pixels may lie outside the window (an outer link shows its padding there).
     """
-    j = torch.arange(out_len, dtype=torch.float64, device=a.device)
+    j = torch.arange(max(out_lens), dtype=torch.float64, device=a.device)
     exact = centre is None
     if exact:
         centre = a[..., None] * j + b[..., None]
@@ -221,9 +256,8 @@ def _axes_taps(
         taps = fold_index(taps, in_len, mode)
     else:
         taps = torch.stack([fold_index(taps[axis], n, mode) for axis, n in enumerate(in_lens)])
-    if integer:  # whole multiples of 2**-14: every partial sum over uint8 values is exact in float32,
-        # so the rounding to uint8 does not depend on the order a backend sums in
-        weights = (weights * _WEIGHT_STEPS).round_() / _WEIGHT_STEPS
+    if integer:
+        weights = _fixed_point(weights, _own_rows(centre, lo, hi, out_lens, outside))
     return taps, weights.to(torch.float32)
 
 
@@ -289,7 +323,8 @@ def separable_taps(
     padding = links[0].padding or Padding()
     taps, weights = _axes_taps(
         matrix.diagonal(dim1=1, dim2=2)[:, :2].T, matrix[:, :2, 2].T, window.reshape(batch, 2, 2).transpose(0, 1),
-        length, in_lens, interpolation, antialias, max(max_scale), padding.mode, centre, integer,
+        (out_w, out_h), in_lens, interpolation, antialias, max(max_scale), padding.mode, centre, integer,
+        outside=bool(outer),
     )
     result = []
     for axis, out_len, scale in ((0, out_w, max_scale[1]), (1, out_h, max_scale[0])):
@@ -306,14 +341,21 @@ def _blend_covers(y: Tensor, covers_y: list, covers_x: list) -> Tensor:
 
 
 def _filter_rows_then_columns(
-    x: Tensor, horizontal: tuple[Tensor, Tensor], vertical: tuple[Tensor, Tensor], integer: bool
+    x: Tensor,
+    horizontal: tuple[Tensor, Tensor],
+    vertical: tuple[Tensor, Tensor],
+    integer: bool,
+    boxes: list[tuple[int, ...] | None] | None = None,
+    native: tuple[str, bool] | None = None,
 ) -> Tensor:
     """Each image row filtered along x, then each column along y; ``horizontal`` and ``vertical`` are
     (taps, weights), both (B, out, taps).
 
     Accelerators take two batched products with dense (B, out, in) weights. On the CPU each sample
     gathers only the rows and columns its taps read and sums its few taps per output pixel, where a
-    dense product would multiply by every pixel of the crop.
+    dense product would multiply by every pixel of the crop; a sample with a box from _plain_boxes
+    instead calls torch's own resize (``native``: its interpolation and antialias), which computes
+    the same numbers several times faster.
     """
     batch, channels, height, width = x.shape
     (tx, wx), (ty, wy) = horizontal, vertical
@@ -321,20 +363,51 @@ def _filter_rows_then_columns(
         dx, dy = _dense(tx, wx, width), _dense(ty, wy, height)
         y = torch.bmm(x.to(torch.float32).reshape(batch, channels * height, width), dx.transpose(1, 2))
         if integer:
-            y = y.round_().clamp_(0.0, 255.0)
+            y = round_half_up(y).clamp_(0.0, 255.0)
         return torch.matmul(dy[:, None], y.view(batch, channels, height, -1))
     out = torch.empty(batch, channels, ty.shape[1], tx.shape[1])
     cols = torch.stack([tx.flatten(1).amin(1), tx.flatten(1).amax(1) + 1], 1).tolist()
     rows = torch.stack([ty.flatten(1).amin(1), ty.flatten(1).amax(1) + 1], 1).tolist()
     used_x, used_y = (wx != 0).any(1).tolist(), (wy != 0).any(1).tolist()  # the taps that weigh, per sample
     for s, ((c0, c1), (r0, r1)) in enumerate(zip(cols, rows)):
+        if boxes is not None and boxes[s] is not None:
+            out[s] = _native_resize(x[s], boxes[s], out.shape[2:], *native)
+            continue
         # (C, columns, rows): a gather along dim 1 then copies whole rows of memory
         part = torch.empty(channels, c1 - c0, r1 - r0).copy_(x[s, :, r0:r1, c0:c1].transpose(1, 2))
         y = _sum_taps(part, tx[s] - c0, wx[s], used_x[s], torch.empty(channels, tx.shape[1], r1 - r0))
         if integer:
-            y = y.round_().clamp_(0.0, 255.0)
+            y = round_half_up(y).clamp_(0.0, 255.0)
         _sum_taps(y.transpose(1, 2).contiguous(), ty[s] - r0, wy[s], used_y[s], out[s])
     return out
+
+
+def _plain_boxes(matrix: Tensor, window: Tensor, out_hw: tuple[int, int], sizes: Tensor) -> list[tuple[int, ...] | None]:
+    """Per sample, (top, left, height, width, flip_y, flip_x) where its map is a crop of that box of its
+    image resized to ``out_hw`` (align_corners=False), then flipped where said; None where it is not.
+
+    ``window`` (B, 4) as warp_separable takes it; ``sizes`` (B, 2) the images' (height, width).
+    """
+    lo, hi = window.view(-1, 2, 2).unbind(2)  # (B, 2): x then y
+    lo, hi = lo.to(torch.float64), hi.to(torch.float64)
+    a = matrix.diagonal(dim1=1, dim2=2)[:, :2]
+    b = matrix[:, :2, 2]
+    length = hi - lo + 1
+    out = constant(out_hw[::-1], torch.float64, matrix.device)
+    start = torch.where(a > 0, lo, hi + 1.0)  # where output pixel 0's footprint starts
+    plain = ((a.abs() * out - length).abs() < 1e-9) & ((b - (start + 0.5 * a - 0.5)).abs() < 1e-9)
+    plain = plain.all(1) & (lo >= 0).all(1) & (hi < sizes.flip(1)).all(1)
+    boxes = torch.stack([lo[:, 1], lo[:, 0], length[:, 1], length[:, 0], a[:, 1] < 0, a[:, 0] < 0], 1)
+    return [tuple(int(v) for v in box) if ok else None for box, ok in zip(boxes.tolist(), plain.tolist())]
+
+
+def _native_resize(image: Tensor, box: tuple[int, ...], out_hw: tuple[int, int], interpolation: str, antialias: bool) -> Tensor:
+    """One (C, H, W) image's ``box`` from _plain_boxes through torch's resize, flipped where the box says."""
+    top, left, height, width, flip_y, flip_x = box
+    crop = image[None, :, top : top + height, left : left + width]
+    y = F.interpolate(crop, size=tuple(out_hw), mode=interpolation, antialias=antialias, align_corners=False)[0]
+    flips = [d for d, flip in ((1, flip_y), (2, flip_x)) if flip]
+    return y.flip(flips) if flips else y
 
 
 def _sum_taps(x: Tensor, taps: Tensor, weights: Tensor, used: list[bool], out: Tensor) -> Tensor:
@@ -348,6 +421,15 @@ def _sum_taps(x: Tensor, taps: Tensor, weights: Tensor, used: list[bool], out: T
         else:
             out.addcmul_(gathered, w)
     return out.zero_() if first else out
+
+
+def _native_resizes(x: Tensor, interpolation: str, antialias: bool, integer: bool) -> bool:
+    """Whether torch's own CPU resize of ``x`` computes what the taps do, bit for bit: uint8 images,
+    whose fixed-point arithmetic _fixed_point reproduces (checked for bilinear, and antialiased bicubic)."""
+    return (
+        _device.on_host(x.device) and x.dtype == torch.uint8 and integer
+        and (interpolation == "bilinear" or (interpolation == "bicubic" and antialias))
+    )
 
 
 def warp_separable(
@@ -385,7 +467,11 @@ def warp_separable(
             inside = (wy[:, :, 0, None] * wx[:, None, :, 0] > 0).view(batch, 1, out_h, out_w)
             y = torch.where(inside, y, padding.fill_tensor(channels, x.device).to(y.dtype))
         return _blend_covers(y, covers_y, covers_x)
-    y = _filter_rows_then_columns(x, (tx, wx), (ty, wy), integer)
+    boxes = None
+    if _native_resizes(x, interpolation, antialias, integer) and not covers_x and not covers_y:
+        full = constant((height, width), torch.int64, x.device).expand(batch, 2)
+        boxes = _plain_boxes(matrix, window, out_hw, full if sizes is None else sizes)
+    y = _filter_rows_then_columns(x, (tx, wx), (ty, wy), integer, boxes, (interpolation, antialias))
     if padding.has_fill:
         outside = 1.0 - wy.sum(-1)[:, None, :, None] * wx.sum(-1)[:, None, None, :]
         y.add_(outside * padding.fill_tensor(channels, x.device))

@@ -269,15 +269,25 @@ def apply_selected(
 ) -> Tensor:
     """``fn(x, params)`` on the samples where ``selected`` (B,) is True; the others pass unchanged.
 
-    On the CPU the selected samples are gathered first, so unselected samples cost nothing. On an
-    accelerator everything is computed and blended with ``where``: no host synchronisation.
+    On the CPU ``fn`` runs on each run of consecutive selected samples, a view of ``x`` (no gathers,
+    no batch-sized copies), so unselected samples cost nothing. On an accelerator everything is
+    computed and blended with ``where``: no host synchronisation.
     ``x`` is owned by the caller's pipeline and may be overwritten.
     """
     if not _device.on_host(x.device):
         return torch.where(selected.view(-1, 1, 1, 1), fn(x.clone(), params), x)
-    index = selected.nonzero().squeeze(1)
-    if index.numel() == x.shape[0]:
+    flags = selected.tolist()
+    if all(flags):
         return fn(x, params)
-    if index.numel() > 0:
-        x[index] = fn(x.index_select(0, index), params.select(index))
+    start = None
+    for i, flag in enumerate([*flags, False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            rows = slice(start, i)
+            part = x[rows]
+            result = fn(part, params.select(rows))
+            if result is not part:
+                x[rows] = result
+            start = None
     return x
