@@ -190,7 +190,7 @@ void combine_rows(const FusedView& f, int b, const Scratch& s, int lo, int64_t i
     const float sy = tap_sum(wy, ky);
     const float* wx = f.weights_x + static_cast<int64_t>(b) * width * kx;
     for (int j = 0; j < width; ++j) {
-      const float outside = 1.0f - sy * tap_sum(wx + j * kx, kx);
+      const float outside = outside_share(sy, tap_sum(wx + j * kx, kx), f.warp_rounding > 0);
       for (int c = 0; c < f.channels_in; ++c) row[c * plane + j] += outside * f.fill[c];
     }
   }

@@ -67,7 +67,7 @@ GA_HD void warp_pixel(const FusedView& f, const T* images, int b, int i, int j, 
     const float *wy = f.weights_y + row * f.ky, *wx = f.weights_x + col * f.kx;
     sample_separable(img, channels, ty, wy, f.ky, tx, wx, f.kx, f.warp_rounding > 0, v);
     if (f.has_fill) {
-      const float outside = 1.0f - tap_sum(wy, f.ky) * tap_sum(wx, f.kx);
+      const float outside = outside_share(tap_sum(wy, f.ky), tap_sum(wx, f.kx), f.warp_rounding > 0);
       GA_UNROLL
       for (int c = 0; c < kMaxChannels; ++c) {
         if (c < channels) v[c] += outside * f.fill[c];

@@ -55,6 +55,14 @@ GA_HD float tap_sum(const float* w, int k) {
   return s;
 }
 
+// What of a separable sample falls outside the image, from the sums of its row and column weights
+// (functional.resample._outside_share): uint8 weights are rounded to fixed point, so their sums miss 1
+// by a few 2**-15 where nothing is outside; less than 2**-10 counts as nothing.
+GA_HD float outside_share(float rows, float columns, bool integer) {
+  const float outside = 1.0f - rows * columns;
+  return integer && outside < 0.0009765625f ? 0.0f : outside;
+}
+
 // functional.resample._fold_continuous "reflect", about the edge pixels' centres.
 GA_HD double fold_reflect(double v, int n) {
   if (n == 1) return 0.0;

@@ -82,7 +82,9 @@ def test_named_pipelines(backend, transforms):
     [ga.Resize((20, 60)), ga.RandomHorizontalFlip()],
     [ga.CenterCrop(30), ga.Resize(19), ga.RandomVerticalFlip()],
     [ga.RandomCrop(30, padding=6), ga.Resize(23)],  # some boxes reach into the padding: tap sums there
-], ids=["crop-flips", "bicubic", "bilinear-no-antialias", "resize-flip", "crop-resize-flip", "padded-crop-resize"])
+    [ga.RandomCrop(30, padding=6, fill=255), ga.Resize((23, 9), interpolation="bicubic")],
+], ids=["crop-flips", "bicubic", "bilinear-no-antialias", "resize-flip", "crop-resize-flip", "padded-crop-resize",
+        "filled-crop-resize"])
 def test_uint8_resizes_are_the_same_bits_on_every_path(transforms):
     """On the CPU a uint8 crop-resize calls torch's own resize per sample; its bits are those of the tap
     sums (the host path for any other map) and of the accelerators' dense products."""

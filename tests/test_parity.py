@@ -163,6 +163,44 @@ def test_resize(dtype, channels, size, interpolation, antialias):
         assert_close_resampled(out, ref, what=f"{interpolation} resize", exact_uint8=exact)
 
 
+# uint8 chains whose resize torchvision computes in fixed point: a crop after the resize (torch sets
+# its precision over the whole resized image), a crop reaching past the image before it (the fill is
+# part of what torch resizes), a fill that the crop never reaches, a 1x1 output, and rows of a
+# bicubic resize's canvas that a pad then covers
+UINT8_RESIZE_CHAINS = {
+    "resize-then-smaller-centre-crop": (
+        lambda oh, ow, mode: [ga.Resize((oh, ow), interpolation=mode), ga.CenterCrop((oh // 3 + 1, ow // 2 + 1))],
+        lambda x, oh, ow, mode: F.center_crop(F.resize(x, [oh, ow], interpolation=mode), [oh // 3 + 1, ow // 2 + 1]),
+    ),
+    "larger-centre-crop-then-resize": (
+        lambda oh, ow, mode: [ga.CenterCrop((H + 5, W + 2)), ga.Resize((oh, ow), interpolation=mode)],
+        lambda x, oh, ow, mode: F.resize(F.center_crop(x, [H + 5, W + 2]), [oh, ow], interpolation=mode),
+    ),
+    "pad-fill-crop-inside-then-resize": (
+        lambda oh, ow, mode: [ga.Pad(3, fill=255), ga.CenterCrop((H - 4, W - 2)), ga.Resize((oh, ow), interpolation=mode)],
+        lambda x, oh, ow, mode: F.resize(F.center_crop(F.pad(x, [3], fill=255), [H - 4, W - 2]), [oh, ow], interpolation=mode),
+    ),
+    "resize-to-one-pixel": (  # torch's kernel fails on 3 channels there: torchvision's, a channel at a time
+        lambda oh, ow, mode: [ga.Resize((1, 1), interpolation=mode)],
+        lambda x, oh, ow, mode: torch.cat([F.resize(c, [1, 1], interpolation=mode) for c in x.split(1, dim=1)], dim=1),
+    ),
+    "resize-then-pad-fill": (
+        lambda oh, ow, mode: [ga.Resize((oh, ow), interpolation=mode), ga.Pad([2, 3, 1, 2], fill=100)],
+        lambda x, oh, ow, mode: F.pad(F.resize(x, [oh, ow], interpolation=mode), [2, 3, 1, 2], fill=100),
+    ),
+}
+
+
+@pytest.mark.parametrize("chain", list(UINT8_RESIZE_CHAINS))
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("out_hw", [(7, 45), (41, 12), (64, 29)], ids=str)
+def test_uint8_resize_chains_are_torchvisions_bits(chain, interpolation, out_hw):
+    build, reference = UINT8_RESIZE_CHAINS[chain]
+    x = make_images(3, 3, H, W, torch.uint8, seed=sum(out_hw))
+    out = ga.Pipeline(build(*out_hw, interpolation), seed=0)(x)
+    assert_equal(out, reference(x, *out_hw, mode(interpolation)), what=f"{chain} {interpolation} {out_hw}")
+
+
 def test_resize_max_size():
     x = make_images(2, 3, H, W, torch.float32)
     out = ga.Pipeline([ga.Resize(20, max_size=25)])(x)

@@ -52,7 +52,7 @@ def _resample(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
     if warp.axis_aligned:
         y = warp_separable(
             x, warp.matrix, warp.links, warp.window, out_hw, warp.interpolation, warp.antialias, warp.max_scale,
-            integer=domain.integer, sizes=warp.source_sizes,
+            integer=domain.integer, sizes=warp.source_sizes, resampled=warp.resampled,
         )
     else:
         y = warp_grid(x, warp.links, out_hw, warp.interpolation, warp.supersample, sizes=warp.source_sizes)
@@ -144,8 +144,9 @@ def _slice(stage: Stage, rows: slice | Tensor) -> Stage:
         links = [dataclasses.replace(link, matrix=link.matrix[rows]) for link in stage.links]
         sizes = None if stage.source_sizes is None else stage.source_sizes[rows]
         skipped = None if stage.skipped is None else stage.skipped[rows]
+        resampled = None if stage.resampled is None else stage.resampled._replace(matrix=stage.resampled.matrix[rows])
         return dataclasses.replace(stage, matrix=stage.matrix[rows], window=stage.window[rows], links=links,
-                                   source_sizes=sizes, skipped=skipped)
+                                   source_sizes=sizes, skipped=skipped, resampled=resampled)
     return stage
 
 

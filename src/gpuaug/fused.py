@@ -290,7 +290,7 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
     if warp.axis_aligned or warp.skipped is not None:
         (tx, wx, _), (ty, wy, _) = separable_taps(
             x.shape, warp.matrix, warp.links, warp.window, (out_h, out_w), warp.interpolation, warp.antialias,
-            warp.max_scale, domain.integer, warp.source_sizes,
+            warp.max_scale, domain.integer, warp.source_sizes, warp.resampled,
         )
     else:
         (tx, wx), (ty, wy) = _no_taps(batch, out_w, x.device), _no_taps(batch, out_h, x.device)

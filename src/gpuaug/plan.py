@@ -20,7 +20,7 @@ from torch import Tensor
 
 from . import geometry
 from ._device import constant
-from .functional.resample import Link
+from .functional.resample import Link, Resampled
 from .params import Params
 from .transforms._base import GeometricTransform, ImageSpec, Transform
 from .transforms._container import Compose, RandomApply, RandomChoice, RandomOrder
@@ -127,6 +127,7 @@ class Warp:
     # whose maps are then axis-aligned: they take the exact separable path, the others grid sampling
     # (None: no sample can skip them all, or the warp is axis-aligned)
     skipped: Tensor | None = None
+    resampled: Resampled | None = None  # the interpolating step's output, where later steps crop or pad it
 
     @property
     def supersample(self) -> int:
@@ -171,11 +172,20 @@ def _skipping_every_rotation(steps: list[Step]) -> Tensor | None:
     return functools.reduce(operator.and_, (~s.applied for s in rotating))
 
 
+def _same_canvas(spec: ImageSpec, resampled: Resampled, later: list[Link]) -> bool:
+    """Whether the steps after the interpolating one (their ``later`` links) keep its output's rows:
+    the same size, and no step that looks outside its canvas (a flip, not a crop or a pad)."""
+    same_size = (spec.height, spec.width) == (resampled.height, resampled.width)
+    return same_size and all(link.padding is None for link in later)
+
+
 def _fold_geometry(steps: list[Step]) -> Warp:
     batch, device = steps[0].applied.shape[0], steps[0].applied.device
     eye = geometry.identity(batch, device)
     matrix: Tensor | None = None
     window = None
+    resampled: Resampled | None = None
+    kept = 0  # links up to the interpolating step
     interpolations = []
     links = []
     scale_y = scale_x = 1.0
@@ -192,7 +202,11 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         m = torch.where(s.applied.view(-1, 1, 1), m, eye) if s.gated else m
         links.append(Link(m, s.spec_in.height, s.spec_in.width, t.padding_for(s.spec_in)))
         matrix = m if matrix is None else matrix @ m
+        if t.interpolation is not None:
+            resampled, kept = Resampled(matrix, s.spec_out.height, s.spec_out.width), len(links)
     assert matrix is not None
+    if resampled is not None and _same_canvas(steps[-1].spec_out, resampled, links[kept:]):
+        resampled = None  # later steps only flip it: the output's rows are the resampled ones
     return Warp(
         matrix=matrix,
         spec_in=steps[0].spec_in,
@@ -205,6 +219,7 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         max_scale=(scale_y, scale_x),
         window=window if window is not None else _unbounded(batch, device),
         source_sizes=None if steps[0].spec_in.sizes is None else steps[0].spec_in.sizes.to(device, non_blocking=True),
+        resampled=resampled,
     )
 
 

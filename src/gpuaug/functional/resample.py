@@ -34,7 +34,7 @@ from torch import Tensor
 from .. import _device
 from .._device import constant
 
-__all__ = ["Padding", "Link", "AxisTaps", "separable_taps", "warp_separable", "warp_grid", "fold_index", "round_half_up"]
+__all__ = ["Padding", "Link", "Resampled", "AxisTaps", "separable_taps", "warp_separable", "warp_grid", "fold_index", "round_half_up"]
 
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 
@@ -64,6 +64,16 @@ class Link:
     height: int
     width: int
     padding: Padding | None
+
+
+class Resampled(NamedTuple):
+    """The output of the step that interpolates, where later steps of the pass crop or pad it: its map
+    to the source (B, 3, 3) and its size. torch's uint8 resize, which the separable weights round as,
+    sets its precision from its whole output."""
+
+    matrix: Tensor
+    height: int
+    width: int
 
 
 class AxisTaps(NamedTuple):
@@ -160,34 +170,46 @@ def _filter(x: Tensor, interpolation: str, antialias: bool) -> Tensor:
     return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
 
 
-def _fixed_point(weights: Tensor, rows: Tensor | None) -> Tensor:
+def _fixed_point(weights: Tensor, largest: Tensor) -> Tensor:
     """The weights (2, B, out, taps) rounded as torch's native uint8 resize rounds its int16 weights.
 
     Per axis and sample, to whole multiples of 2**-p, halves away from zero, with p the most bits (up
-    to 22) for which the largest weight w times 2**p still rounds below 2**15 (fits an int16): the
-    count of q >= 0 with w * 2**(q + 1) < 32767.5, i.e. ceil(log2(16383.75 / w)). The largest over
-    the output ``rows`` (2, B, out, 1) that torch's resize would have (None: all of them).
-    Every partial sum over uint8 values is then exact in float32 (for p <= 16), so the result does not
-    depend on the order a backend sums in, and rounding the sum half up gives torch's
-    ``(sum + 2**(p-1)) >> p`` bit for bit.
+    to 22) for which the ``largest`` weight w (2, B, 1, 1) of torch's resize times 2**p still rounds
+    below 2**15 (fits an int16): the count of q >= 0 with w * 2**(q + 1) < 32767.5, i.e.
+    ceil(log2(16383.75 / w)). Every partial sum over uint8 values is then exact in float32 (for
+    p <= 16, that is down to about a quarter of the size), so the result does not depend on the order
+    a backend sums in, and rounding the sum half up gives torch's ``(sum + 2**(p-1)) >> p`` bit for bit.
     """
-    magnitude = weights.abs()
-    largest = (magnitude if rows is None else magnitude * rows).amax(dim=(2, 3), keepdim=True)
     steps = torch.exp2(torch.log2(16383.75 / largest).ceil_().clamp_(0.0, 22.0))
-    return (magnitude.mul_(steps).add_(0.5).floor_().copysign_(weights)).div_(steps)
+    return (weights.abs().mul_(steps).add_(0.5).floor_().copysign_(weights)).div_(steps)
 
 
-def _own_rows(centre: Tensor, lo: Tensor, hi: Tensor, out_lens: tuple[int, int], outside: bool) -> Tensor | None:
-    """The output rows (2, B, out, 1) of each axis' own length whose source ``centre`` (2, B, out) lies
-    inside its window [``lo``, ``hi``] (2, B, 1, 1) (``outside``: some may not); None where all do."""
-    rows = None
-    if outside:
-        rows = (centre[..., None] > lo - 0.5) & (centre[..., None] < hi + 0.5)
-    if out_lens[0] != out_lens[1]:
-        j = torch.arange(centre.shape[-1], device=centre.device).view(1, 1, -1, 1)
-        own = j < constant(out_lens, torch.int64, centre.device).view(2, 1, 1, 1)
-        rows = own if rows is None else rows & own
-    return rows
+def _largest(weights: Tensor, lens: tuple[int, int]) -> Tensor:
+    """The largest |weight| (2, B, 1, 1) over each axis' own first ``lens`` (x, y) rows."""
+    magnitude = weights.abs()
+    if lens[0] != lens[1]:
+        rows = torch.arange(weights.shape[2], device=weights.device).view(1, 1, -1, 1)
+        magnitude = magnitude * (rows < constant(lens, torch.int64, weights.device).view(2, 1, 1, 1))
+    return magnitude.amax(dim=(2, 3), keepdim=True)
+
+
+def _window_taps(
+    centre: Tensor, lo: Tensor, hi: Tensor, stretch: Tensor | float, interpolation: str, antialias: bool, num_taps: int
+) -> tuple[Tensor, Tensor]:
+    """The filter's source indices (float64) and weights, both (2, B, out, taps), at each ``centre``
+    (2, B, out), reading only the window [``lo``, ``hi``] (2, B, 1, 1)."""
+    base_support = 1.0 if interpolation == "bilinear" else 2.0
+    first = (centre[..., None] - base_support * stretch).floor() + 1
+    taps = first + torch.arange(num_taps, dtype=torch.float64, device=centre.device)
+    weights = _filter((taps - centre[..., None]) / stretch, interpolation, antialias)
+    if interpolation == "bicubic" and not antialias:  # torch's plain bicubic repeats the edge pixels
+        return torch.minimum(torch.maximum(taps, lo), hi), weights
+    # the antialiased kernels (and bilinear) drop taps outside the window and renormalise; a pixel with
+    # (next to) nothing of its filter inside lies outside the window, where a fill shows: no weights
+    # (renormalising a few tail taps would give huge ones)
+    weights = weights * ((taps >= lo) & (taps <= hi))
+    total = _tap_sum(weights)
+    return taps, weights * (total > 1e-3) / total.clamp(min=1e-3)
 
 
 def round_half_up(y: Tensor) -> Tensor:
@@ -207,7 +229,7 @@ def _axes_taps(
     mode: str,
     centre: Tensor | None = None,
     integer: bool = False,
-    outside: bool = False,
+    resampled: tuple[Tensor, Tensor, tuple[int, int]] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Source indices and weights, both (2, B, out, taps), along x and y at once, for
     ``src = a * out + b`` per axis ``a``, ``b`` (2, B) (or at the given source ``centre`` (2, B, out)
@@ -219,7 +241,8 @@ def _axes_taps(
     image are folded back by ``mode``; with ``constant`` their weight is zeroed, so the weights' sum is
     what stayed inside the image and a fill makes up the rest. ``out_lens`` (x, y): each axis' output
     length; ``integer``: uint8 values, whose weights are rounded as torch rounds them (_fixed_point);
-    ``outside``: some output pixels may lie outside the window (an outer link shows its padding there).
+    ``resampled``: the output of the step that interpolates when later steps crop or pad it (torch's
+    resize then has rows that are not in this output), as (a, b) (2, B) and its (x, y) lengths.
     """
     j = torch.arange(max(out_lens), dtype=torch.float64, device=a.device)
     exact = centre is None
@@ -238,17 +261,19 @@ def _axes_taps(
         taps = torch.minimum(torch.maximum(taps, lo), hi)
         weights = torch.ones_like(taps)
     else:
-        base_support = 1.0 if interpolation == "bilinear" else 2.0
         stretch = a.abs().clamp(min=1.0)[..., None, None] if antialias else 1.0
         num_taps = _tap_count(interpolation, antialias, max_scale)
-        first = (centre[..., None] - base_support * stretch).floor() + 1
-        taps = first + torch.arange(num_taps, dtype=torch.float64, device=a.device)
-        weights = _filter((taps - centre[..., None]) / stretch, interpolation, antialias)
-        if interpolation == "bicubic" and not antialias:  # torch's plain bicubic repeats the edge pixels
-            taps = torch.minimum(torch.maximum(taps, lo), hi)
-        else:  # the antialiased kernels (and bilinear) drop taps outside the window and renormalise
-            weights = weights * ((taps >= lo) & (taps <= hi))
-            weights = weights / _tap_sum(weights).clamp(min=1e-12)
+        taps, weights = _window_taps(centre, lo, hi, stretch, interpolation, antialias, num_taps)
+        if integer:  # before the image's edge zeroes weights: torch resizes the padded crop
+            if resampled is None:
+                largest = _largest(weights, out_lens)
+            else:
+                a_r, b_r, lens_r = resampled
+                j_r = torch.arange(max(lens_r), dtype=torch.float64, device=a.device)
+                stretch_r = a_r.abs().clamp(min=1.0)[..., None, None] if antialias else 1.0
+                centre_r = a_r[..., None] * j_r + b_r[..., None]
+                largest = _largest(_window_taps(centre_r, lo, hi, stretch_r, interpolation, antialias, num_taps)[1], lens_r)
+            weights = _fixed_point(weights, largest)
     taps = taps.to(torch.int64)
     if mode == "constant":
         in_len = _per_axis(in_lens, a.device)
@@ -256,8 +281,6 @@ def _axes_taps(
         taps = fold_index(taps, in_len, mode)
     else:
         taps = torch.stack([fold_index(taps[axis], n, mode) for axis, n in enumerate(in_lens)])
-    if integer:
-        weights = _fixed_point(weights, _own_rows(centre, lo, hi, out_lens, outside))
     return taps, weights.to(torch.float32)
 
 
@@ -301,13 +324,14 @@ def separable_taps(
     max_scale: tuple[float, float],
     integer: bool = False,
     sizes: Tensor | None = None,
+    resampled: Resampled | None = None,
 ) -> tuple[AxisTaps, AxisTaps]:
     """The taps of a separable warp along x and along y, computed for both axes together (one set
     of tensor ops, each a kernel launch on a GPU).
 
-    ``integer``: the image holds uint8 values (the weights are then quantised, see _axes_taps);
-    ``sizes`` (B, 2) (height, width) of each image of a ragged batch (None: the whole input);
-    ``max_scale`` (y, x) as :class:`gpuaug.plan.Warp` has it.
+    ``integer``: the image holds uint8 values (the weights are then rounded as torch's, see
+    _fixed_point); ``sizes`` (B, 2) (height, width) of each image of a ragged batch (None: the whole
+    input); ``max_scale`` (y, x) and ``resampled`` as :class:`gpuaug.plan.Warp` has them.
     """
     batch = matrix.shape[0]
     out_h, out_w = out_hw
@@ -321,10 +345,12 @@ def separable_taps(
     folded = any(p.mode != "constant" for p in outer)
     centre = torch.stack([_map(links[0].matrix, traced[axis][0], axis) for axis in (0, 1)]) if folded else None
     padding = links[0].padding or Padding()
+    if resampled is not None:
+        m = resampled.matrix
+        resampled = (m.diagonal(dim1=1, dim2=2)[:, :2].T, m[:, :2, 2].T, (resampled.width, resampled.height))
     taps, weights = _axes_taps(
         matrix.diagonal(dim1=1, dim2=2)[:, :2].T, matrix[:, :2, 2].T, window.reshape(batch, 2, 2).transpose(0, 1),
-        (out_w, out_h), in_lens, interpolation, antialias, max(max_scale), padding.mode, centre, integer,
-        outside=bool(outer),
+        (out_w, out_h), in_lens, interpolation, antialias, max(max_scale), padding.mode, centre, integer, resampled,
     )
     result = []
     for axis, out_len, scale in ((0, out_w, max_scale[1]), (1, out_h, max_scale[0])):
@@ -423,12 +449,15 @@ def _sum_taps(x: Tensor, taps: Tensor, weights: Tensor, used: list[bool], out: T
     return out.zero_() if first else out
 
 
-def _native_resizes(x: Tensor, interpolation: str, antialias: bool, integer: bool) -> bool:
+def _native_resizes(x: Tensor, out_w: int, interpolation: str, antialias: bool, integer: bool) -> bool:
     """Whether torch's own CPU resize of ``x`` computes what the taps do, bit for bit: uint8 images,
-    whose fixed-point arithmetic _fixed_point reproduces (checked for bilinear, and antialiased bicubic)."""
+    whose fixed-point arithmetic _fixed_point reproduces (checked for bilinear, and antialiased bicubic),
+    through torch's AVX2 kernel (up to 4 channels; its generic kernel differs at output width 1, and the
+    AVX2 one fails on 3 channels there)."""
     return (
-        _device.on_host(x.device) and x.dtype == torch.uint8 and integer
+        _device.on_host(x.device) and x.dtype == torch.uint8 and integer and x.shape[1] <= 4 and out_w > 1
         and (interpolation == "bilinear" or (interpolation == "bicubic" and antialias))
+        and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
     )
 
 
@@ -443,6 +472,7 @@ def warp_separable(
     max_scale: tuple[float, float],
     integer: bool = False,
     sizes: Tensor | None = None,
+    resampled: Resampled | None = None,
 ) -> Tensor:
     """Axis-aligned resampling through ``matrix``, the composed map of ``links`` (crops, resizes, flips, pads).
 
@@ -451,13 +481,14 @@ def warp_separable(
     maps are one gather in the input's dtype. With
     ``integer`` the intermediate (after the horizontal pass) is rounded and clamped to uint8 values,
     as torchvision's native uint8 resize does. ``sizes`` (B, 2): the (height, width) of each image
-    of a ragged batch, which is all each sample reads. Returns (B, C, Ho, Wo).
+    of a ragged batch, which is all each sample reads. ``resampled``: see separable_taps.
+    Returns (B, C, Ho, Wo).
     """
     batch, channels, height, width = x.shape
     out_h, out_w = out_hw
     padding = links[0].padding or Padding()
     (tx, wx, covers_x), (ty, wy, covers_y) = separable_taps(
-        x.shape, matrix, links, window, out_hw, interpolation, antialias, max_scale, integer, sizes
+        x.shape, matrix, links, window, out_hw, interpolation, antialias, max_scale, integer, sizes, resampled
     )
     if interpolation == "nearest":
         flat = (ty[:, :, 0, None] * width + tx[:, None, :, 0]).view(batch, 1, out_h * out_w)
@@ -468,14 +499,22 @@ def warp_separable(
             y = torch.where(inside, y, padding.fill_tensor(channels, x.device).to(y.dtype))
         return _blend_covers(y, covers_y, covers_x)
     boxes = None
-    if _native_resizes(x, interpolation, antialias, integer) and not covers_x and not covers_y:
+    if _native_resizes(x, out_w, interpolation, antialias, integer) and not covers_x and not covers_y:
         full = constant((height, width), torch.int64, x.device).expand(batch, 2)
         boxes = _plain_boxes(matrix, window, out_hw, full if sizes is None else sizes)
     y = _filter_rows_then_columns(x, (tx, wx), (ty, wy), integer, boxes, (interpolation, antialias))
     if padding.has_fill:
-        outside = 1.0 - wy.sum(-1)[:, None, :, None] * wx.sum(-1)[:, None, None, :]
+        outside = _outside_share(wy.sum(-1)[:, None, :, None], wx.sum(-1)[:, None, None, :], integer)
         y.add_(outside * padding.fill_tensor(channels, x.device))
     return _blend_covers(y, covers_y, covers_x)
+
+
+def _outside_share(rows: Tensor, columns: Tensor, integer: bool) -> Tensor:
+    """What of each separable sample falls outside the image (where a fill shows), from the sums of its
+    row and column weights. uint8 weights are rounded to fixed point (_fixed_point), so their sums miss 1
+    by a few 2**-15 where nothing is outside: less than 2**-10 counts as nothing, as in the fused op."""
+    outside = 1.0 - rows * columns
+    return outside * (outside >= 2.0**-10) if integer else outside
 
 
 def warp_grid(

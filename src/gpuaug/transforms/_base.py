@@ -264,14 +264,18 @@ def parse_epoch(epoch: int | Tensor, device: torch.device) -> int | Tensor:
     return epoch.to(device)
 
 
+_MAX_RUNS = 4  # apply_selected: runs of selected samples taken as views, at most
+
+
 def apply_selected(
     x: Tensor, selected: Tensor, fn: Callable[[Tensor, P], Tensor], params: P
 ) -> Tensor:
     """``fn(x, params)`` on the samples where ``selected`` (B,) is True; the others pass unchanged.
 
-    On the CPU ``fn`` runs on each run of consecutive selected samples, a view of ``x`` (no gathers,
-    no batch-sized copies), so unselected samples cost nothing. On an accelerator everything is
-    computed and blended with ``where``: no host synchronisation.
+    On the CPU unselected samples cost nothing: ``fn`` runs on each run of consecutive selected
+    samples, a view of ``x``, where there are few runs (no copies), and on the selected samples
+    gathered where there are many (fewer, larger calls). On an accelerator everything is computed and
+    blended with ``where``: no host synchronisation.
     ``x`` is owned by the caller's pipeline and may be overwritten.
     """
     if not _device.on_host(x.device):
@@ -279,15 +283,16 @@ def apply_selected(
     flags = selected.tolist()
     if all(flags):
         return fn(x, params)
-    start = None
-    for i, flag in enumerate([*flags, False]):
-        if flag and start is None:
-            start = i
-        elif not flag and start is not None:
-            rows = slice(start, i)
-            part = x[rows]
-            result = fn(part, params.select(rows))
-            if result is not part:
-                x[rows] = result
-            start = None
+    starts = [i for i, flag in enumerate(flags) if flag and (i == 0 or not flags[i - 1])]
+    if len(starts) > _MAX_RUNS:
+        index = selected.nonzero().squeeze(1)
+        x[index] = fn(x.index_select(0, index), params.select(index))
+        return x
+    for start in starts:
+        end = next((i for i in range(start, len(flags)) if not flags[i]), len(flags))
+        rows = slice(start, end)
+        part = x[rows]
+        result = fn(part, params.select(rows))
+        if result is not part:
+            x[rows] = result
     return x
