@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
+from .. import _device
+
 __all__ = [
     "Domain",
     "rgb_to_grayscale",
@@ -85,8 +87,9 @@ def adjust_brightness(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
 def adjust_contrast(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
     """Blend with the mean of the image's (truncated) grayscale."""
     mean = rgb_to_grayscale(x, domain).mean(dim=(1, 2, 3), keepdim=True)
-    # as a plane: CPUs run addcmul with two broadcast scalars several times slower (same values)
-    return _blend(x, mean.expand(-1, 1, *x.shape[2:]).contiguous(), factor, domain)
+    if _device.on_host(x.device):  # as a plane: CPUs run addcmul with two broadcast scalars several times slower
+        mean = mean.expand(-1, 1, *x.shape[2:]).contiguous()
+    return _blend(x, mean, factor, domain)
 
 
 def adjust_saturation(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:

@@ -85,6 +85,11 @@ class AxisTaps(NamedTuple):
     covers: list
 
 
+def _scale_shift(matrix: Tensor) -> tuple[Tensor, Tensor]:
+    """The per-axis ``src = a * out + b`` of axis-aligned maps (B, 3, 3): a and b, both (B, 2) (x, y)."""
+    return matrix.diagonal(dim1=1, dim2=2)[:, :2], matrix[:, :2, 2]
+
+
 def _coverage(v: Tensor, n: int, hard: bool) -> Tensor:
     """How much of an interpolated sample at coordinate ``v`` falls inside [0, n - 1] (1 inside,
     falling to 0 one pixel outside); nearest sampling keeps it when at least half is inside."""
@@ -194,10 +199,11 @@ def _largest(weights: Tensor, lens: tuple[int, int]) -> Tensor:
 
 
 def _window_taps(
-    centre: Tensor, lo: Tensor, hi: Tensor, stretch: Tensor | float, interpolation: str, antialias: bool, num_taps: int
+    centre: Tensor, a: Tensor, lo: Tensor, hi: Tensor, interpolation: str, antialias: bool, num_taps: int
 ) -> tuple[Tensor, Tensor]:
     """The filter's source indices (float64) and weights, both (2, B, out, taps), at each ``centre``
-    (2, B, out), reading only the window [``lo``, ``hi``] (2, B, 1, 1)."""
+    (2, B, out) of a map of scale ``a`` (2, B), reading only the window [``lo``, ``hi``] (2, B, 1, 1)."""
+    stretch = a.abs().clamp(min=1.0)[..., None, None] if antialias else 1.0
     base_support = 1.0 if interpolation == "bilinear" else 2.0
     first = (centre[..., None] - base_support * stretch).floor() + 1
     taps = first + torch.arange(num_taps, dtype=torch.float64, device=centre.device)
@@ -229,7 +235,7 @@ def _axes_taps(
     mode: str,
     centre: Tensor | None = None,
     integer: bool = False,
-    resampled: tuple[Tensor, Tensor, tuple[int, int]] | None = None,
+    resampled: Resampled | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Source indices and weights, both (2, B, out, taps), along x and y at once, for
     ``src = a * out + b`` per axis ``a``, ``b`` (2, B) (or at the given source ``centre`` (2, B, out)
@@ -242,7 +248,7 @@ def _axes_taps(
     what stayed inside the image and a fill makes up the rest. ``out_lens`` (x, y): each axis' output
     length; ``integer``: uint8 values, whose weights are rounded as torch rounds them (_fixed_point);
     ``resampled``: the output of the step that interpolates when later steps crop or pad it (torch's
-    resize then has rows that are not in this output), as (a, b) (2, B) and its (x, y) lengths.
+    resize then has rows that are not in this output).
     """
     j = torch.arange(max(out_lens), dtype=torch.float64, device=a.device)
     exact = centre is None
@@ -261,18 +267,16 @@ def _axes_taps(
         taps = torch.minimum(torch.maximum(taps, lo), hi)
         weights = torch.ones_like(taps)
     else:
-        stretch = a.abs().clamp(min=1.0)[..., None, None] if antialias else 1.0
         num_taps = _tap_count(interpolation, antialias, max_scale)
-        taps, weights = _window_taps(centre, lo, hi, stretch, interpolation, antialias, num_taps)
+        taps, weights = _window_taps(centre, a, lo, hi, interpolation, antialias, num_taps)
         if integer:  # before the image's edge zeroes weights: torch resizes the padded crop
             if resampled is None:
                 largest = _largest(weights, out_lens)
-            else:
-                a_r, b_r, lens_r = resampled
-                j_r = torch.arange(max(lens_r), dtype=torch.float64, device=a.device)
-                stretch_r = a_r.abs().clamp(min=1.0)[..., None, None] if antialias else 1.0
-                centre_r = a_r[..., None] * j_r + b_r[..., None]
-                largest = _largest(_window_taps(centre_r, lo, hi, stretch_r, interpolation, antialias, num_taps)[1], lens_r)
+            else:  # the same filter over the interpolating step's own output
+                a_r, b_r = (v.T for v in _scale_shift(resampled.matrix))
+                lens_r = (resampled.width, resampled.height)
+                centre_r = a_r[..., None] * torch.arange(max(lens_r), dtype=torch.float64, device=a.device) + b_r[..., None]
+                largest = _largest(_window_taps(centre_r, a_r, lo, hi, interpolation, antialias, num_taps)[1], lens_r)
             weights = _fixed_point(weights, largest)
     taps = taps.to(torch.int64)
     if mode == "constant":
@@ -345,11 +349,9 @@ def separable_taps(
     folded = any(p.mode != "constant" for p in outer)
     centre = torch.stack([_map(links[0].matrix, traced[axis][0], axis) for axis in (0, 1)]) if folded else None
     padding = links[0].padding or Padding()
-    if resampled is not None:
-        m = resampled.matrix
-        resampled = (m.diagonal(dim1=1, dim2=2)[:, :2].T, m[:, :2, 2].T, (resampled.width, resampled.height))
+    a, b = _scale_shift(matrix)
     taps, weights = _axes_taps(
-        matrix.diagonal(dim1=1, dim2=2)[:, :2].T, matrix[:, :2, 2].T, window.reshape(batch, 2, 2).transpose(0, 1),
+        a.T, b.T, window.reshape(batch, 2, 2).transpose(0, 1),
         (out_w, out_h), in_lens, interpolation, antialias, max(max_scale), padding.mode, centre, integer, resampled,
     )
     result = []
@@ -416,8 +418,7 @@ def _plain_boxes(matrix: Tensor, window: Tensor, out_hw: tuple[int, int], sizes:
     """
     lo, hi = window.view(-1, 2, 2).unbind(2)  # (B, 2): x then y
     lo, hi = lo.to(torch.float64), hi.to(torch.float64)
-    a = matrix.diagonal(dim1=1, dim2=2)[:, :2]
-    b = matrix[:, :2, 2]
+    a, b = _scale_shift(matrix)
     length = hi - lo + 1
     out = constant(out_hw[::-1], torch.float64, matrix.device)
     start = torch.where(a > 0, lo, hi + 1.0)  # where output pixel 0's footprint starts
