@@ -99,14 +99,9 @@ def adjust_saturation(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
     return _blend(x, rgb_to_grayscale(x, domain), factor, domain)
 
 
-def _equal(a: Tensor, b: Tensor) -> Tensor:
-    """1.0 where ``a == b``, else 0.0: a float mask, as lerp takes it (CPUs run bool masks and where slowly)."""
-    return torch.eq(a, b, out=torch.empty_like(a))
-
-
-def _wrap6(k: Tensor) -> Tensor:
-    """k mod 6 for k >= 0, by floor (faster than remainder on CPUs)."""
-    return k.sub_(torch.floor(k * (1.0 / 6.0)).mul_(6.0))
+def _wrap6(k: Tensor, scratch: Tensor) -> Tensor:
+    """k mod 6 in place, for k >= 0: k - 6 floor(k / 6) (faster than remainder on CPUs; ``scratch`` like k)."""
+    return k.add_(torch.mul(k, 1.0 / 6.0, out=scratch).floor_(), alpha=-6.0)
 
 
 def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
@@ -115,22 +110,26 @@ def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     Hue H as torchvision's ``_rgb_to_hsv`` defines it, in sixths of a turn: the max channel picks the
     formula, red before green before blue on ties (lerp by a 0/1 weight returns one end exactly).
     Back to RGB with the closed form f(n) = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + H) mod 6,
-    which is torchvision's sextant table without the table, for the three channels at once.
+    which is torchvision's sextant table without the table, for the three channels at once. Each
+    pass writes into a buffer of its own or into ``x`` (fresh allocations page-fault on CPUs).
     """
     if x.shape[1] == 1:
         return x
     r, g, b = x.unbind(1)
-    maxc, minc = x.amax(dim=1), x.amin(dim=1)  # much faster than aminmax or argmax over channels on CPUs
-    chroma = maxc - minc
-    hue = torch.lerp((r - g).add_(chroma, alpha=4.0), (b - r).add_(chroma, alpha=2.0), _equal(g, maxc))
-    hue = torch.lerp(hue, g - b, _equal(r, maxc))
-    hue.mul_(chroma.clamp(min=1e-12).reciprocal_())  # grey pixels: chroma 0, hue 0
-    hue = _wrap6(hue.add_(6.0 * (1.0 + _per_sample(shift)[:, 0])))
-    k = _wrap6(hue.unsqueeze(1) + x.new_tensor((5.0, 3.0, 1.0)).view(1, 3, 1, 1))
-    t = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
-    out = torch.sub(maxc.unsqueeze(1), t.mul_(chroma.unsqueeze(1)))
-    if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999
-        return out.mul_(255.999 / 255.0).floor_().clamp_(0.0, 255.0)
+    maxc, chroma = x.amax(dim=1), x.amin(dim=1).neg_()  # much faster than aminmax or argmax over channels on CPUs
+    chroma.add_(maxc)
+    hue, other, weight = (r - g).add_(chroma, alpha=4.0), (b - r).add_(chroma, alpha=2.0), torch.empty_like(maxc)
+    hue.lerp_(other, torch.eq(g, maxc, out=weight))  # a float weight: CPUs run bool masks and where slowly
+    hue.lerp_(torch.sub(g, b, out=other), torch.eq(r, maxc, out=weight))
+    hue.mul_(torch.clamp(chroma, min=1e-12, out=weight).reciprocal_())  # grey pixels: chroma 0, hue 0
+    hue = _wrap6(hue.add_(6.0 * (1.0 + _per_sample(shift)[:, 0])), weight)  # in [0, 6)
+    k = torch.add(hue.unsqueeze(1), x.new_tensor((5.0, 3.0, 1.0)).view(1, 3, 1, 1), out=x)  # r, g, b are read
+    t = torch.ge(k, 6.0, out=torch.empty_like(x))
+    k.add_(t, alpha=-6.0)  # k < 12: mod 6
+    t = torch.minimum(k, torch.sub(k, 4.0, out=t).neg_(), out=t).clamp_(0.0, 1.0)
+    out = torch.sub(maxc.unsqueeze(1), t.mul_(chroma.unsqueeze(1)), out=x)
+    if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999; out is in [min, max]
+        return out.mul_(255.999 / 255.0).floor_()
     return out.clamp_(0.0, 1.0)
 
 

@@ -431,7 +431,8 @@ def _plain_boxes(matrix: Tensor, window: Tensor, out_hw: tuple[int, int], sizes:
 def _native_resize(image: Tensor, box: tuple[int, ...], out_hw: tuple[int, int], interpolation: str, antialias: bool) -> Tensor:
     """One (C, H, W) image's ``box`` from _plain_boxes through torch's resize, flipped where the box says."""
     top, left, height, width, flip_y, flip_x = box
-    crop = image[None, :, top : top + height, left : left + width]
+    # channels-last: torch's uint8 kernel works on packed pixels and packs a planar crop more slowly
+    crop = image[None, :, top : top + height, left : left + width].contiguous(memory_format=torch.channels_last)
     y = F.interpolate(crop, size=tuple(out_hw), mode=interpolation, antialias=antialias, align_corners=False)[0]
     flips = [d for d, flip in ((1, flip_y), (2, flip_x)) if flip]
     return y.flip(flips) if flips else y
@@ -483,11 +484,22 @@ def warp_separable(
     ``integer`` the intermediate (after the horizontal pass) is rounded and clamped to uint8 values,
     as torchvision's native uint8 resize does. ``sizes`` (B, 2): the (height, width) of each image
     of a ragged batch, which is all each sample reads. ``resampled``: see separable_taps.
-    Returns (B, C, Ho, Wo).
+    Returns (B, C, Ho, Wo): uint8 where every sample went through torch's own uint8 resize (see
+    _filter_rows_then_columns), float32 otherwise.
     """
     batch, channels, height, width = x.shape
     out_h, out_w = out_hw
     padding = links[0].padding or Padding()
+    boxes = None
+    covered = any(link.padding is not None and link.padding.mode == "constant" for link in links[1:])
+    if interpolation != "nearest" and not covered and _native_resizes(x, out_w, interpolation, antialias, integer):
+        full = constant((height, width), torch.int64, x.device).expand(batch, 2)
+        boxes = _plain_boxes(matrix, window, out_hw, full if sizes is None else sizes)
+        if all(box is not None for box in boxes):  # no taps needed, nor rounding: uint8 out
+            y = torch.empty(batch, channels, out_h, out_w, dtype=x.dtype)
+            for s, box in enumerate(boxes):
+                y[s] = _native_resize(x[s], box, out_hw, interpolation, antialias)
+            return y
     (tx, wx, covers_x), (ty, wy, covers_y) = separable_taps(
         x.shape, matrix, links, window, out_hw, interpolation, antialias, max_scale, integer, sizes, resampled
     )
@@ -499,10 +511,6 @@ def warp_separable(
             inside = (wy[:, :, 0, None] * wx[:, None, :, 0] > 0).view(batch, 1, out_h, out_w)
             y = torch.where(inside, y, padding.fill_tensor(channels, x.device).to(y.dtype))
         return _blend_covers(y, covers_y, covers_x)
-    boxes = None
-    if _native_resizes(x, out_w, interpolation, antialias, integer) and not covers_x and not covers_y:
-        full = constant((height, width), torch.int64, x.device).expand(batch, 2)
-        boxes = _plain_boxes(matrix, window, out_hw, full if sizes is None else sizes)
     y = _filter_rows_then_columns(x, (tx, wx), (ty, wy), integer, boxes, (interpolation, antialias))
     if padding.has_fill:
         outside = _outside_share(wy.sum(-1)[:, None, :, None], wx.sum(-1)[:, None, None, :], integer)

@@ -104,7 +104,10 @@ class ColorJitter(PixelTransform):
         if _device.on_host(x.device):  # a sample at a time: views of x, no gathers (several times faster)
             for i, order in enumerate(params.order.tolist()):
                 rows = slice(i, i + 1)
-                x[rows] = self._apply_in_order(x[rows], params.select(rows), order, domain)
+                part = x[rows]
+                result = self._apply_in_order(part, params.select(rows), order, domain)
+                if result is not part:
+                    x[rows] = result
             return x
         for slot in range(4):
             for part, (name, kernel) in enumerate(_JITTER_PARTS):
