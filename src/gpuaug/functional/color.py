@@ -123,7 +123,7 @@ def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     hue.lerp_(torch.sub(g, b, out=other), torch.eq(r, maxc, out=weight))
     hue.mul_(torch.clamp(chroma, min=1e-12, out=weight).reciprocal_())  # grey pixels: chroma 0, hue 0
     hue = _wrap6(hue.add_(6.0 * (1.0 + _per_sample(shift)[:, 0])), weight)  # in [0, 6)
-    k = torch.add(hue.unsqueeze(1), x.new_tensor((5.0, 3.0, 1.0)).view(1, 3, 1, 1), out=x)  # r, g, b are read
+    k = torch.add(hue.unsqueeze(1), x.new_tensor((5.0, 3.0, 1.0)).view(1, 3, 1, 1), out=x)  # x is free: r, g, b are read
     t = torch.ge(k, 6.0, out=torch.empty_like(x))
     k.add_(t, alpha=-6.0)  # k < 12: mod 6
     t = torch.minimum(k, torch.sub(k, 4.0, out=t).neg_(), out=t).clamp_(0.0, 1.0)
