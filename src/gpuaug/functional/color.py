@@ -128,8 +128,8 @@ def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     k.add_(t, alpha=-6.0)  # k < 12: mod 6
     t = torch.minimum(k, torch.sub(k, 4.0, out=t).neg_(), out=t).clamp_(0.0, 1.0)
     out = torch.sub(maxc.unsqueeze(1), t.mul_(chroma.unsqueeze(1)), out=x)
-    if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999; out is in [min, max]
-        return out.mul_(255.999 / 255.0).floor_()
+    if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999
+        return out.mul_(255.999 / 255.0).floor_().clamp_(0.0, 255.0)
     return out.clamp_(0.0, 1.0)
 
 
