@@ -484,8 +484,8 @@ def warp_separable(
     ``integer`` the intermediate (after the horizontal pass) is rounded and clamped to uint8 values,
     as torchvision's native uint8 resize does. ``sizes`` (B, 2): the (height, width) of each image
     of a ragged batch, which is all each sample reads. ``resampled``: see separable_taps.
-    Returns (B, C, Ho, Wo): uint8 where every sample went through torch's own uint8 resize (see
-    _filter_rows_then_columns), float32 otherwise.
+    Returns (B, C, Ho, Wo): in the input's dtype for nearest maps, and for a uint8 batch whose every
+    sample is a plain crop-resize (torch's own uint8 resize, per sample); float32 otherwise.
     """
     batch, channels, height, width = x.shape
     out_h, out_w = out_hw
@@ -496,7 +496,7 @@ def warp_separable(
         full = constant((height, width), torch.int64, x.device).expand(batch, 2)
         boxes = _plain_boxes(matrix, window, out_hw, full if sizes is None else sizes)
         if all(box is not None for box in boxes):  # no taps needed, nor rounding: uint8 out
-            y = torch.empty(batch, channels, out_h, out_w, dtype=x.dtype)
+            y = torch.empty(batch, channels, out_h, out_w, dtype=x.dtype, device=x.device)
             for s, box in enumerate(boxes):
                 y[s] = _native_resize(x[s], box, out_hw, interpolation, antialias)
             return y
