@@ -492,7 +492,7 @@ def warp_separable(
     padding = links[0].padding or Padding()
     boxes = None
     covered = any(link.padding is not None and link.padding.mode == "constant" for link in links[1:])
-    if interpolation != "nearest" and not covered and _native_resizes(x, out_w, interpolation, antialias, integer):
+    if not covered and _native_resizes(x, out_w, interpolation, antialias, integer):  # never nearest
         full = constant((height, width), torch.int64, x.device).expand(batch, 2)
         boxes = _plain_boxes(matrix, window, out_hw, full if sizes is None else sizes)
         if all(box is not None for box in boxes):  # no taps needed, nor rounding: uint8 out
