@@ -33,12 +33,15 @@ def _i32(value: int) -> int:
 
 
 def mix32(x: Tensor) -> Tensor:
-    """murmur3's 32-bit finaliser on an int32 tensor (uint32 bits, logical shifts)."""
-    x = x ^ ((x >> 16) & 0xFFFF)
-    x = x * _i32(0x85EBCA6B)
-    x = x ^ ((x >> 13) & 0x7FFFF)
-    x = x * _i32(0xC2B2AE35)
-    return x ^ ((x >> 16) & 0xFFFF)
+    """murmur3's 32-bit finaliser on an int32 tensor (uint32 bits, logical shifts); ``x`` is not changed.
+
+    After the first pass every step works in place: fresh memory for each of 11 passes costs CPUs
+    several times the arithmetic."""
+    x = x ^ (x >> 16).bitwise_and_(0xFFFF)
+    x.mul_(_i32(0x85EBCA6B))
+    x.bitwise_xor_((x >> 13).bitwise_and_(0x7FFFF))
+    x.mul_(_i32(0xC2B2AE35))
+    return x.bitwise_xor_((x >> 16).bitwise_and_(0xFFFF))
 
 
 def _mix32_int(value: int) -> int:
@@ -243,8 +246,11 @@ def normal_field(keys: Tensor, shape: tuple[int, ...]) -> Tensor:
     pairs = (count + 1) // 2
     index = torch.arange(pairs, dtype=torch.int32, device=keys.device) * 2
     k = keys[:, None]
-    u1 = (((mix32(k ^ mix32(index)) >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
-    u2 = ((mix32(k ^ mix32(index + 1)) >> 8) & 0xFFFFFF).to(torch.float32) * (2.0 * math.pi / (1 << 24))
-    radius = torch.sqrt(-2.0 * torch.log(u1))
-    z = torch.stack([radius * torch.cos(u2), radius * torch.sin(u2)], dim=2).view(keys.shape[0], 2 * pairs)
+
+    def top24(counter: Tensor) -> Tensor:  # a fresh float32 tensor: every later pass works in place
+        return mix32(k ^ mix32(counter)).bitwise_right_shift_(8).bitwise_and_(0xFFFFFF).to(torch.float32)
+
+    radius = top24(index).add_(0.5).mul_(1.0 / (1 << 24)).log_().mul_(-2.0).sqrt_()
+    angle = top24(index + 1).mul_(2.0 * math.pi / (1 << 24))
+    z = torch.stack([torch.cos(angle).mul_(radius), angle.sin_().mul_(radius)], dim=2).view(keys.shape[0], 2 * pairs)
     return z[:, :count].reshape(keys.shape[0], *shape)
