@@ -121,8 +121,8 @@ def run_stage(x: Tensor, stage: Step | Warp, domain: Domain, source: Tensor) -> 
     """One Warp or pixel Step on working values ``x`` (``source``: the caller's tensor, never written)."""
     if isinstance(stage, Warp):
         return _warp(x, stage, domain), domain
-    if x.dtype != torch.float32 or x is source:
-        x = x.to(torch.float32, copy=True)
+    if x.dtype != torch.float32 or x is source:  # contiguous: every input layout then rounds alike
+        x = x.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
     return _step(x, stage, domain), Domain(stage.spec_out.dtype)
 
 

@@ -1,10 +1,11 @@
 """Per-sample colour kernels on a float32 working batch, matching torchvision's arithmetic.
 
 Every kernel takes ``x`` (B, C, H, W) float32 holding values in the image's own range
-(0..255 for a uint8 image, 0..1 for a float image), per-sample parameters as (B,) tensors, and a
-:class:`Domain` saying which range that is. With ``domain.integer`` the kernel truncates its
-result to whole numbers exactly where torchvision's uint8 kernels do, so a uint8 pipeline matches
-torchvision step for step. Kernels may overwrite ``x``; callers pass a tensor they own.
+(0..255 for a uint8 image, 0..1 for a float image), per-sample parameters as (B,) tensors (or
+numbers, for a batch of one sample), and a :class:`Domain` saying which range that is. With
+``domain.integer`` the kernel truncates its result to whole numbers exactly where torchvision's
+uint8 kernels do, so a uint8 pipeline matches torchvision step for step. Kernels may overwrite
+``x``; callers pass a tensor they own.
 
 Example:
     >>> import torch
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
@@ -55,8 +57,9 @@ class Domain:
         return 255.0 if self.integer else 1.0
 
 
-def _per_sample(v: Tensor) -> Tensor:
-    return v.to(torch.float32).view(-1, 1, 1, 1)
+def _per_sample(v: Tensor | float) -> Tensor | float:
+    """A (B,) parameter shaped to broadcast over (B, C, H, W); a number (one sample's) as it is."""
+    return v if isinstance(v, float) else v.to(torch.float32).view(-1, 1, 1, 1)
 
 
 def _finish(x: Tensor, domain: Domain) -> Tensor:
@@ -74,25 +77,27 @@ def rgb_to_grayscale(x: Tensor, domain: Domain, truncate: bool = True) -> Tensor
     return luma.floor_() if truncate and domain.integer else luma
 
 
-def _blend(x: Tensor, other: Tensor, factor: Tensor, domain: Domain) -> Tensor:
-    """x * f + other * (1 - f), with 1 - f rounded once as torchvision's ``add_(alpha=1 - f)``."""
+def _blend(x: Tensor, other: Tensor, factor: Tensor | float, domain: Domain) -> Tensor:
+    """x * f + other * (1 - f), with 1 - f rounded once as torchvision's ``add_(alpha=1 - f)``; a number
+    ``factor`` (one sample's) takes exactly torchvision's ops."""
+    if isinstance(factor, float):
+        return _finish(x.mul_(factor).add_(other, alpha=1.0 - factor), domain)
+    if _device.on_host(x.device) and other.shape[2:] != x.shape[2:]:  # a plane: CPUs run addcmul with
+        other = other.expand(-1, 1, *x.shape[2:]).contiguous()  # two broadcast scalars several times slower
     return _finish(x.mul_(_per_sample(factor)).addcmul_(other, _per_sample(1.0 - factor.double())), domain)
 
 
-def adjust_brightness(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
+def adjust_brightness(x: Tensor, factor: Tensor | float, domain: Domain) -> Tensor:
     """x * factor, clamped."""
     return _finish(x.mul_(_per_sample(factor)), domain)
 
 
-def adjust_contrast(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
+def adjust_contrast(x: Tensor, factor: Tensor | float, domain: Domain) -> Tensor:
     """Blend with the mean of the image's (truncated) grayscale."""
-    mean = rgb_to_grayscale(x, domain).mean(dim=(1, 2, 3), keepdim=True)
-    if _device.on_host(x.device):  # as a plane: CPUs run addcmul with two broadcast scalars several times slower
-        mean = mean.expand(-1, 1, *x.shape[2:]).contiguous()
-    return _blend(x, mean, factor, domain)
+    return _blend(x, rgb_to_grayscale(x, domain).mean(dim=(1, 2, 3), keepdim=True), factor, domain)
 
 
-def adjust_saturation(x: Tensor, factor: Tensor, domain: Domain) -> Tensor:
+def adjust_saturation(x: Tensor, factor: Tensor | float, domain: Domain) -> Tensor:
     """Blend with the (truncated) grayscale image; one-channel images pass unchanged."""
     if x.shape[1] == 1:
         return x
@@ -104,7 +109,7 @@ def _wrap6(k: Tensor, scratch: Tensor) -> Tensor:
     return k.add_(torch.mul(k, 1.0 / 6.0, out=scratch).floor_(), alpha=-6.0)
 
 
-def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
+def adjust_hue(x: Tensor, shift: Tensor | float, domain: Domain) -> Tensor:
     """Rotate the HSV hue by ``shift`` (fraction of a turn in [-0.5, 0.5]); value and saturation kept.
 
     Hue H as torchvision's ``_rgb_to_hsv`` defines it, in sixths of a turn: the max channel picks the
@@ -122,7 +127,11 @@ def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     hue.lerp_(other, torch.eq(g, maxc, out=weight))  # a float weight: CPUs run bool masks and where slowly
     hue.lerp_(torch.sub(g, b, out=other), torch.eq(r, maxc, out=weight))
     hue.mul_(torch.clamp(chroma, min=1e-12, out=weight).reciprocal_())  # grey pixels: chroma 0, hue 0
-    hue = _wrap6(hue.add_(6.0 * (1.0 + _per_sample(shift)[:, 0])), weight)  # in [0, 6)
+    if isinstance(shift, float):  # one sample's: rounded to float32 at each step, as for a tensor
+        offset = float(np.float32(6.0) * (np.float32(1.0) + np.float32(shift)))
+    else:
+        offset = 6.0 * (1.0 + _per_sample(shift)[:, 0])
+    hue = _wrap6(hue.add_(offset), weight)  # in [0, 6)
     k = torch.add(hue.unsqueeze(1), x.new_tensor((5.0, 3.0, 1.0)).view(1, 3, 1, 1), out=x)  # x is free: r, g, b are read
     t = torch.ge(k, 6.0, out=torch.empty_like(x))
     k.add_(t, alpha=-6.0)  # mod 6, as k = H + n < 11

@@ -101,13 +101,13 @@ class ColorJitter(PixelTransform):
         return ColorJitterParams(applied, *factors.unbind(1), order=rng.permutation(4))
 
     def apply(self, x: Tensor, params: ColorJitterParams, domain: Domain) -> Tensor:
-        if _device.on_host(x.device):  # a sample at a time: views of x, no gathers (several times faster)
-            for i, order in enumerate(params.order.tolist()):
-                rows = slice(i, i + 1)
-                part = x[rows]
-                result = self._apply_in_order(part, params.select(rows), order, domain)
+        if _device.on_host(x.device):  # a sample at a time: views of x, its factors as numbers (several times faster)
+            factors = zip(*(getattr(params, name).tolist() for name, _ in _JITTER_PARTS))
+            for i, (order, sample_factors) in enumerate(zip(params.order.tolist(), factors)):
+                part = x[i : i + 1]
+                result = self._apply_in_order(part, sample_factors, order, domain)
                 if result is not part:
-                    x[rows] = result
+                    part.copy_(result)
             return x
         for slot in range(4):
             for part, (name, kernel) in enumerate(_JITTER_PARTS):
@@ -117,11 +117,12 @@ class ColorJitter(PixelTransform):
                 x = apply_selected(x, selected, lambda xs, ps, k=kernel, n=name: k(xs, getattr(ps, n), domain), params)
         return x
 
-    def _apply_in_order(self, x: Tensor, params: ColorJitterParams, order: list[int], domain: Domain) -> Tensor:
+    def _apply_in_order(self, x: Tensor, factors: tuple[float, ...], order: list[int], domain: Domain) -> Tensor:
+        """One sample's parts in its ``order``, with its ``factors`` in _JITTER_PARTS' order."""
         for part in order:
             name, kernel = _JITTER_PARTS[part]
             if getattr(self, name) is not None:
-                x = kernel(x, getattr(params, name), domain)
+                x = kernel(x, factors[part], domain)
         return x
 
 
