@@ -30,9 +30,7 @@ def gaussian_noise(x: Tensor, keys: Tensor, mean: float, sigma: float, clip: boo
     and the result always saturates to [0, 255] (a uint8 image holds nothing else): ``clip`` is for
     float images.
     """
-    noise = normal_field(keys, tuple(x.shape[1:])).mul_(sigma * domain.bound)
-    if mean != 0.0:
-        noise = noise.add_(mean * domain.bound)
+    noise = normal_field(keys, tuple(x.shape[1:])).mul_(sigma * domain.bound).add_(mean * domain.bound)
     if domain.integer:
         noise = noise.trunc_()
     x = x.add_(noise)
