@@ -80,9 +80,11 @@ def rgb_to_grayscale(x: Tensor, domain: Domain, truncate: bool = True) -> Tensor
 def _blend(x: Tensor, other: Tensor, factor: Tensor | float, domain: Domain) -> Tensor:
     """x * f + other * (1 - f), with 1 - f rounded once as torchvision's ``add_(alpha=1 - f)``; a number
     ``factor`` (one sample's) takes exactly torchvision's ops."""
-    if _device.on_host(x.device) and other.shape[2:] != x.shape[2:]:  # a plane: CPUs run addcmul with two
-        other = other.expand(-1, 1, *x.shape[2:]).contiguous()  # broadcast scalars several times slower, and
-    if isinstance(factor, float):  # round a broadcast scalar's last few products differently
+    # a per-sample scalar (the contrast mean) as a plane on CPUs: they run addcmul with two broadcast
+    # scalars several times slower, and round a broadcast scalar's last few products differently
+    if _device.on_host(x.device) and other.shape[2:] != x.shape[2:]:
+        other = other.expand(-1, 1, *x.shape[2:]).contiguous()
+    if isinstance(factor, float):
         return _finish(x.mul_(factor).add_(other, alpha=1.0 - factor), domain)
     return _finish(x.mul_(_per_sample(factor)).addcmul_(other, _per_sample(1.0 - factor.double())), domain)
 

@@ -234,6 +234,11 @@ def round_half_up(y: Tensor) -> Tensor:
     return y.add_(0.5).floor_()
 
 
+def _centres(a: Tensor, b: Tensor, j: Tensor) -> Tensor:
+    """The source coordinates (2, B, out) of output pixels ``j`` (out,) under ``src = a * out + b`` (2, B)."""
+    return a[..., None] * j + b[..., None]
+
+
 def _axes_taps(
     a: Tensor,
     b: Tensor,
@@ -264,7 +269,7 @@ def _axes_taps(
     j = torch.arange(max(out_lens), dtype=torch.float64, device=a.device)
     exact = centre is None
     if exact:
-        centre = a[..., None] * j + b[..., None]
+        centre = _centres(a, b, j)
     lo, hi = window[..., 0, None, None], window[..., 1, None, None]
     if interpolation == "nearest":
         # torchvision's nearest reads the pixel holding the start of the output pixel's footprint,
@@ -286,7 +291,7 @@ def _axes_taps(
             else:  # the same filter over the interpolating step's own output
                 a_r, b_r = (v.T for v in _scale_shift(resampled.matrix))
                 lens_r = (resampled.width, resampled.height)
-                centre_r = a_r[..., None] * torch.arange(max(lens_r), dtype=torch.float64, device=a.device) + b_r[..., None]
+                centre_r = _centres(a_r, b_r, torch.arange(max(lens_r), dtype=torch.float64, device=a.device))
                 largest = _largest(_window_taps(centre_r, a_r, lo, hi, interpolation, antialias, num_taps)[1], lens_r)
             weights = _fixed_point(weights, largest)
     taps = taps.to(torch.int64)
