@@ -11,11 +11,11 @@ import gpuaug as ga
 from gpuaug import bench
 from gpuaug.cli import main
 
-TINY = dict(device="cpu", batch_size=2, size=32, repeats=1, warmup=0)
+TINY = dict(device="cpu", batch_size=2, size=32, repeats=1, warmup=0, warmup_seconds=0.0)
 ROW_KEYS = {"case", "kind", "library", "label", "status", "reason", "images_per_s", "ms_per_batch", "times_s",
             "repeats", "ratio_to_gpuaug", "peak_memory_bytes", "floor_share", "output"}
 META_KEYS = {"date", "gpuaug", "torch", "torchvision", "python", "cpu", "cpu_threads", "device", "device_name",
-             "batch_size", "size", "repeats", "warmup", "bandwidth_bytes_per_s", "malloc",
+             "batch_size", "size", "repeats", "warmup", "warmup_seconds", "bandwidth_bytes_per_s", "malloc",
              "unavailable_backends"}
 
 
@@ -100,7 +100,7 @@ def test_bad_config_is_a_clear_error(change, message):
 def test_cli_bench_writes_json_and_chart(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
-    rc = main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1", "--warmup", "0",
+    rc = main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1", "--warmup", "0", "--warmup-seconds", "0",
                "--pipelines", "imagenet-train", "--libraries", "gpuaug", "torchvision-batch",
                "--transforms", "RandomHorizontalFlip", "--json", str(out_json), "--chart", str(out_png)])
     assert rc == 0
@@ -114,7 +114,7 @@ def test_cli_bench_writes_json_and_chart(tmp_path, capsys):
 def test_cli_bench_no_per_transform(tmp_path):
     out_json = tmp_path / "b.json"
     assert main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1",
-                 "--pipelines", "affine-heavy", "--libraries", "torchvision-batch", "--no-per-transform",
+                 "--warmup-seconds", "0", "--pipelines", "affine-heavy", "--libraries", "torchvision-batch", "--no-per-transform",
                  "--json", str(out_json)]) == 0
     assert {r["case"] for r in json.loads(out_json.read_text())["results"]} == {"affine-heavy"}
 
@@ -122,7 +122,7 @@ def test_cli_bench_no_per_transform(tmp_path):
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="--pin-malloc needs glibc")
 def test_cli_bench_pin_malloc(tmp_path):
     out_json = tmp_path / "b.json"
-    assert main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1", "--pin-malloc",
+    assert main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1", "--warmup-seconds", "0", "--pin-malloc",
                  "--pipelines", "imagenet-train", "--libraries", "gpuaug", "--no-per-transform",
                  "--json", str(out_json)]) == 0
     report = json.loads(out_json.read_text())
@@ -163,3 +163,33 @@ def test_the_gpu_columns(monkeypatch):
         assert math.isclose(r["floor_share"], r["images_per_s"] * bytes_per_image / 2e12, rel_tol=1e-9)
     table = bench.format_table(report)
     assert "copy bandwidth 2,000 GB/s" in table and "% of floor" in table and "3 MiB" in table
+
+
+def test_libraries_take_turns_and_warm_up_for_the_time_asked():
+    """One call of each library per round, warm-up included; the warm-up lasts the seconds asked
+    (but for the slow per-sample rows), and every row gets its timed calls; a library that fails
+    midway gets an error row without stopping the others."""
+    calls: list[str] = []
+
+    def library(name: str, slow: bool = False, fail_at: int | None = None) -> bench.Library:
+        def build(case, device):
+            def run(x):
+                calls.append(name)
+                if fail_at is not None and calls.count(name) == fail_at:
+                    raise RuntimeError("broke")
+                return x.float()
+            return run
+        return bench.Library(name, name, build, slow=slow)
+
+    libs = [library("a"), library("b"), library("loop", slow=True), library("bad", fail_at=2)]
+    case = bench.build_cases(["imagenet-train"], [], 32)[0]
+    cfg = bench.BenchConfig(device="cpu", batch_size=2, size=32, repeats=3, warmup=1, warmup_seconds=0.05)
+    x = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    rows = {r["library"]: r for r in bench.run_case(case, libs, x, cfg, torch.device("cpu"), None)}
+    assert [rows[n]["status"] for n in ("a", "b", "loop", "bad")] == ["ok", "ok", "ok", "error"]
+    assert "broke" in rows["bad"]["reason"]
+    assert rows["a"]["repeats"] == rows["b"]["repeats"] == 3 and rows["loop"]["repeats"] == bench.SLOW_REPEATS
+    assert calls[:4] == ["a", "b", "loop", "bad"] and calls[4:7] == ["a", "b", "bad"]  # loop: one warm-up call
+    first_timed = len(calls) - 3 - 3 - bench.SLOW_REPEATS
+    assert calls[first_timed:first_timed + 3] == ["a", "b", "loop"]  # a timed round
+    assert calls.count("a") > cfg.warmup + cfg.repeats  # warmed up past its count, for the time asked

@@ -499,6 +499,7 @@ class BenchConfig:
     size: int = 256
     repeats: int = 5
     warmup: int = 2
+    warmup_seconds: float = 1.0  # and warm up for at least this long (see run_case)
     pipelines: list[str] | None = None  # None: the defaults for the device
     transforms: list[str] = field(default_factory=lambda: list(TRANSFORMS))
     libraries: list[str] = field(default_factory=lambda: list(LIBRARY_NAMES))
@@ -560,6 +561,7 @@ def _meta(cfg: BenchConfig, device: torch.device, bandwidth: float | None,
         "size": cfg.size,
         "repeats": cfg.repeats,
         "warmup": cfg.warmup,
+        "warmup_seconds": cfg.warmup_seconds,
         "bandwidth_bytes_per_s": bandwidth,
         "malloc": "pinned thresholds" if cfg.pin_malloc else "default",
         "unavailable_backends": unavailable,  # gpuaug backends that got no rows, with the reason
@@ -581,32 +583,93 @@ def skip_reason(lib: Library, device: torch.device) -> str | None:
     return _import_problem(lib.module)
 
 
-def run_case(case: Case, lib: Library, x: torch.Tensor, cfg: BenchConfig, device: torch.device,
-             bandwidth: float | None) -> dict[str, Any]:
-    """Measure one (case, library) row; problems become a skipped or error row, never an exception."""
+@dataclass
+class _Runner:
+    """One library's calls on one case, interleaved with the other libraries' calls."""
+
+    lib: Library
+    fn: Fn
+    warmup: int
+    repeats: int
+    calls: int = 0
+    times: list[float] = field(default_factory=list)
+    out: Any = None
+    problem: tuple[str, str] | None = None  # ("skipped" or "error", reason)
+
+    def call(self, x: torch.Tensor, device: torch.device, timed: bool) -> None:
+        """One synchronised call; a failure ends this library's part of the case."""
+        try:
+            _sync(device)
+            start = time.perf_counter()
+            self.out = self.fn(x)
+            _sync(device)
+        except Unsupported as exc:
+            self.problem = ("skipped", str(exc))
+            return
+        except Exception as exc:  # a failing library must not hide the other rows
+            self.problem = ("error", f"{type(exc).__name__}: {exc}")
+            return
+        self.calls += 1
+        if timed:
+            self.times.append(time.perf_counter() - start)
+
+
+def _runner(case: Case, lib: Library, cfg: BenchConfig, device: torch.device) -> _Runner | dict[str, Any]:
+    """The library's runner for ``case``, or its skipped or error row."""
     reason = skip_reason(lib, device)
     if reason:
         return _row(case, lib.name, lib.label, "skipped", reason)
-    torch.manual_seed(0)
     warmup, repeats = cfg.warmup, cfg.repeats
     if lib.slow:
         warmup, repeats = min(warmup, SLOW_WARMUP), min(repeats, SLOW_REPEATS)
     try:
-        fn = lib.build(case, device)
-        with torch.inference_mode():
-            times, out = time_calls(fn, x, warmup, max(1, repeats), device)
-            peak = _peak_memory(device, fn, x)
+        return _Runner(lib, lib.build(case, device), warmup, max(1, repeats))
     except Unsupported as exc:
         return _row(case, lib.name, lib.label, "skipped", str(exc))
-    except Exception as exc:  # a failing library must not hide the other rows
+    except Exception as exc:
         return _row(case, lib.name, lib.label, "error", f"{type(exc).__name__}: {exc}")
-    row = _row(case, lib.name, lib.label, "ok")
-    median = statistics.median(times)
+
+
+def run_case(case: Case, libs: list[Library], x: torch.Tensor, cfg: BenchConfig, device: torch.device,
+             bandwidth: float | None) -> list[dict[str, Any]]:
+    """Measure ``case`` for each library: one row each, problems as skipped or error rows.
+
+    The libraries' calls are interleaved, one call of each per round, so that they share alike in
+    the machine's drift and in the process's allocator state (glibc adapts its thresholds to what
+    was freed before). Warm-up rounds run until each library made ``cfg.warmup`` calls and, but for
+    the slow per-sample rows, ``cfg.warmup_seconds`` have passed; then ``cfg.repeats`` timed rounds.
+    """
+    torch.manual_seed(0)
+    made = [_runner(case, lib, cfg, device) for lib in libs]
+    runners = [r for r in made if isinstance(r, _Runner)]
+    start = time.perf_counter()
+    with torch.inference_mode():
+        while True:
+            warming = time.perf_counter() - start < cfg.warmup_seconds
+            due = [r for r in runners if r.problem is None and (r.calls < r.warmup or (warming and not r.lib.slow))]
+            if not due:
+                break
+            for r in due:
+                r.call(x, device, timed=False)
+        for _ in range(max((r.repeats for r in runners), default=0)):
+            for r in runners:
+                if r.problem is None and len(r.times) < r.repeats:
+                    r.call(x, device, timed=True)
+        return [r if isinstance(r, dict) else _result_row(case, r, x, device, bandwidth) for r in made]
+
+
+def _result_row(case: Case, r: _Runner, x: torch.Tensor, device: torch.device, bandwidth: float | None) -> dict[str, Any]:
+    """The row of a library's measured calls."""
+    if r.problem is not None:
+        return _row(case, r.lib.name, r.lib.label, *r.problem)
+    row = _row(case, r.lib.name, r.lib.label, "ok")
+    median = statistics.median(r.times)
     batch = x.shape[0]
-    row.update(images_per_s=batch / median, ms_per_batch=1000 * median, times_s=times, repeats=len(times),
-               peak_memory_bytes=peak, output={"shape": list(out.shape), "dtype": str(out.dtype).split(".")[-1]})
+    row.update(images_per_s=batch / median, ms_per_batch=1000 * median, times_s=r.times, repeats=len(r.times),
+               peak_memory_bytes=_peak_memory(device, r.fn, x),
+               output={"shape": list(r.out.shape), "dtype": str(r.out.dtype).split(".")[-1]})
     if bandwidth:
-        bytes_per_image = (x.nbytes + out.nbytes) / batch
+        bytes_per_image = (x.nbytes + r.out.nbytes) / batch
         row["floor_share"] = row["images_per_s"] / (bandwidth / bytes_per_image)
     return row
 
@@ -638,8 +701,8 @@ def validate(cfg: BenchConfig) -> None:
     for value, what in ((cfg.resolved_batch_size(), "batch size"), (cfg.size, "size"), (cfg.repeats, "repeats")):
         if value < 1:
             raise BenchError(f"{what} must be at least 1, got {value}")
-    if cfg.warmup < 0:
-        raise BenchError(f"warmup must be at least 0, got {cfg.warmup}")
+    if cfg.warmup < 0 or cfg.warmup_seconds < 0:
+        raise BenchError(f"warmup must be at least 0, got {cfg.warmup} calls and {cfg.warmup_seconds} s")
     if cfg.compile and "gpuaug" not in cfg.libraries:
         raise BenchError("--compile times gpuaug's ext pipelines under torch.compile: include gpuaug in --libraries")
     for names, known, what in ((cfg.resolved_pipelines(), PIPELINES, "pipeline"),
@@ -667,13 +730,15 @@ def run_benchmark(cfg: BenchConfig, progress: TextIO | None = None) -> dict[str,
     cases = build_cases(cfg.resolved_pipelines(), cfg.transforms, cfg.size)
     inputs = {dtype: sample_batch(cfg.resolved_batch_size(), cfg.size, dtype, device)
               for dtype in {c.input_dtype for c in cases}}
-    pairs = [(c, lib) for c in cases for lib in libs if c.kind == "pipeline" or not lib.pipelines_only]
-    rows = []
-    for i, (case, lib) in enumerate(pairs, start=1):
-        row = run_case(case, lib, inputs[case.input_dtype], cfg, device, bandwidth)
-        rows.append(row)
-        if progress is not None:
-            print(f"[{i}/{len(pairs)}] {case.name:<22} {lib.name:<18} {_status_text(row)}", file=progress, flush=True)
+    groups = [(c, [lib for lib in libs if c.kind == "pipeline" or not lib.pipelines_only]) for c in cases]
+    total = sum(len(group) for _, group in groups)
+    rows: list[dict[str, Any]] = []
+    for case, group in groups:
+        for row in run_case(case, group, inputs[case.input_dtype], cfg, device, bandwidth):
+            rows.append(row)
+            if progress is not None:
+                print(f"[{len(rows)}/{total}] {case.name:<22} {row['library']:<18} {_status_text(row)}",
+                      file=progress, flush=True)
     _add_ratios(rows)
     return {"meta": _meta(cfg, device, bandwidth, gpuaug_skipped), "results": rows}
 

@@ -157,7 +157,7 @@ def cmd_preview(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     cfg = bench.BenchConfig(
         device=args.device, batch_size=args.batch_size, size=args.size, repeats=args.repeats,
-        warmup=args.warmup, pipelines=args.pipelines, libraries=args.libraries,
+        warmup=args.warmup, warmup_seconds=args.warmup_seconds, pipelines=args.pipelines, libraries=args.libraries,
         transforms=(args.transforms or list(bench.TRANSFORMS)) if args.per_transform else [],
         pin_malloc=args.pin_malloc, compile=args.compile,
     )
@@ -211,6 +211,16 @@ def _non_negative(text: str) -> int:
     return 0 if text.strip() == "0" else _positive(text)
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"expected a non-negative number of seconds, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gpuaug`` command."""
     parser = argparse.ArgumentParser(prog="gpuaug", description="Batched per-sample image augmentation for PyTorch.")
@@ -242,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=_positive, default=256, help="input height and width (default 256)")
     b.add_argument("--repeats", type=_positive, default=5, help="timed calls per row; median reported (default 5)")
     b.add_argument("--warmup", type=_non_negative, default=2, help="untimed calls per row first (default 2)")
+    b.add_argument("--warmup-seconds", type=_non_negative_float, default=1.0,
+                   help="and untimed rounds for at least this long per case (default 1.0)")
     b.add_argument("--pipelines", nargs="*", choices=list(bench.PIPELINES), default=None, metavar="NAME",
                    help=f"any of {', '.join(bench.PIPELINES)} (default: imagenet-train affine-heavy, "
                         "plus imagenet-train-fp16 on CUDA)")
