@@ -593,15 +593,15 @@ class _Runner:
     repeats: int
     calls: int = 0
     times: list[float] = field(default_factory=list)
-    out: Any = None
+    output: tuple[torch.Size, torch.dtype, int] | None = None  # the last output's shape, dtype and bytes
     problem: tuple[str, str] | None = None  # ("skipped" or "error", reason)
 
     def call(self, x: torch.Tensor, device: torch.device, timed: bool) -> None:
-        """One synchronised call; a failure ends this library's part of the case."""
+        """One synchronised call (its output is dropped); a failure ends this library's part of the case."""
         try:
             _sync(device)
             start = time.perf_counter()
-            self.out = self.fn(x)
+            out = self.fn(x)
             _sync(device)
         except Unsupported as exc:
             self.problem = ("skipped", str(exc))
@@ -609,9 +609,10 @@ class _Runner:
         except Exception as exc:  # a failing library must not hide the other rows
             self.problem = ("error", f"{type(exc).__name__}: {exc}")
             return
-        self.calls += 1
         if timed:
             self.times.append(time.perf_counter() - start)
+        self.calls += 1
+        self.output = (out.shape, out.dtype, out.nbytes)
 
 
 def _runner(case: Case, lib: Library, cfg: BenchConfig, device: torch.device) -> _Runner | dict[str, Any]:
@@ -665,11 +666,12 @@ def _result_row(case: Case, r: _Runner, x: torch.Tensor, device: torch.device, b
     row = _row(case, r.lib.name, r.lib.label, "ok")
     median = statistics.median(r.times)
     batch = x.shape[0]
+    shape, dtype, nbytes = r.output
     row.update(images_per_s=batch / median, ms_per_batch=1000 * median, times_s=r.times, repeats=len(r.times),
                peak_memory_bytes=_peak_memory(device, r.fn, x),
-               output={"shape": list(r.out.shape), "dtype": str(r.out.dtype).split(".")[-1]})
+               output={"shape": list(shape), "dtype": str(dtype).split(".")[-1]})
     if bandwidth:
-        bytes_per_image = (x.nbytes + r.out.nbytes) / batch
+        bytes_per_image = (x.nbytes + nbytes) / batch
         row["floor_share"] = row["images_per_s"] / (bandwidth / bytes_per_image)
     return row
 
