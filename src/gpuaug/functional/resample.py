@@ -512,7 +512,9 @@ def warp_separable(
         full = constant((height, width), torch.int64, x.device).expand(batch, 2)
         boxes = _plain_boxes(matrix, window, out_hw, full if sizes is None else sizes)
         if all(box is not None for box in boxes):  # no taps needed, nor rounding: uint8 out
-            y = torch.empty(batch, channels, out_h, out_w, dtype=x.dtype, device=x.device)
+            # channels-last, as torch's uint8 resize writes: a plain copy per sample, and the float
+            # conversion that follows changes the layout in the same pass
+            y = torch.empty(batch, channels, out_h, out_w, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
             for s, box in enumerate(boxes):
                 y[s] = _native_resize(x[s], box, out_hw, interpolation, antialias)
             return y
