@@ -3,6 +3,7 @@
 import json
 import math
 import platform
+import types
 
 import pytest
 import torch
@@ -100,7 +101,8 @@ def test_bad_config_is_a_clear_error(change, message):
 def test_cli_bench_writes_json_and_chart(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
-    rc = main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1", "--warmup", "0", "--warmup-seconds", "0",
+    rc = main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1", "--warmup", "0",
+               "--warmup-seconds", "0",
                "--pipelines", "imagenet-train", "--libraries", "gpuaug", "torchvision-batch",
                "--transforms", "RandomHorizontalFlip", "--json", str(out_json), "--chart", str(out_png)])
     assert rc == 0
@@ -114,7 +116,8 @@ def test_cli_bench_writes_json_and_chart(tmp_path, capsys):
 def test_cli_bench_no_per_transform(tmp_path):
     out_json = tmp_path / "b.json"
     assert main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1",
-                 "--warmup-seconds", "0", "--pipelines", "affine-heavy", "--libraries", "torchvision-batch", "--no-per-transform",
+                 "--warmup-seconds", "0", "--pipelines", "affine-heavy", "--libraries", "torchvision-batch",
+                 "--no-per-transform",
                  "--json", str(out_json)]) == 0
     assert {r["case"] for r in json.loads(out_json.read_text())["results"]} == {"affine-heavy"}
 
@@ -122,7 +125,8 @@ def test_cli_bench_no_per_transform(tmp_path):
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="--pin-malloc needs glibc")
 def test_cli_bench_pin_malloc(tmp_path):
     out_json = tmp_path / "b.json"
-    assert main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1", "--warmup-seconds", "0", "--pin-malloc",
+    assert main(["bench", "--device", "cpu", "--batch-size", "2", "--size", "32", "--repeats", "1",
+                 "--warmup-seconds", "0", "--pin-malloc",
                  "--pipelines", "imagenet-train", "--libraries", "gpuaug", "--no-per-transform",
                  "--json", str(out_json)]) == 0
     report = json.loads(out_json.read_text())
@@ -165,31 +169,51 @@ def test_the_gpu_columns(monkeypatch):
     assert "copy bandwidth 2,000 GB/s" in table and "% of floor" in table and "3 MiB" in table
 
 
-def test_libraries_take_turns_and_warm_up_for_the_time_asked():
-    """One call of each library per round, warm-up included; the warm-up lasts the seconds asked
-    (but for the slow per-sample rows), and every row gets its timed calls; a library that fails
-    midway gets an error row without stopping the others."""
+def test_libraries_take_turns_and_warm_up_for_the_time_asked(monkeypatch):
+    """One call of each library per round; after the first round, warm-up rounds for the seconds asked
+    (but for the slow per-sample rows), then the timed rounds. A library that fails to build, fails
+    during the warm-up or the timed rounds, or turns out unsupported gets its row without stopping
+    the others. A fake clock that each call advances makes the rounds exact."""
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
     calls: list[str] = []
 
-    def library(name: str, slow: bool = False, fail_at: int | None = None) -> bench.Library:
+    def library(name: str, seconds: float = 0.01, slow: bool = False, fail_at: int | None = None,
+                error: type[Exception] = RuntimeError) -> bench.Library:
         def build(case, device):
+            if fail_at == 0:
+                raise error("cannot build")
+
             def run(x):
                 calls.append(name)
-                if fail_at is not None and calls.count(name) == fail_at:
-                    raise RuntimeError("broke")
+                clock.now += seconds
+                if calls.count(name) == fail_at:
+                    raise error("broke")
                 return x.float()
             return run
         return bench.Library(name, name, build, slow=slow)
 
-    libs = [library("a"), library("b"), library("loop", slow=True), library("bad", fail_at=2)]
+    libs = [library("a"), library("b"), library("loop", seconds=0.05, slow=True), library("bad", fail_at=2),
+            library("late", fail_at=6), library("unsupported", fail_at=1, error=bench.Unsupported),
+            library("unbuilt", fail_at=0)]
     case = bench.build_cases(["imagenet-train"], [], 32)[0]
     cfg = bench.BenchConfig(device="cpu", batch_size=2, size=32, repeats=3, warmup=1, warmup_seconds=0.05)
     x = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
     rows = {r["library"]: r for r in bench.run_case(case, libs, x, cfg, torch.device("cpu"), None)}
-    assert [rows[n]["status"] for n in ("a", "b", "loop", "bad")] == ["ok", "ok", "ok", "error"]
-    assert "broke" in rows["bad"]["reason"]
-    assert rows["a"]["repeats"] == rows["b"]["repeats"] == 3 and rows["loop"]["repeats"] == bench.SLOW_REPEATS
-    assert calls[:4] == ["a", "b", "loop", "bad"] and calls[4:7] == ["a", "b", "bad"]  # loop: one warm-up call
-    first_timed = len(calls) - 3 - 3 - bench.SLOW_REPEATS
-    assert calls[first_timed:first_timed + 3] == ["a", "b", "loop"]  # a timed round
-    assert calls.count("a") > cfg.warmup + cfg.repeats  # warmed up past its count, for the time asked
+    first = ["a", "b", "loop", "bad", "late", "unsupported"]
+    warm = ["a", "b", "bad", "late", "a", "b", "late"]  # 0.04 s after the first round < 0.05 s: one more
+    timed = ["a", "b", "loop", "late"] * 3
+    assert calls == first + warm + timed
+    status = {name: (row["status"], row["reason"]) for name, row in rows.items()}
+    assert status == {"a": ("ok", None), "b": ("ok", None), "loop": ("ok", None),
+                      "bad": ("error", "RuntimeError: broke"), "late": ("error", "RuntimeError: broke"),
+                      "unsupported": ("skipped", "broke"), "unbuilt": ("error", "RuntimeError: cannot build")}
+    assert rows["a"]["times_s"] == pytest.approx([0.01] * 3) and rows["loop"]["times_s"] == pytest.approx([0.05] * 3)
+    assert rows["a"]["images_per_s"] == pytest.approx(200.0)
+
+
+def test_the_warm_up_must_be_finite():
+    with pytest.raises(bench.BenchError, match="finite"):
+        bench.validate(bench.BenchConfig(**{**TINY, "warmup_seconds": float("inf")}))
+    with pytest.raises(SystemExit):
+        main(["bench", "--warmup-seconds", "inf"])

@@ -1,6 +1,7 @@
 """Side-by-side throughput harness: gpuaug against kornia, torchvision v2, torchaug and albumentations.
 
-Every library runs the same cases on the same input batch, in one process. A case is a list of
+Every library runs the same cases on the same input batch, in one process, the libraries of a case
+taking turns call by call (:func:`run_case`). A case is a list of
 :class:`Step` written in torchvision.transforms.v2 terms (class name + arguments); each library has a
 small builder that turns the steps into its own transforms, so all rows compute the same function
 (up to each library's rounding and border conventions). A library that has no equivalent for a step
@@ -21,6 +22,7 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import math
 import os
 import platform
 import statistics
@@ -594,25 +596,40 @@ class _Runner:
     calls: int = 0
     times: list[float] = field(default_factory=list)
     output: tuple[torch.Size, torch.dtype, int] | None = None  # the last output's shape, dtype and bytes
+    peak: int | None = None
     problem: tuple[str, str] | None = None  # ("skipped" or "error", reason)
 
     def call(self, x: torch.Tensor, device: torch.device, timed: bool) -> None:
-        """One synchronised call (its output is dropped); a failure ends this library's part of the case."""
+        """One synchronised call (its output is dropped); a failure ends this library's part of the case.
+
+        torch's global RNG is seeded with the call's number first (untimed): the libraries that draw
+        from it (kornia, torchvision) draw the same numbers in every run, whatever the others drew.
+        """
+        torch.manual_seed(self.calls)
         try:
             _sync(device)
             start = time.perf_counter()
             out = self.fn(x)
             _sync(device)
-        except Unsupported as exc:
-            self.problem = ("skipped", str(exc))
-            return
+            seconds = time.perf_counter() - start
+            self.output = (out.shape, out.dtype, out.nbytes)
         except Exception as exc:  # a failing library must not hide the other rows
-            self.problem = ("error", f"{type(exc).__name__}: {exc}")
+            self._fail(exc)
             return
         if timed:
-            self.times.append(time.perf_counter() - start)
+            self.times.append(seconds)
         self.calls += 1
-        self.output = (out.shape, out.dtype, out.nbytes)
+
+    def measure_peak(self, x: torch.Tensor, device: torch.device) -> None:
+        """The peak memory of one more call (CUDA); a failure makes the row an error row."""
+        try:
+            self.peak = _peak_memory(device, self.fn, x)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        skipped = isinstance(exc, Unsupported)
+        self.problem = ("skipped", str(exc)) if skipped else ("error", f"{type(exc).__name__}: {exc}")
 
 
 def _runner(case: Case, lib: Library, cfg: BenchConfig, device: torch.device) -> _Runner | dict[str, Any]:
@@ -638,13 +655,16 @@ def run_case(case: Case, libs: list[Library], x: torch.Tensor, cfg: BenchConfig,
     The libraries' calls are interleaved, one call of each per round, so that they share alike in
     the machine's drift and in the process's allocator state (glibc adapts its thresholds to what
     was freed before). Warm-up rounds run until each library made ``cfg.warmup`` calls and, but for
-    the slow per-sample rows, ``cfg.warmup_seconds`` have passed; then ``cfg.repeats`` timed rounds.
+    the slow per-sample rows, ``cfg.warmup_seconds`` have passed since the first round (whose calls
+    may compile, capture or page in memory); then ``cfg.repeats`` timed rounds.
     """
-    torch.manual_seed(0)
     made = [_runner(case, lib, cfg, device) for lib in libs]
     runners = [r for r in made if isinstance(r, _Runner)]
-    start = time.perf_counter()
     with torch.inference_mode():
+        for r in runners:
+            if r.warmup > 0:
+                r.call(x, device, timed=False)
+        start = time.perf_counter()
         while True:
             warming = time.perf_counter() - start < cfg.warmup_seconds
             due = [r for r in runners if r.problem is None and (r.calls < r.warmup or (warming and not r.lib.slow))]
@@ -656,10 +676,13 @@ def run_case(case: Case, libs: list[Library], x: torch.Tensor, cfg: BenchConfig,
             for r in runners:
                 if r.problem is None and len(r.times) < r.repeats:
                     r.call(x, device, timed=True)
-        return [r if isinstance(r, dict) else _result_row(case, r, x, device, bandwidth) for r in made]
+        for r in runners:
+            if r.problem is None:
+                r.measure_peak(x, device)
+    return [r if isinstance(r, dict) else _result_row(case, r, x, bandwidth) for r in made]
 
 
-def _result_row(case: Case, r: _Runner, x: torch.Tensor, device: torch.device, bandwidth: float | None) -> dict[str, Any]:
+def _result_row(case: Case, r: _Runner, x: torch.Tensor, bandwidth: float | None) -> dict[str, Any]:
     """The row of a library's measured calls."""
     if r.problem is not None:
         return _row(case, r.lib.name, r.lib.label, *r.problem)
@@ -668,8 +691,7 @@ def _result_row(case: Case, r: _Runner, x: torch.Tensor, device: torch.device, b
     batch = x.shape[0]
     shape, dtype, nbytes = r.output
     row.update(images_per_s=batch / median, ms_per_batch=1000 * median, times_s=r.times, repeats=len(r.times),
-               peak_memory_bytes=_peak_memory(device, r.fn, x),
-               output={"shape": list(shape), "dtype": str(dtype).split(".")[-1]})
+               peak_memory_bytes=r.peak, output={"shape": list(shape), "dtype": str(dtype).split(".")[-1]})
     if bandwidth:
         bytes_per_image = (x.nbytes + nbytes) / batch
         row["floor_share"] = row["images_per_s"] / (bandwidth / bytes_per_image)
@@ -703,8 +725,8 @@ def validate(cfg: BenchConfig) -> None:
     for value, what in ((cfg.resolved_batch_size(), "batch size"), (cfg.size, "size"), (cfg.repeats, "repeats")):
         if value < 1:
             raise BenchError(f"{what} must be at least 1, got {value}")
-    if cfg.warmup < 0 or cfg.warmup_seconds < 0:
-        raise BenchError(f"warmup must be at least 0, got {cfg.warmup} calls and {cfg.warmup_seconds} s")
+    if cfg.warmup < 0 or not 0 <= cfg.warmup_seconds < math.inf:
+        raise BenchError(f"warmup must be at least 0 and finite, got {cfg.warmup} calls and {cfg.warmup_seconds} s")
     if cfg.compile and "gpuaug" not in cfg.libraries:
         raise BenchError("--compile times gpuaug's ext pipelines under torch.compile: include gpuaug in --libraries")
     for names, known, what in ((cfg.resolved_pipelines(), PIPELINES, "pipeline"),
@@ -782,7 +804,7 @@ def format_table(report: dict[str, Any]) -> str:
     head = (f"gpuaug {meta['gpuaug']} | torch {meta['torch']} | torchvision {meta['torchvision']} | "
             f"{meta['device_name']} ({meta['device']}, {meta['cpu_threads']} CPU threads) | batch "
             f"{meta['batch_size']}, {meta['size']}x{meta['size']} input, median of {meta['repeats']} "
-            f"after {meta['warmup']} warm-up")
+            f"after {meta['warmup']} warm-up calls and {meta['warmup_seconds']:g} s of rounds")
     if cuda:
         head += f" | copy bandwidth {meta['bandwidth_bytes_per_s'] / 1e9:,.0f} GB/s"
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -216,8 +217,8 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0:  # also NaN
-        raise argparse.ArgumentTypeError(f"expected a non-negative number of seconds, got {value}")
+    if not 0 <= value < math.inf:  # also NaN
+        raise argparse.ArgumentTypeError(f"expected a finite non-negative number of seconds, got {value}")
     return value
 
 
@@ -251,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=_positive, default=None, help="default: 64 on CPU, 256 on CUDA")
     b.add_argument("--size", type=_positive, default=256, help="input height and width (default 256)")
     b.add_argument("--repeats", type=_positive, default=5, help="timed calls per row; median reported (default 5)")
-    b.add_argument("--warmup", type=_non_negative, default=2, help="untimed calls per row first (default 2)")
+    b.add_argument("--warmup", type=_non_negative, default=2,
+                   help="at least this many untimed calls per row first (default 2)")
     b.add_argument("--warmup-seconds", type=_non_negative_float, default=1.0,
                    help="and untimed rounds for at least this long per case (default 1.0)")
     b.add_argument("--pipelines", nargs="*", choices=list(bench.PIPELINES), default=None, metavar="NAME",

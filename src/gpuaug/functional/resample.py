@@ -501,7 +501,8 @@ def warp_separable(
     as torchvision's native uint8 resize does. ``sizes`` (B, 2): the (height, width) of each image
     of a ragged batch, which is all each sample reads. ``resampled``: see separable_taps.
     Returns (B, C, Ho, Wo): in the input's dtype for nearest maps, and for a uint8 batch whose every
-    sample is a plain crop-resize (torch's own uint8 resize, per sample); float32 otherwise.
+    sample is a plain crop-resize (torch's own uint8 resize, per sample; channels-last, as that
+    kernel writes); float32 otherwise.
     """
     batch, channels, height, width = x.shape
     out_h, out_w = out_hw
@@ -514,7 +515,8 @@ def warp_separable(
         if all(box is not None for box in boxes):  # no taps needed, nor rounding: uint8 out
             # channels-last, as torch's uint8 resize writes: a plain copy per sample, and the float
             # conversion that follows changes the layout in the same pass
-            y = torch.empty(batch, channels, out_h, out_w, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+            y = torch.empty(batch, channels, out_h, out_w, dtype=x.dtype, device=x.device,
+                            memory_format=torch.channels_last)
             for s, box in enumerate(boxes):
                 y[s] = _native_resize(x[s], box, out_hw, interpolation, antialias)
             return y
