@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _strategies import SETTINGS, _describe, _input, _n, _tolerance, cases, poisoned_memory
+from _strategies import SETTINGS, _describe, _input, _n, _straddles_allowed, _tolerance, cases, poisoned_memory
 from hypothesis import example, given, settings
 
 import gpuaug as ga
@@ -62,13 +62,16 @@ def assert_backends_agree(transforms: list, x: torch.Tensor, seed: int = 0, layo
     diff = (actual.to(torch.float64) - expected.to(torch.float64)).abs()
     both_nan = actual.to(torch.float64).isnan() & expected.to(torch.float64).isnan()
     bad = (diff > _tolerance(expected, transforms, x)) & ~both_nan | (actual.to(torch.float64).isnan() & ~both_nan)
-    assert not bool(bad.any()), (
+    assert int(bad.sum()) <= _straddles_allowed(transforms, x, bad.numel()), (
         f"{int(bad.sum())} of {bad.numel()} values differ (max {float(diff[~both_nan].max()):.4g}): {note}"
     )
 
 
 @settings(max_examples=_n(150), **SETTINGS)
 @given(cases())
+@example(((1, 3, 23, 3, torch.bfloat16),  # a value resampled to 0.49999997 by one backend, to 0.5 by the other
+          [ga.RandomResizedCrop((23, 34), (1.0, 1.0), (1.0, 1.0), antialias=False, p=0.0), ga.RandomPosterize(1, 0.5)],
+          None, 0, torch.contiguous_format))
 def test_random_pipelines_match_the_torch_backend(case):
     (b, c, h, w, dtype), transforms, spec, seed, layout = case
     with warnings.catch_warnings():
