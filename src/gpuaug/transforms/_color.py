@@ -101,14 +101,8 @@ class ColorJitter(PixelTransform):
         return ColorJitterParams(applied, *factors.unbind(1), order=rng.permutation(4))
 
     def apply(self, x: Tensor, params: ColorJitterParams, domain: Domain) -> Tensor:
-        if _device.on_host(x.device):  # a sample at a time: views of x, its factors as numbers (several times faster)
-            factors = zip(*(getattr(params, name).tolist() for name, _ in _JITTER_PARTS))
-            for i, (order, sample_factors) in enumerate(zip(params.order.tolist(), factors)):
-                part = x[i : i + 1]
-                result = self._apply_in_order(part, sample_factors, order, domain)
-                if result is not part:
-                    part.copy_(result)
-            return x
+        if _device.on_host(x.device):
+            return self._apply_on_host(x, params, domain)
         for slot in range(4):
             for part, (name, kernel) in enumerate(_JITTER_PARTS):
                 if getattr(self, name) is None:
@@ -117,13 +111,31 @@ class ColorJitter(PixelTransform):
                 x = apply_selected(x, selected, lambda xs, ps, k=kernel, n=name: k(xs, getattr(ps, n), domain), params)
         return x
 
-    def _apply_in_order(self, x: Tensor, factors: tuple[float, ...], order: list[int], domain: Domain) -> Tensor:
-        """One sample's parts in its ``order``, with its ``factors`` in _JITTER_PARTS' order."""
+    def _apply_on_host(self, x: Tensor, params: ColorJitterParams, domain: Domain) -> Tensor:
+        """A sample at a time, on views of x with its factors as numbers (several times faster than
+        the batched slots), but hue, the costliest part, once for the whole batch: each sample's parts
+        before its hue, then every sample's hue, then each sample's parts after it."""
+        orders = params.order.tolist()
+        factors = list(zip(*(getattr(params, name).tolist() for name, _ in _JITTER_PARTS)))
+        hue = 3 if self.hue is not None else None  # the part a batched hue splits each order at
+        for i, order in enumerate(orders):
+            self._apply_in_order(x[i : i + 1], factors[i], order[: order.index(hue)] if hue else order, domain)
+        if hue is None:
+            return x
+        x = C.adjust_hue(x, params.hue, domain)
+        for i, order in enumerate(orders):
+            self._apply_in_order(x[i : i + 1], factors[i], order[order.index(hue) + 1 :], domain)
+        return x
+
+    def _apply_in_order(self, x: Tensor, factors: tuple[float, ...], order: list[int], domain: Domain) -> None:
+        """One sample's ``order`` of parts into ``x``, with its ``factors`` in _JITTER_PARTS' order."""
+        result = x
         for part in order:
             name, kernel = _JITTER_PARTS[part]
             if getattr(self, name) is not None:
-                x = kernel(x, factors[part], domain)
-        return x
+                result = kernel(result, factors[part], domain)
+        if result is not x:
+            x.copy_(result)
 
 
 class RandomGrayscale(PixelTransform):
