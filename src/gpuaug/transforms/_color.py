@@ -53,6 +53,7 @@ _JITTER_PARTS = (
     ("saturation", C.adjust_saturation),
     ("hue", C.adjust_hue),
 )
+_HUE = 3  # hue's index in _JITTER_PARTS
 
 
 class ColorJitter(PixelTransform):
@@ -117,14 +118,15 @@ class ColorJitter(PixelTransform):
         before its hue, then every sample's hue, then each sample's parts after it."""
         orders = params.order.tolist()
         factors = list(zip(*(getattr(params, name).tolist() for name, _ in _JITTER_PARTS)))
-        hue = 3 if self.hue is not None else None  # the part a batched hue splits each order at
-        for i, order in enumerate(orders):
-            self._apply_in_order(x[i : i + 1], factors[i], order[: order.index(hue)] if hue else order, domain)
-        if hue is None:
+        hue = self.hue is not None
+        cuts = [order.index(_HUE) if hue else len(order) for order in orders]  # where each order meets hue
+        for i, (order, cut) in enumerate(zip(orders, cuts)):
+            self._apply_in_order(x[i : i + 1], factors[i], order[:cut], domain)
+        if not hue:
             return x
         x = C.adjust_hue(x, params.hue, domain)
-        for i, order in enumerate(orders):
-            self._apply_in_order(x[i : i + 1], factors[i], order[order.index(hue) + 1 :], domain)
+        for i, (order, cut) in enumerate(zip(orders, cuts)):
+            self._apply_in_order(x[i : i + 1], factors[i], order[cut + 1 :], domain)
         return x
 
     def _apply_in_order(self, x: Tensor, factors: tuple[float, ...], order: list[int], domain: Domain) -> None:
