@@ -72,6 +72,10 @@ def assert_backends_agree(transforms: list, x: torch.Tensor, seed: int = 0, layo
 @example(((1, 3, 23, 3, torch.bfloat16),  # a value resampled to 0.49999997 by one backend, to 0.5 by the other
           [ga.RandomResizedCrop((23, 34), (1.0, 1.0), (1.0, 1.0), antialias=False, p=0.0), ga.RandomPosterize(1, 0.5)],
           None, 0, torch.contiguous_format))
+@example(((1, 1, 3, 1, torch.uint8),  # a resize reading an edge pad of a crop: the crop's pixel, not the image's
+          [ga.CenterCrop((1, 1)), ga.RandomCrop((2, 1), pad_if_needed=True, padding_mode="edge", p=0.0),
+           ga.Resize(2, antialias=False)],
+          None, 0, torch.contiguous_format))
 def test_random_pipelines_match_the_torch_backend(case):
     (b, c, h, w, dtype), transforms, spec, seed, layout = case
     with warnings.catch_warnings():

@@ -165,7 +165,8 @@ def test_resize(dtype, channels, size, interpolation, antialias):
 
 # uint8 chains whose resize torchvision computes in fixed point: a crop after the resize (torch sets
 # its precision over the whole resized image), a crop reaching past the image before it (the fill is
-# part of what torch resizes), a fill that the crop never reaches, a 1x1 output, and rows of a
+# part of what torch resizes), a fill that the crop never reaches, a fill, edge or reflect pad of a
+# crop (what the resize reads there is the pad's, not the image's beyond the crop), a 1x1 output, and rows of a
 # bicubic resize's canvas that a pad then covers
 UINT8_RESIZE_CHAINS = {
     "resize-then-smaller-centre-crop": (
@@ -183,6 +184,24 @@ UINT8_RESIZE_CHAINS = {
     "resize-to-one-pixel": (  # torch's kernel fails on 3 channels there: torchvision's, a channel at a time
         lambda oh, ow, mode: [ga.Resize((1, 1), interpolation=mode)],
         lambda x, oh, ow, mode: torch.cat([F.resize(c, [1, 1], interpolation=mode) for c in x.split(1, dim=1)], dim=1),
+    ),
+    "centre-crop-edge-pad-then-resize": (  # the pad shows the crop's edge, not the pixels beyond it
+        lambda oh, ow, mode: [ga.CenterCrop((H - 10, W - 8)), ga.Pad([4, 3], padding_mode="edge"),
+                              ga.Resize((oh, ow), interpolation=mode)],
+        lambda x, oh, ow, mode: F.resize(F.pad(F.center_crop(x, [H - 10, W - 8]), [4, 3], padding_mode="edge"),
+                                         [oh, ow], interpolation=mode),
+    ),
+    "centre-crop-fill-pad-then-resize": (
+        lambda oh, ow, mode: [ga.CenterCrop((H - 10, W - 8)), ga.Pad([3, 2], fill=200),
+                              ga.Resize((oh, ow), interpolation=mode)],
+        lambda x, oh, ow, mode: F.resize(F.pad(F.center_crop(x, [H - 10, W - 8]), [3, 2], fill=200),
+                                         [oh, ow], interpolation=mode),
+    ),
+    "centre-crop-reflect-pad-then-resize": (
+        lambda oh, ow, mode: [ga.CenterCrop((H - 10, W - 8)), ga.Pad([2, 5, 4, 1], padding_mode="reflect"),
+                              ga.Resize((oh, ow), interpolation=mode)],
+        lambda x, oh, ow, mode: F.resize(F.pad(F.center_crop(x, [H - 10, W - 8]), [2, 5, 4, 1], padding_mode="reflect"),
+                                         [oh, ow], interpolation=mode),
     ),
     "resize-then-pad-fill": (
         lambda oh, ow, mode: [ga.Resize((oh, ow), interpolation=mode), ga.Pad([2, 3, 1, 2], fill=100)],

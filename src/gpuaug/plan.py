@@ -223,6 +223,17 @@ def _fold_geometry(steps: list[Step]) -> Warp:
     )
 
 
+def _pads_before_interpolating(run: list[Step], step: Step) -> bool:
+    """Whether ``step`` interpolates over a canvas that a crop or pad of ``run`` after its first step
+    padded. A pass folds a later step's pad (fill, edge or mirror) into where each output pixel
+    lands, but an interpolating step reads the padded pixels around that point too (a resize of a
+    shrinking crop many of them). The padded canvas is then made by a pass of its own, and ``step``
+    starts the next one. (A rotation's fill stays folded: its edge is blended per output pixel.)"""
+    if step.transform.interpolation is None:
+        return False
+    return any(s.transform.interpolation is None and s.transform.padding_for(s.spec_in) is not None for s in run[1:])
+
+
 def group(steps: list[Step]) -> list[Stage]:
     """Fold consecutive geometric steps into one Warp and the ungated ToDtype/Normalize tail into a FinalWrite."""
     tail = len(steps)
@@ -238,6 +249,9 @@ def group(steps: list[Step]) -> list[Stage]:
     run: list[Step] = []
     for s in steps[:tail]:
         if s.transform.kind == "geometry":
+            if run and _pads_before_interpolating(run, s):
+                stages.append(_fold_geometry(run))
+                run = []
             run.append(s)
             continue
         if run:

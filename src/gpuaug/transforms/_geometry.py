@@ -275,6 +275,11 @@ class RandomCrop(GeometricTransform):
             height, width, top, left = height + 2 * extra_h, width + 2 * extra_w, top + extra_h, left + extra_w
         return height, width, top, left
 
+    def padding_for(self, spec: ImageSpec) -> Padding | None:
+        height, width = _smallest(spec)
+        needed = self.pad_if_needed and (height < self.size[0] or width < self.size[1])
+        return self.padding if any(self.pad) or needed else None
+
     def output_spec(self, spec: ImageSpec) -> ImageSpec:
         check_fill(self.padding.fill, spec)
         if spec.sizes is not None and self.padding.mode != "constant":
