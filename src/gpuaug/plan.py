@@ -3,8 +3,9 @@
 :func:`expand` walks the transform tree once (depth first), drawing or taking each transform's
 parameters, and returns flat :class:`Step` s whose ``applied`` masks already include every
 enclosing container's choice. :func:`group` then folds runs of geometric steps into one
-:class:`Warp` (one matrix per sample, one resampling pass) and the trailing ToDtype/Normalize into
-one :class:`FinalWrite`.
+:class:`Warp` (one matrix per sample, one resampling pass; a run is cut only before a step that
+interpolates over what a later crop or pad padded) and the trailing ToDtype/Normalize into one
+:class:`FinalWrite`.
 """
 
 from __future__ import annotations
