@@ -2,8 +2,8 @@
 
 A case is ((B, C, H, W), input dtype), the transforms, the Spec the output must have (tracked
 independently, with torchvision's size rules), a seed and an output memory format. Also how far two
-computations of one pipeline may differ (:func:`_tolerance`, :func:`_straddles_allowed`), and :class:`poisoned_memory`, which
-shows an output element that is never written.
+computations of one pipeline may differ (:func:`_tolerance`, :func:`_straddles_allowed`), and
+:class:`poisoned_memory`, which shows an output element that is never written.
 """
 
 from __future__ import annotations
@@ -313,7 +313,8 @@ def _straddles_allowed(transforms: list, x: torch.Tensor, numel: int) -> int:
     side of its threshold, and the outputs then differ by a whole step (allowed: one value in a
     thousand, at least one)."""
     each = _each(transforms)
-    floats = x.dtype.is_floating_point or any(isinstance(t, ga.ToDtype) and t.dtype.is_floating_point for t in each)
+    to_float = any(isinstance(t, ga.ToDtype) and t.dtype.is_floating_point for t in each)
+    floats = x.dtype.is_floating_point or to_float
     thresholds = any(isinstance(t, (ga.RandomPosterize, ga.RandomSolarize)) for t in each)
     return max(1, numel // 1000) if floats and thresholds else 0
 

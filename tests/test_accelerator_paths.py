@@ -46,7 +46,9 @@ def assert_paths_agree(transforms: list, x: torch.Tensor, backend: str, seed: in
     assert torch.equal(actual.isnan(), expected.isnan()), note
     diff = (actual.to(torch.float64) - expected.to(torch.float64)).abs().nan_to_num()
     bad = diff > _tolerance(expected, transforms, x)
-    assert int(bad.sum()) <= _straddles_allowed(transforms, x, bad.numel()), f"{int(bad.sum())} of {bad.numel()} values differ (max {float(diff.max()):.4g}): {note}"
+    assert int(bad.sum()) <= _straddles_allowed(transforms, x, bad.numel()), (
+        f"{int(bad.sum())} of {bad.numel()} values differ (max {float(diff.max()):.4g}): {note}"
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

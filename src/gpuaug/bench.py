@@ -628,8 +628,12 @@ class _Runner:
             self._fail(exc)
 
     def _fail(self, exc: Exception) -> None:
-        skipped = isinstance(exc, Unsupported)
-        self.problem = ("skipped", str(exc)) if skipped else ("error", f"{type(exc).__name__}: {exc}")
+        self.problem = _problem(exc)
+
+
+def _problem(exc: Exception) -> tuple[str, str]:
+    """A library's failure as a row's status and reason: skipped where it has no equivalent, else an error."""
+    return ("skipped", str(exc)) if isinstance(exc, Unsupported) else ("error", f"{type(exc).__name__}: {exc}")
 
 
 def _runner(case: Case, lib: Library, cfg: BenchConfig, device: torch.device) -> _Runner | dict[str, Any]:
@@ -642,10 +646,8 @@ def _runner(case: Case, lib: Library, cfg: BenchConfig, device: torch.device) ->
         warmup, repeats = min(warmup, SLOW_WARMUP), min(repeats, SLOW_REPEATS)
     try:
         return _Runner(lib, lib.build(case, device), warmup, max(1, repeats))
-    except Unsupported as exc:
-        return _row(case, lib.name, lib.label, "skipped", str(exc))
-    except Exception as exc:
-        return _row(case, lib.name, lib.label, "error", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a failing library must not hide the other rows
+        return _row(case, lib.name, lib.label, *_problem(exc))
 
 
 def run_case(case: Case, libs: list[Library], x: torch.Tensor, cfg: BenchConfig, device: torch.device,

@@ -1,11 +1,11 @@
 """Per-sample colour kernels on a float32 working batch, matching torchvision's arithmetic.
 
 Every kernel takes ``x`` (B, C, H, W) float32 holding values in the image's own range
-(0..255 for a uint8 image, 0..1 for a float image), per-sample parameters as (B,) tensors (or
-numbers, for a batch of one sample), and a :class:`Domain` saying which range that is. With
-``domain.integer`` the kernel truncates its result to whole numbers exactly where torchvision's
-uint8 kernels do, so a uint8 pipeline matches torchvision step for step. Kernels may overwrite
-``x``; callers pass a tensor they own.
+(0..255 for a uint8 image, 0..1 for a float image), per-sample parameters as (B,) tensors (or,
+but for hue, numbers for a batch of one sample), and a :class:`Domain` saying which range that
+is. With ``domain.integer`` the kernel truncates its result to whole numbers exactly where
+torchvision's uint8 kernels do, so a uint8 pipeline matches torchvision step for step. Kernels
+may overwrite ``x``; callers pass a tensor they own.
 
 Example:
     >>> import torch
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
@@ -111,7 +110,7 @@ def _wrap6(k: Tensor, scratch: Tensor) -> Tensor:
     return k.add_(torch.mul(k, 1.0 / 6.0, out=scratch).floor_(), alpha=-6.0)
 
 
-def adjust_hue(x: Tensor, shift: Tensor | float, domain: Domain) -> Tensor:
+def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     """Rotate the HSV hue by ``shift`` (fraction of a turn in [-0.5, 0.5]); value and saturation kept.
 
     Hue H as torchvision's ``_rgb_to_hsv`` defines it, in sixths of a turn: the max channel picks the
@@ -129,11 +128,7 @@ def adjust_hue(x: Tensor, shift: Tensor | float, domain: Domain) -> Tensor:
     hue.lerp_(other, torch.eq(g, maxc, out=weight))  # a float weight: CPUs run bool masks and where slowly
     hue.lerp_(torch.sub(g, b, out=other), torch.eq(r, maxc, out=weight))
     hue.mul_(torch.clamp(chroma, min=1e-12, out=weight).reciprocal_())  # grey pixels: chroma 0, hue 0
-    if isinstance(shift, float):  # one sample's: rounded to float32 at each step, as for a tensor
-        offset = float(np.float32(6.0) * (np.float32(1.0) + np.float32(shift)))
-    else:
-        offset = 6.0 * (1.0 + _per_sample(shift)[:, 0])
-    hue = _wrap6(hue.add_(offset), weight)  # in [0, 6)
+    hue = _wrap6(hue.add_(6.0 * (1.0 + _per_sample(shift)[:, 0])), weight)  # in [0, 6)
     k = torch.add(hue.unsqueeze(1), x.new_tensor((5.0, 3.0, 1.0)).view(1, 3, 1, 1), out=x)  # x is free: r, g, b are read
     t = torch.ge(k, 6.0, out=torch.empty_like(x))
     k.add_(t, alpha=-6.0)  # mod 6, as k = H + n < 11

@@ -508,9 +508,8 @@ def warp_separable(
     out_h, out_w = out_hw
     padding = links[0].padding or Padding()
     boxes = None
-    # a later step's pad (a fill, or an edge or mirror of its own canvas) is not the image's pixels
-    padded = any(link.padding is not None for link in links[1:])
-    if not padded and _native_resizes(x, out_w, interpolation, antialias, integer):  # never nearest
+    covered = any(link.padding is not None and link.padding.mode == "constant" for link in links[1:])
+    if not covered and _native_resizes(x, out_w, interpolation, antialias, integer):  # never nearest
         full = constant((height, width), torch.int64, x.device).expand(batch, 2)
         boxes = _plain_boxes(matrix, window, out_hw, full if sizes is None else sizes)
         if all(box is not None for box in boxes):  # no taps needed, nor rounding: uint8 out

@@ -53,7 +53,7 @@ _JITTER_PARTS = (
     ("saturation", C.adjust_saturation),
     ("hue", C.adjust_hue),
 )
-_HUE = 3  # hue's index in _JITTER_PARTS
+_HUE = [name for name, _ in _JITTER_PARTS].index("hue")
 
 
 class ColorJitter(PixelTransform):
