@@ -24,7 +24,7 @@ demo: $(STAMP)
 # pipeline tests again on the fused extension
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --doctest-modules src/gpuaug tests
-	GPUAUG_BACKEND=ext $(PY) -m pytest -q -n 2 tests/test_parity.py tests/test_pipeline.py
+	GPUAUG_BACKEND=ext $(PY) -m pytest -q -n 2 tests/test_parity.py tests/test_chains.py tests/test_pipeline.py
 
 bench: $(STAMP)
 	$(PY) -m pytest -q benchmarks --benchmark-only

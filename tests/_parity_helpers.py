@@ -1,4 +1,5 @@
-"""Helpers of tests/test_parity.py: inputs, tolerances, edge masks and independent float64 references.
+"""Helpers of the parity tests (test_parity.py, test_chains.py): inputs, tolerances, edge masks and
+independent float64 references.
 
 Nothing here calls gpuaug's resampling or colour code: the references are torchvision's
 functional ops (called by the tests) or the small float64 implementations below, so a shared
@@ -86,6 +87,26 @@ def assert_close_resampled(actual: Tensor, expected: Tensor, what: str = "", exa
     assert_close(actual, expected, 2.0, what=what)
     over = int(((actual.to(F64) - expected.to(F64)).abs() > 1).sum())
     assert over <= actual.numel() / 1000, f"{what}: {over} of {actual.numel()} values differ by 2 levels"
+
+
+def pad_sides(padding: int | list[int]) -> list[int]:
+    """[left, top, right, bottom] of torchvision's ``padding`` argument (an int or 1, 2 or 4 ints)."""
+    padding = [padding] if isinstance(padding, int) else list(padding)
+    return padding * 4 if len(padding) == 1 else padding * 2 if len(padding) == 2 else padding
+
+
+def tv_random_crop_padding(t_kwargs: dict, height: int, width: int) -> list[int]:
+    """[left, top, right, bottom] that torchvision.transforms.v2.RandomCrop pads with (one F.pad call)."""
+    left, top, right, bottom = pad_sides(t_kwargs.get("padding") or 0)
+    size = t_kwargs["size"]
+    ch, cw = (size, size) if isinstance(size, int) else size
+    ph, pw = height + top + bottom, width + left + right
+    if t_kwargs.get("pad_if_needed"):
+        if ph < ch:
+            top, bottom = top + ch - ph, bottom + ch - ph
+        if pw < cw:
+            left, right = left + cw - pw, right + cw - pw
+    return [left, top, right, bottom]
 
 
 def source_points(matrix: Tensor, out_hw: tuple[int, int]) -> Tensor:

@@ -39,6 +39,7 @@ from _parity_helpers import (
     mode,
     normalized,
     run_one,
+    tv_random_crop_padding,
     tv_affine_matrix,
     tv_perspective_coefficients,
     tv_perspective_matrix,
@@ -115,6 +116,34 @@ def test_resize_nearest_rational_scale_is_exact(dtype):
     assert_equal(out, F.resize(x, [24, 36], interpolation=mode("nearest")), what="nearest 32x48 -> 24x36")
 
 
+# torch's nearest rounds where the resize's own output pixels lie: a flip, crop or pad after it moves
+# whole pixels of that output (before the fix, folding them into the map moved each footprint instead)
+NEAREST_CHAINS = {
+    "resize-then-flip": (
+        lambda size: [ga.Resize(size, interpolation="nearest"), ga.RandomHorizontalFlip(1.0), ga.RandomVerticalFlip(1.0)],
+        lambda x, size: F.vertical_flip(F.horizontal_flip(F.resize(x, size, interpolation=mode("nearest")))),
+    ),
+    "resize-then-larger-centre-crop": (
+        lambda size: [ga.Resize(size, interpolation="nearest"), ga.CenterCrop((size[0] + 5, size[1] + 4))],
+        lambda x, size: F.center_crop(F.resize(x, size, interpolation=mode("nearest")), [size[0] + 5, size[1] + 4]),
+    ),
+    "flip-resize-then-edge-pad": (
+        lambda size: [ga.RandomHorizontalFlip(1.0), ga.Resize(size, interpolation="nearest"), ga.Pad([3, 2], padding_mode="edge")],
+        lambda x, size: F.pad(F.resize(F.horizontal_flip(x), size, interpolation=mode("nearest")), [3, 2], padding_mode="edge"),
+    ),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=_id)
+@pytest.mark.parametrize("chain", list(NEAREST_CHAINS))
+@pytest.mark.parametrize("size", [(24, 36), (7, 45), (41, 12), (64, 29)], ids=str)
+def test_nearest_resize_chains_are_exact(dtype, chain, size):
+    build, reference = NEAREST_CHAINS[chain]
+    x = make_images(2, 3, H, W, dtype)
+    out = ga.Pipeline(build(size))(x)
+    assert_equal(out, reference(x, list(size)), what=f"{chain} {size}")
+
+
 def test_random_resized_crop_fallback_is_torchvisions():
     """No try fits (aspect ratio far from the image's): torchvision's centre-crop fallback."""
     x = make_images(4, 3, H, W, torch.float32)
@@ -166,8 +195,8 @@ def test_resize(dtype, channels, size, interpolation, antialias):
 # uint8 chains whose resize torchvision computes in fixed point: a crop after the resize (torch sets
 # its precision over the whole resized image), a crop reaching past the image before it (the fill is
 # part of what torch resizes), a fill that the crop never reaches, a fill, edge or reflect pad of a
-# crop (what the resize reads there is the pad's, not the image's beyond the crop), a 1x1 output, and rows of a
-# bicubic resize's canvas that a pad then covers
+# crop (what the resize reads there is the pad's, not the image's beyond the crop), a fill the resize
+# reads, a 1x1 output, and rows of a bicubic resize's canvas that a pad then covers
 UINT8_RESIZE_CHAINS = {
     "resize-then-smaller-centre-crop": (
         lambda oh, ow, mode: [ga.Resize((oh, ow), interpolation=mode), ga.CenterCrop((oh // 3 + 1, ow // 2 + 1))],
@@ -203,6 +232,10 @@ UINT8_RESIZE_CHAINS = {
         lambda x, oh, ow, mode: F.resize(F.pad(F.center_crop(x, [H - 10, W - 8]), [2, 5, 4, 1], padding_mode="reflect"),
                                          [oh, ow], interpolation=mode),
     ),
+    "fill-pad-then-resize": (  # the resize reads the fill, whose taps torch rounds as the image's
+        lambda oh, ow, mode: [ga.Pad([3, 1, 2, 4], fill=7), ga.Resize((oh, ow), interpolation=mode)],
+        lambda x, oh, ow, mode: F.resize(F.pad(x, [3, 1, 2, 4], fill=7), [oh, ow], interpolation=mode),
+    ),
     "resize-then-pad-fill": (
         lambda oh, ow, mode: [ga.Resize((oh, ow), interpolation=mode), ga.Pad([2, 3, 1, 2], fill=100)],
         lambda x, oh, ow, mode: F.pad(F.resize(x, [oh, ow], interpolation=mode), [2, 3, 1, 2], fill=100),
@@ -226,28 +259,6 @@ def test_resize_max_size():
     ref = F.resize(x, [20], max_size=25)
     assert out.shape == ref.shape == (2, 3, 17, 25)
     assert_close_resampled(out, ref, what="resize with max_size")
-
-
-def _tv_random_crop_padding(t_kwargs: dict, height: int, width: int) -> list[int]:
-    """[left, top, right, bottom] that torchvision.transforms.v2.RandomCrop pads with (one F.pad call)."""
-    padding = t_kwargs.get("padding")
-    if padding is None:
-        left = top = right = bottom = 0
-    elif isinstance(padding, int):
-        left = top = right = bottom = padding
-    elif len(padding) == 2:
-        left, top = right, bottom = padding
-    else:
-        left, top, right, bottom = padding
-    size = t_kwargs["size"]
-    ch, cw = (size, size) if isinstance(size, int) else size
-    ph, pw = height + top + bottom, width + left + right
-    if t_kwargs.get("pad_if_needed"):
-        if ph < ch:
-            top, bottom = top + ch - ph, bottom + ch - ph
-        if pw < cw:
-            left, right = left + cw - pw, right + cw - pw
-    return [left, top, right, bottom]
 
 
 RANDOM_CROP_CASES = {
@@ -274,7 +285,7 @@ def test_random_crop(dtype, channels, case):
     x = make_images(B, channels, H, W, dtype, seed=2)
     out, params = run_one(ga.RandomCrop(**kwargs), x, seed=2)
     p = params.transforms[0]
-    padding = _tv_random_crop_padding(kwargs, H, W)
+    padding = tv_random_crop_padding(kwargs, H, W)
     fill, padding_mode = kwargs.get("fill", 0), kwargs.get("padding_mode", "constant")
     for b in range(B):
         img = F.pad(x[b], padding, fill=fill, padding_mode=padding_mode) if any(padding) else x[b]

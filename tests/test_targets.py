@@ -163,6 +163,21 @@ def test_warped_masks_show_their_fill_and_only_their_values():
     assert set(out.masks.unique().tolist()) <= set(masks.unique().tolist()) | {FILL}
 
 
+def test_masks_of_a_resized_crop_and_flips_are_torchvisions():
+    """The segmentation recipe: torchvision resizes a Mask nearest, then flips it (gpuaug once
+    flipped the nearest footprints of the folded map instead, a pixel off and more)."""
+    _, _, _, _, masks = _inputs()
+    pipe = ga.Pipeline([ga.RandomResizedCrop((40, 44)), ga.RandomHorizontalFlip(), ga.RandomVerticalFlip()], seed=2)
+    out = pipe(torch.rand(B, 3, H, W), masks=masks, return_params=True)
+    crop, hflip, vflip = out.params.transforms
+    assert bool(hflip.applied.any() & vflip.applied.any())
+    for b in range(B):
+        ref = F.resized_crop(T.Mask(masks[b]), *_crop(crop, b), [40, 44])
+        ref = F.horizontal_flip(ref) if hflip.applied[b] else ref
+        ref = F.vertical_flip(ref) if vflip.applied[b] else ref
+        assert torch.equal(out.masks[b], ref.as_subclass(Tensor)), f"sample {b}"
+
+
 def _chain() -> list[ga.Transform]:
     return [
         ga.RandomResizedCrop((40, 44), scale=(0.3, 1.0)),

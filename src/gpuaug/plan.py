@@ -4,7 +4,8 @@
 parameters, and returns flat :class:`Step` s whose ``applied`` masks already include every
 enclosing container's choice. :func:`group` then folds runs of geometric steps into one
 :class:`Warp` (one matrix per sample, one resampling pass; a run is cut only before a step that
-interpolates over what a later crop or pad padded) and the trailing ToDtype/Normalize into one
+interpolates over what a later crop or pad padded, or the first one filled) and the trailing
+ToDtype/Normalize into one
 :class:`FinalWrite`.
 """
 
@@ -21,7 +22,7 @@ from torch import Tensor
 
 from . import geometry
 from ._device import constant
-from .functional.resample import Link, Resampled
+from .functional.resample import Link, Padding, Resampled
 from .params import Params
 from .transforms._base import GeometricTransform, ImageSpec, Transform
 from .transforms._container import Compose, RandomApply, RandomChoice, RandomOrder
@@ -201,7 +202,7 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         scale_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
         m = t.matrix(s.params, s.spec_in)
         m = torch.where(s.applied.view(-1, 1, 1), m, eye) if s.gated else m
-        links.append(Link(m, s.spec_in.height, s.spec_in.width, t.padding_for(s.spec_in)))
+        links.append(Link(m, s.spec_in.height, s.spec_in.width, t.padding_for(s.spec_in), t.interpolation is not None))
         matrix = m if matrix is None else matrix @ m
         if t.interpolation is not None:
             resampled, kept = Resampled(matrix, s.spec_out.height, s.spec_out.width), len(links)
@@ -225,14 +226,24 @@ def _fold_geometry(steps: list[Step]) -> Warp:
 
 
 def _pads_before_interpolating(run: list[Step], step: Step) -> bool:
-    """Whether ``step`` interpolates over a canvas that a crop or pad of ``run`` after its first step
-    padded. A pass folds a later step's pad (fill, edge or mirror) into where each output pixel
-    lands, but an interpolating step reads the padded pixels around that point too (a resize of a
-    shrinking crop many of them). The padded canvas is then made by a pass of its own, and ``step``
-    starts the next one. (A rotation's fill stays folded: its edge is blended per output pixel.)"""
+    """Whether ``step`` interpolates over a canvas that a crop or pad of ``run`` padded: after the
+    run's first step with anything, or the first step itself with a fill.
+
+    A pass folds a later step's pad (fill, edge or mirror) into where each output pixel lands, but
+    an interpolating step reads the padded pixels around that point too (a resize of a shrinking
+    crop many of them). The first step's edge or mirror pad is folded into the taps exactly, but
+    its fill is blended in by the share of the weights outside the image, which rounds otherwise
+    than torch's uint8 resize of the padded canvas (a level off). The padded canvas is then made
+    by a pass of its own, and ``step`` starts the next one. (A rotation's fill stays folded: its
+    edge is blended per output pixel.)"""
     if step.transform.interpolation is None:
         return False
-    return any(s.transform.interpolation is None and s.transform.padding_for(s.spec_in) is not None for s in run[1:])
+
+    def pads(s: Step) -> Padding | None:
+        return s.transform.padding_for(s.spec_in) if s.transform.interpolation is None else None
+
+    first = pads(run[0])
+    return (first is not None and first.has_fill) or any(pads(s) is not None for s in run[1:])
 
 
 def group(steps: list[Step]) -> list[Stage]:

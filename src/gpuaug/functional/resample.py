@@ -58,12 +58,14 @@ class Padding:
 @dataclass
 class Link:
     """One geometric step of a folded pass: its output -> input ``matrix`` (B, 3, 3), the size of
-    its input canvas, and what it shows outside that canvas (None: it never looks there)."""
+    its input canvas, what it shows outside that canvas (None: it never looks there), and whether
+    it interpolates (a resize, rotation, ...; not a crop, pad or flip)."""
 
     matrix: Tensor
     height: int
     width: int
     padding: Padding | None
+    interpolates: bool = False
 
 
 class Resampled(NamedTuple):
@@ -252,6 +254,7 @@ def _axes_taps(
     centre: Tensor | None = None,
     integer: bool = False,
     resampled: Resampled | None = None,
+    index: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Source indices and weights, both (2, B, out, taps), along x and y at once, for
     ``src = a * out + b`` per axis ``a``, ``b`` (2, B) (or at the given source ``centre`` (2, B, out)
@@ -264,11 +267,11 @@ def _axes_taps(
     what stayed inside the image and a fill makes up the rest. ``out_lens`` (x, y): each axis' output
     length; ``integer``: uint8 values, whose weights are rounded as torch rounds them (_fixed_point);
     ``resampled``: the output of the step that interpolates when later steps crop or pad it (torch's
-    resize then has rows that are not in this output).
+    resize then has rows that are not in this output). ``index`` (2, B, out): for nearest, where
+    each output pixel lies in the output of the step ``a`` and ``b`` map (default: the output itself).
     """
     j = torch.arange(max(out_lens), dtype=torch.float64, device=a.device)
-    exact = centre is None
-    if exact:
+    if centre is None:
         centre = _centres(a, b, j)
     lo, hi = window[..., 0, None, None], window[..., 1, None, None]
     if interpolation == "nearest":
@@ -276,9 +279,8 @@ def _axes_taps(
         # computed as torch does: floor(float32(j) * float32(scale)), plus the whole-pixel offset
         offset = b + 0.5 - 0.5 * a
         offset = torch.where((offset - offset.round()).abs() < 1e-6, offset.round(), offset)
+        j = j if index is None else index
         start = (j.to(torch.float32) * a.to(torch.float32)[..., None]).to(torch.float64) + offset[..., None]
-        if not exact:
-            start = centre + 0.5 - 0.5 * a[..., None]
         taps = torch.where(a[..., None] > 0, start.floor(), start.ceil() - 1)[..., None]
         taps = torch.minimum(torch.maximum(taps, lo), hi)
         weights = torch.ones_like(taps)
@@ -357,18 +359,27 @@ def separable_taps(
     out_h, out_w = out_hw
     length = max(out_hw)
     in_lens = (x_shape[3], x_shape[2]) if sizes is None else (sizes[:, 1, None, None], sizes[:, 0, None, None])
-    outer = [link.padding for link in links[1:] if link.padding is not None]  # outer links that pad
+    nearest = interpolation == "nearest"
+    # torch's nearest rounds where the resizing step's own output pixels lie: nearest passes trace
+    # their output pixels back there (through crops, pads and flips, exactly), then map them on
+    first = max((k for k, link in enumerate(links) if link.interpolates), default=0) if nearest else 0
+    outer = [link.padding for link in links[first + 1 :] if link.padding is not None]  # outer links that pad
     traced = [(None, [])] * 2  # per axis: the output points in the first link's output, and the covers
-    if outer:
+    if outer or (nearest and first + 1 < len(links)):
         j = torch.arange(length, dtype=torch.float64, device=matrix.device).expand(batch, length)
-        traced = [_trace(links, j, interpolation == "nearest", axis) for axis in (0, 1)]
-    folded = any(p.mode != "constant" for p in outer)
-    centre = torch.stack([_map(links[0].matrix, traced[axis][0], axis) for axis in (0, 1)]) if folded else None
+        traced = [_trace(links[first:], j, nearest, axis) for axis in (0, 1)]
+    index = centre = None
+    if nearest:
+        if first + 1 < len(links):
+            matrix = functools.reduce(torch.matmul, [link.matrix for link in links[: first + 1]])
+        index = None if traced[0][0] is None else torch.stack([traced[axis][0] for axis in (0, 1)])
+    elif any(p.mode != "constant" for p in outer):
+        centre = torch.stack([_map(links[0].matrix, traced[axis][0], axis) for axis in (0, 1)])
     padding = links[0].padding or Padding()
     a, b = _scale_shift(matrix)
     taps, weights = _axes_taps(
-        a.T, b.T, window.reshape(batch, 2, 2).transpose(0, 1),
-        (out_w, out_h), in_lens, interpolation, antialias, max(max_scale), padding.mode, centre, integer, resampled,
+        a.T, b.T, window.reshape(batch, 2, 2).transpose(0, 1), (out_w, out_h), in_lens, interpolation,
+        antialias, max(max_scale), padding.mode, centre, integer, resampled, index,
     )
     result = []
     for axis, out_len, scale in ((0, out_w, max_scale[1]), (1, out_h, max_scale[0])):
