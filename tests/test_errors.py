@@ -84,6 +84,12 @@ def test_crop_larger_than_image_raises(t, shape):
         _run([t()], _u8(*shape))
 
 
+def test_resize_to_nothing_raises():
+    """max_size can shrink a thin image's shorter side to 0 rows (torchvision fails inside torch)."""
+    with pytest.raises(ValueError, match=r"Resize.*max_size=20.*1x21.*empty 0x20"):
+        _run([ga.Resize(5, max_size=20)], _u8(1, 3, 1, 21))
+
+
 def test_crop_larger_than_image_with_padding_is_fine():
     assert _run([ga.RandomCrop(10, padding=1)], _u8(2, 3, 8, 8)).shape == (2, 3, 10, 10)
     assert _run([ga.RandomCrop((12, 3), pad_if_needed=True)], _u8(2, 3, 8, 8)).shape == (2, 3, 12, 3)

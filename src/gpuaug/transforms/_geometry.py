@@ -126,6 +126,11 @@ class Resize(GeometricTransform):
 
     def output_spec(self, spec: ImageSpec) -> ImageSpec:
         h, w = _compute_resized_output_size((spec.height, spec.width), size=self.size, max_size=self.max_size)
+        if min(h, w) <= 0:  # max_size shrank the shorter side to nothing
+            raise ValueError(
+                f"Resize(size={self.size}, max_size={self.max_size}) of a {spec.height}x{spec.width} image "
+                f"gives an empty {h}x{w} image"
+            )
         return spec.resized(h, w)
 
     def matrix(self, params: Params, spec: ImageSpec) -> Tensor:
