@@ -1,13 +1,14 @@
 """Random chains of axis-aligned geometry against torchvision, step by step, sample by sample.
 
 Hypothesis draws a chain of crops, centre crops (larger than the image too), pads (every mode),
-flips and at most one resize or resized crop, on a uint8 or float32 batch. gpuaug folds the chain
-into as few resampling passes as it may; the reference runs torchvision's functional ops one after
-the other on each sample, with the sample's recorded crop boxes. Crops, pads and flips move whole
-pixels, and gpuaug reproduces torchvision's uint8 resizes bit for bit, so the outputs must be equal
-(float32 within one level of 1/255, plain bicubic within torchvision's fixed-point allowance: see
-``assert_close_resampled``). One interpolating step only: gpuaug resamples two resizes in one pass,
-which is meant to differ from resizing twice.
+flips and at most one resize (to a size, or of the shorter side with max_size) or resized crop, on
+a uint8 or float32 batch with int64 masks. gpuaug folds the chain into as few resampling passes as
+it may; the reference runs torchvision's functional ops one after the other on each sample, with
+the sample's recorded crop boxes. Crops, pads and flips move whole pixels, and gpuaug reproduces
+torchvision's uint8 resizes bit for bit, so the outputs must be equal (float32 within one level of
+1/255, plain bicubic within 2 levels: see ``assert_close_resampled``); masks exactly, as
+torchvision's Mask (nearest, filled with 0). One interpolating step only: gpuaug resamples two
+resizes in one pass, which is meant to differ from resizing twice.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 from torchvision.transforms.v2 import functional as F
+from torchvision.transforms.v2.functional._geometry import _compute_resized_output_size
 
 import gpuaug as ga
 
@@ -126,7 +128,12 @@ def chains(draw) -> Chain:
             antialias = draw(st.booleans())
             chain.exact_uint8 = interpolation != "bicubic" or antialias
             size = [draw(st.integers(1, 30)), draw(st.integers(1, 30))]
-            if kind == "resize":
+            if kind == "resize" and draw(st.booleans()):  # the shorter side to a length, the longer at most max_size
+                side, max_size = size[0], draw(st.sampled_from([None, size[0] + 1, size[0] + 10]))
+                size = list(_compute_resized_output_size((height, width), size=[side], max_size=max_size))
+                assume(min(size) > 0)
+                chain.transforms.append(ga.Resize(side, interpolation=interpolation, max_size=max_size, antialias=antialias))
+            elif kind == "resize":
                 chain.transforms.append(ga.Resize(size, interpolation=interpolation, antialias=antialias))
             else:
                 chain.transforms.append(ga.RandomResizedCrop(size, scale=(0.2, 1.0), interpolation=interpolation, antialias=antialias))
