@@ -19,11 +19,10 @@ from dataclasses import dataclass
 import torch
 from _parity_helpers import assert_close, assert_close_resampled, assert_equal, make_images, mode, pad_sides, tv_random_crop_padding
 from _strategies import SETTINGS, _n
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 from torchvision.transforms.v2 import functional as F
-from torchvision.transforms.v2.functional._geometry import _compute_resized_output_size
 
 import gpuaug as ga
 
@@ -32,23 +31,94 @@ Reference = Callable[[Tensor, object, int, bool], Tensor]
 
 
 @dataclass
+class Step:
+    transform: ga.Transform
+    reference: Reference
+    size: tuple[int, int]  # the (height, width) after the step
+
+
+@dataclass
 class Chain:
     shape: tuple[int, int, int, int]
     dtype: torch.dtype
-    transforms: list
-    references: list[Reference]
-    exact_uint8: bool = True  # False after a plain bicubic resize (see assert_close_resampled)
+    steps: list[Step]
+
+    @property
+    def resamples(self) -> bool:
+        return any(isinstance(s.transform, (ga.Resize, ga.RandomResizedCrop)) and s.transform.interpolation != "nearest"
+                   for s in self.steps)
+
+    @property
+    def exact_uint8(self) -> bool:  # not after a plain bicubic resize (see assert_close_resampled)
+        return not any(getattr(s.transform, "interpolation", None) == "bicubic" and not s.transform.antialias
+                       for s in self.steps)
 
     def __repr__(self) -> str:  # what a failing example shows
-        return f"Chain({self.shape}, {self.dtype}, {self.transforms!r})"
+        return f"Chain({self.shape}, {self.dtype}, {[s.transform for s in self.steps]!r})"
 
+
+# ------------------------------------------------------------------ the steps and their references
+
+
+def _box(p, b: int) -> list[int]:
+    return [int(p.top[b]), int(p.left[b]), int(p.height[b]), int(p.width[b])]
+
+
+def centre_crop(size: list[int]) -> Step:
+    return Step(ga.CenterCrop(size), lambda img, p, b, mask: F.center_crop(img, size), tuple(size))
+
+
+def pad(padding: list[int], fill: float, padding_mode: str, height: int, width: int) -> Step:
+    left, top, right, bottom = pad_sides(padding)
+    return Step(
+        ga.Pad(padding, fill=fill, padding_mode=padding_mode),
+        lambda img, p, b, mask: F.pad(img, padding, fill=0 if mask else fill, padding_mode=padding_mode),
+        (height + top + bottom, width + left + right),
+    )
+
+
+def random_crop(kwargs: dict, height: int, width: int) -> Step:
+    """torchvision pads once, by ``padding`` and what pad_if_needed adds, then crops the recorded box."""
+    padding, fill, padding_mode = tv_random_crop_padding(kwargs, height, width), kwargs["fill"], kwargs["padding_mode"]
+    return Step(
+        ga.RandomCrop(**kwargs),
+        lambda img, p, b, mask: F.crop(F.pad(img, padding, fill=0 if mask else fill, padding_mode=padding_mode), *_box(p, b)),
+        tuple(kwargs["size"]),
+    )
+
+
+def flip(horizontal: bool, height: int, width: int) -> Step:
+    transform, reference = (ga.RandomHorizontalFlip, F.horizontal_flip) if horizontal else (ga.RandomVerticalFlip, F.vertical_flip)
+    return Step(transform(p=0.5), lambda img, p, b, mask: reference(img) if p.applied[b] else img, (height, width))
+
+
+def resize(transform: ga.Resize | ga.RandomResizedCrop, size: list[int]) -> Step:
+    """A Resize to ``size`` (its result, for one given as the shorter side), or a RandomResizedCrop;
+    masks nearest, as torchvision's Mask."""
+    crops, interpolation, antialias = isinstance(transform, ga.RandomResizedCrop), transform.interpolation, transform.antialias
+
+    def reference(img: Tensor, p, b: int, mask: bool) -> Tensor:
+        img = F.crop(img, *_box(p, b)) if crops else img
+        return _tv_resize(img, size, "nearest" if mask else interpolation, antialias and not mask)
+
+    return Step(transform, reference, tuple(size))
+
+
+def _tv_resize(img: Tensor, size: list[int], interpolation: str, antialias: bool) -> Tensor:
+    """F.resize, around two faults of torch's kernels at an output width of 1: the uint8 kernel fails
+    on 3 channels there (one channel at a time then), and the float antialiased kernel gives every
+    row the first row's value (e.g. (0.2, 0.8) to (0.2, 0.2, 0.2); transposed it is right)."""
+    options = dict(interpolation=mode(interpolation), antialias=antialias)
+    if size[1] == 1 and img.dtype == torch.uint8:
+        return torch.cat([F.resize(c, size, **options) for c in img.split(1)])
+    if size[1] == 1 and antialias:
+        return F.resize(img.transpose(-1, -2), size[::-1], **options).transpose(-1, -2)
+    return F.resize(img, size, **options)
+
+
+# ------------------------------------------------------------------ drawing a chain
 
 _SLACK = {"reflect": 1, "symmetric": 0}  # torchvision mirrors less than a side, or up to it
-
-
-def _padding_mode(draw, height: int, width: int) -> str:
-    """A padding mode torchvision can pad a (height, width) image in (it mirrors no 1-pixel side)."""
-    return draw(st.sampled_from(["constant", "edge"] + (list(_SLACK) if min(height, width) > 1 else [])))
 
 
 def _mirrors(padding: list[int], height: int, width: int, padding_mode: str) -> bool:
@@ -74,104 +144,76 @@ def _fill(draw, dtype: torch.dtype) -> int | float:
     return draw(st.sampled_from([0, 7, 255])) if dtype == torch.uint8 else draw(st.sampled_from([0.0, 0.25, 1.0]))
 
 
-def _box(p, b: int) -> list[int]:
-    return [int(p.top[b]), int(p.left[b]), int(p.height[b]), int(p.width[b])]
+def _shorter_side_size(height: int, width: int, side: int, max_size: int | None) -> list[int]:
+    """What torchvision's Resize(side, max_size=...) makes of a (height, width) image; [] if nothing."""
+    try:
+        return list(F.resize(torch.zeros(1, height, width), [side], max_size=max_size).shape[1:])
+    except RuntimeError:  # torch refuses an empty output
+        return []
 
 
 @st.composite
 def chains(draw) -> Chain:
     dtype = draw(st.sampled_from([torch.uint8, torch.float32]))
-    channels = draw(st.sampled_from([1, 3]))
-    height, width = draw(st.integers(1, 24)), draw(st.integers(1, 24))
-    chain = Chain((3, channels, height, width), dtype, [], [])
-    resized = False
+    shape = (3, draw(st.sampled_from([1, 3])), draw(st.integers(1, 24)), draw(st.integers(1, 24)))
+    steps: list[Step] = []
+    height, width = shape[2:]
     for _ in range(draw(st.integers(1, 5))):
+        resized = any(isinstance(s.transform, (ga.Resize, ga.RandomResizedCrop)) for s in steps)
         kinds = ["centre-crop", "pad", "random-crop", "hflip", "vflip"] + ([] if resized else ["resize", "resized-crop"])
         kind = draw(st.sampled_from(kinds))
         if kind == "centre-crop":
-            size = [draw(st.integers(1, height + 6)), draw(st.integers(1, width + 6))]
-            chain.transforms.append(ga.CenterCrop(size))
-            chain.references.append(lambda img, p, b, mask, size=size: F.center_crop(img, size))
-            height, width = size
+            step = centre_crop([draw(st.integers(1, height + 6)), draw(st.integers(1, width + 6))])
         elif kind == "pad":
-            padding_mode = _padding_mode(draw, height, width)
-            padding, fill = _pad_amounts(draw, height, width, padding_mode), _fill(draw, dtype)
-            chain.transforms.append(ga.Pad(padding, fill=fill, padding_mode=padding_mode))
-            chain.references.append(
-                lambda img, p, b, mask, a=(padding, fill, padding_mode): F.pad(img, a[0], fill=0 if mask else a[1], padding_mode=a[2])
-            )
-            left, top, right, bottom = pad_sides(padding)
-            height, width = height + top + bottom, width + left + right
+            padding_mode = draw(st.sampled_from(["constant", "edge", *_SLACK]))
+            step = pad(_pad_amounts(draw, height, width, padding_mode), _fill(draw, dtype), padding_mode, height, width)
         elif kind == "random-crop":
-            padding_mode = _padding_mode(draw, height, width)
+            padding_mode = draw(st.sampled_from(["constant", "edge", *_SLACK]))
             kwargs = dict(padding=_pad_amounts(draw, height, width, padding_mode) if draw(st.booleans()) else None,
                           pad_if_needed=draw(st.booleans()), fill=_fill(draw, dtype), padding_mode=padding_mode)
             left, top, right, bottom = tv_random_crop_padding(dict(kwargs, size=1), height, width)
-            padded = (height + top + bottom, width + left + right)
             grow = 4 if kwargs["pad_if_needed"] else 0
-            kwargs["size"] = size = [draw(st.integers(1, padded[0] + grow)), draw(st.integers(1, padded[1] + grow))]
-            padding = tv_random_crop_padding(kwargs, height, width)
-            assume(_mirrors(padding, height, width, padding_mode))  # torchvision pads in one go
-            chain.transforms.append(ga.RandomCrop(**kwargs))
-            chain.references.append(
-                lambda img, p, b, mask, a=(padding, kwargs["fill"], padding_mode):
-                F.crop(F.pad(img, a[0], fill=0 if mask else a[1], padding_mode=a[2]), *_box(p, b))
-            )
-            height, width = size
+            kwargs["size"] = [draw(st.integers(1, height + top + bottom + grow)), draw(st.integers(1, width + left + right + grow))]
+            assume(_mirrors(tv_random_crop_padding(kwargs, height, width), height, width, padding_mode))  # one F.pad
+            step = random_crop(kwargs, height, width)
         elif kind in ("hflip", "vflip"):
-            flip, reference = (ga.RandomHorizontalFlip, F.horizontal_flip) if kind == "hflip" else (ga.RandomVerticalFlip, F.vertical_flip)
-            chain.transforms.append(flip(p=0.5))
-            chain.references.append(lambda img, p, b, mask, f=reference: f(img) if p.applied[b] else img)
+            step = flip(kind == "hflip", height, width)
         else:
-            resized = True
-            interpolation = draw(st.sampled_from(["nearest", "bilinear", "bicubic"]))
-            antialias = draw(st.booleans())
-            chain.exact_uint8 = interpolation != "bicubic" or antialias
+            options = dict(interpolation=draw(st.sampled_from(["nearest", "bilinear", "bicubic"])), antialias=draw(st.booleans()))
             size = [draw(st.integers(1, 30)), draw(st.integers(1, 30))]
-            if kind == "resize" and draw(st.booleans()):  # the shorter side to a length, the longer at most max_size
+            if kind == "resized-crop":
+                step = resize(ga.RandomResizedCrop(size, scale=(0.2, 1.0), **options), size)
+            elif draw(st.booleans()):
+                step = resize(ga.Resize(size, **options), size)
+            else:  # the shorter side to a length, the longer at most max_size
                 side, max_size = size[0], draw(st.sampled_from([None, size[0] + 1, size[0] + 10]))
-                size = list(_compute_resized_output_size((height, width), size=[side], max_size=max_size))
-                assume(min(size) > 0)
-                chain.transforms.append(ga.Resize(side, interpolation=interpolation, max_size=max_size, antialias=antialias))
-            elif kind == "resize":
-                chain.transforms.append(ga.Resize(size, interpolation=interpolation, antialias=antialias))
-            else:
-                chain.transforms.append(ga.RandomResizedCrop(size, scale=(0.2, 1.0), interpolation=interpolation, antialias=antialias))
-            chain.references.append(
-                lambda img, p, b, mask, s=size, crops=kind == "resized-crop", o=(interpolation, antialias):
-                _resize(F.crop(img, *_box(p, b)) if crops else img, s, "nearest" if mask else o[0], o[1] and not mask)
-            )
-            height, width = size
-    return chain
-
-
-def _resize(img: Tensor, size: list[int], interpolation: str, antialias: bool) -> Tensor:
-    """F.resize, around two faults of torch's kernels at an output width of 1: the uint8 kernel fails
-    on 3 channels there (one channel at a time then), and the float antialiased kernel gives every
-    row the first row's value (e.g. (0.2, 0.8) to (0.2, 0.2, 0.2); transposed it is right)."""
-    options = dict(interpolation=mode(interpolation), antialias=antialias)
-    if size[1] == 1 and img.dtype == torch.uint8:
-        return torch.cat([F.resize(c, size, **options) for c in img.split(1)])
-    if size[1] == 1 and antialias:
-        return F.resize(img.transpose(-1, -2), size[::-1], **options).transpose(-1, -2)
-    return F.resize(img, size, **options)
+                size = _shorter_side_size(height, width, side, max_size)
+                assume(size)
+                step = resize(ga.Resize(side, max_size=max_size, **options), size)
+        steps.append(step)
+        height, width = step.size
+    return Chain(shape, dtype, steps)
 
 
 @settings(max_examples=_n(150), **SETTINGS)
 @given(chains(), st.integers(0, 2**16))
+# a first step's fill that a uint8 resize reads (blended by its share, a level off); a nearest resize
+# then a flip (each flipped footprint rounded, a pixel off) and a centre crop that pads
+@example(Chain((3, 3, 9, 7), torch.uint8, [pad([2], 255, "constant", 9, 7), resize(ga.Resize([5, 4]), [5, 4])]), 0)
+@example(Chain((3, 1, 5, 6), torch.float32, [resize(ga.Resize([7, 9], interpolation="nearest"), [7, 9]),
+                                              flip(True, 7, 9), centre_crop([9, 12])]), 1)
 def test_random_chains_match_torchvision_step_by_step(chain: Chain, seed: int):
     """The images, and their masks (int64 labels: nearest, filled with 0) as torchvision's Mask."""
     x = make_images(*chain.shape, chain.dtype, seed=seed)
     masks = torch.randint(0, 1000, (chain.shape[0], 1, *chain.shape[2:]), generator=torch.Generator().manual_seed(seed))
-    batch = ga.Pipeline(chain.transforms, seed=seed)(x, masks=masks, return_params=True)
-    resamples = any(isinstance(t, (ga.Resize, ga.RandomResizedCrop)) and t.interpolation != "nearest" for t in chain.transforms)
+    batch = ga.Pipeline([s.transform for s in chain.steps], seed=seed)(x, masks=masks, return_params=True)
     for b in range(x.shape[0]):
         image, mask = x[b], masks[b].to(torch.float64)  # torch mirrors no int64 tensors
-        for reference, p in zip(chain.references, batch.params.transforms):
-            image, mask = reference(image, p, b, False), reference(mask, p, b, True)
+        for step, p in zip(chain.steps, batch.params.transforms):
+            image, mask = step.reference(image, p, b, False), step.reference(mask, p, b, True)
         what = f"sample {b} of {chain}"
         assert_equal(batch.masks[b], mask.to(torch.int64), what=f"mask of {what}")
-        if not resamples:
+        if not chain.resamples:
             assert_equal(batch.images[b], image, what=what)
         elif chain.exact_uint8:
             assert_close_resampled(batch.images[b], image, what=what)

@@ -4,9 +4,8 @@
 parameters, and returns flat :class:`Step` s whose ``applied`` masks already include every
 enclosing container's choice. :func:`group` then folds runs of geometric steps into one
 :class:`Warp` (one matrix per sample, one resampling pass; a run is cut only before a step that
-interpolates over what a later crop or pad padded, or the first one filled) and the trailing
-ToDtype/Normalize into one
-:class:`FinalWrite`.
+interpolates over what a crop or pad after the run's first step padded, or over a uint8 fill of
+the first step) and the trailing ToDtype/Normalize into one :class:`FinalWrite`.
 """
 
 from __future__ import annotations
@@ -226,24 +225,26 @@ def _fold_geometry(steps: list[Step]) -> Warp:
 
 
 def _pads_before_interpolating(run: list[Step], step: Step) -> bool:
-    """Whether ``step`` interpolates over a canvas that a crop or pad of ``run`` padded: after the
-    run's first step with anything, or the first step itself with a fill.
+    """Whether ``step`` interpolates over a canvas that a crop or pad of ``run`` padded after the
+    run's first step, or that the first step filled where ``step`` resamples uint8 values.
 
     A pass folds a later step's pad (fill, edge or mirror) into where each output pixel lands, but
     an interpolating step reads the padded pixels around that point too (a resize of a shrinking
-    crop many of them). The first step's edge or mirror pad is folded into the taps exactly, but
-    its fill is blended in by the share of the weights outside the image, which rounds otherwise
-    than torch's uint8 resize of the padded canvas (a level off). The padded canvas is then made
-    by a pass of its own, and ``step`` starts the next one. (A rotation's fill stays folded: its
-    edge is blended per output pixel.)"""
-    if step.transform.interpolation is None:
+    crop many of them). The first step's own edge or mirror pad folds into the taps exactly, and
+    so does its fill, blended in by the share of the weights outside the image, but for uint8
+    values: torch's fixed-point resize of the padded canvas rounds that share otherwise (a level
+    off). The padded canvas is then made by a pass of its own, and ``step`` starts the next one.
+    (A rotation's fill stays folded: its edge is blended per output pixel.)"""
+    interpolation = step.transform.interpolation
+    if interpolation is None:
         return False
 
     def pads(s: Step) -> Padding | None:
         return s.transform.padding_for(s.spec_in) if s.transform.interpolation is None else None
 
     first = pads(run[0])
-    return (first is not None and first.has_fill) or any(pads(s) is not None for s in run[1:])
+    rounds = interpolation != "nearest" and not step.spec_in.dtype.is_floating_point
+    return (rounds and first is not None and first.has_fill) or any(pads(s) is not None for s in run[1:])
 
 
 def group(steps: list[Step]) -> list[Stage]:

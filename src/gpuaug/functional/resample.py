@@ -267,12 +267,10 @@ def _axes_taps(
     what stayed inside the image and a fill makes up the rest. ``out_lens`` (x, y): each axis' output
     length; ``integer``: uint8 values, whose weights are rounded as torch rounds them (_fixed_point);
     ``resampled``: the output of the step that interpolates when later steps crop or pad it (torch's
-    resize then has rows that are not in this output). ``index`` (2, B, out): for nearest, where
-    each output pixel lies in the output of the step ``a`` and ``b`` map (default: the output itself).
+    resize then has rows that are not in this output). ``index`` (2, B, out), nearest only: the
+    output pixels as coordinates in the output that ``a`` and ``b`` map (None: 0, 1, 2, ...).
     """
     j = torch.arange(max(out_lens), dtype=torch.float64, device=a.device)
-    if centre is None:
-        centre = _centres(a, b, j)
     lo, hi = window[..., 0, None, None], window[..., 1, None, None]
     if interpolation == "nearest":
         # torchvision's nearest reads the pixel holding the start of the output pixel's footprint,
@@ -286,6 +284,7 @@ def _axes_taps(
         weights = torch.ones_like(taps)
     else:
         num_taps = _tap_count(interpolation, antialias, max_scale)
+        centre = _centres(a, b, j) if centre is None else centre
         taps, weights = _window_taps(centre, a, lo, hi, interpolation, antialias, num_taps)
         if integer:  # before the image's edge zeroes weights: torch resizes the padded crop
             if resampled is None:
@@ -351,28 +350,33 @@ def separable_taps(
     """The taps of a separable warp along x and along y, computed for both axes together (one set
     of tensor ops, each a kernel launch on a GPU).
 
-    ``integer``: the image holds uint8 values (the weights are then rounded as torch's, see
-    _fixed_point); ``sizes`` (B, 2) (height, width) of each image of a ragged batch (None: the whole
-    input); ``max_scale`` (y, x) and ``resampled`` as :class:`gpuaug.plan.Warp` has them.
+    ``matrix`` is the composed map of ``links``. ``integer``: the image holds uint8 values (the
+    weights are then rounded as torch's, see _fixed_point); ``sizes`` (B, 2) (height, width) of each
+    image of a ragged batch (None: the whole input); ``max_scale`` (y, x) and ``resampled`` as
+    :class:`gpuaug.plan.Warp` has them.
+
+    torch's nearest resize rounds where its own output pixels lie, so a nearest pass traces its
+    output pixels back to the output of the last link that interpolates (exactly: the crops, pads
+    and flips after it move whole pixels) and maps them on through the links up to it; without
+    such a link, every link moves whole pixels and the composed map is exact.
     """
     batch = matrix.shape[0]
     out_h, out_w = out_hw
     length = max(out_hw)
     in_lens = (x_shape[3], x_shape[2]) if sizes is None else (sizes[:, 1, None, None], sizes[:, 0, None, None])
     nearest = interpolation == "nearest"
-    # torch's nearest rounds where the resizing step's own output pixels lie: nearest passes trace
-    # their output pixels back there (through crops, pads and flips, exactly), then map them on
-    first = max((k for k, link in enumerate(links) if link.interpolates), default=0) if nearest else 0
-    outer = [link.padding for link in links[first + 1 :] if link.padding is not None]  # outer links that pad
-    traced = [(None, [])] * 2  # per axis: the output points in the first link's output, and the covers
-    if outer or (nearest and first + 1 < len(links)):
+    interpolating = [k for k, link in enumerate(links) if link.interpolates]
+    first = interpolating[-1] if nearest and interpolating else 0  # where the points are traced back to
+    later = links[first + 1 :]
+    outer = [link.padding for link in later if link.padding is not None]  # later links that pad
+    traced = [(None, [])] * 2  # per axis: the output points in links[first]'s output, and the covers
+    if outer or (nearest and interpolating and later):
         j = torch.arange(length, dtype=torch.float64, device=matrix.device).expand(batch, length)
         traced = [_trace(links[first:], j, nearest, axis) for axis in (0, 1)]
     index = centre = None
-    if nearest:
-        if first + 1 < len(links):
-            matrix = functools.reduce(torch.matmul, [link.matrix for link in links[: first + 1]])
-        index = None if traced[0][0] is None else torch.stack([traced[axis][0] for axis in (0, 1)])
+    if nearest and traced[0][0] is not None:
+        matrix = functools.reduce(torch.matmul, [link.matrix for link in links[: first + 1]])
+        index = torch.stack([traced[axis][0] for axis in (0, 1)])
     elif any(p.mode != "constant" for p in outer):
         centre = torch.stack([_map(links[0].matrix, traced[axis][0], axis) for axis in (0, 1)])
     padding = links[0].padding or Padding()
