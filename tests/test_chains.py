@@ -7,8 +7,10 @@ it may; the reference runs torchvision's functional ops one after the other on e
 the sample's recorded crop boxes. Crops, pads and flips move whole pixels, and gpuaug reproduces
 torchvision's uint8 resizes bit for bit, so the outputs must be equal (float32 within one level of
 1/255, plain bicubic within 2 levels: see ``assert_close_resampled``); masks exactly, as
-torchvision's Mask (nearest, filled with 0). One interpolating step only: gpuaug resamples two
-resizes in one pass, which is meant to differ from resizing twice.
+torchvision's Mask (nearest, filled with 0). One interpolating step a pass only: gpuaug resamples
+two resizes in one pass, which is meant to differ from resizing twice. A second test puts exact
+uint8 colour steps (invert, posterize, grayscale, equalize, ...) among the steps: each ends a pass,
+so a chain may resize again after it, and each pass must hand the next torchvision's uint8 values.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class Chain:
     steps: list[Step]
 
     @property
-    def resamples(self) -> bool:
+    def resamples(self) -> bool:  # interpolates (colour steps are exact)
         return any(isinstance(s.transform, (ga.Resize, ga.RandomResizedCrop)) and s.transform.interpolation != "nearest"
                    for s in self.steps)
 
@@ -104,6 +106,22 @@ def resize(transform: ga.Resize | ga.RandomResizedCrop, size: list[int]) -> Step
     return Step(transform, reference, tuple(size))
 
 
+def pixel(transform: ga.Transform, reference: Callable[[Tensor], Tensor], height: int, width: int) -> Step:
+    """A colour step (masks pass unchanged); between two resizes, it ends the first one's pass."""
+    return Step(transform, lambda img, p, b, mask: img if mask else reference(img), (height, width))
+
+
+# colour steps whose uint8 results torchvision's kernels give exactly, and gpuaug too
+_PIXEL_STEPS = {
+    "invert": (lambda: ga.RandomInvert(1.0), F.invert),
+    "posterize": (lambda: ga.RandomPosterize(3, p=1.0), lambda img: F.posterize(img, 3)),
+    "solarize": (lambda: ga.RandomSolarize(100, p=1.0), lambda img: F.solarize(img, 100)),
+    "grayscale": (lambda: ga.Grayscale(3), lambda img: F.rgb_to_grayscale(img, 3)),
+    "equalize": (lambda: ga.RandomEqualize(1.0), F.equalize),
+    "autocontrast": (lambda: ga.RandomAutocontrast(1.0), F.autocontrast),
+}
+
+
 def _tv_resize(img: Tensor, size: list[int], interpolation: str, antialias: bool) -> Tensor:
     """F.resize, around two faults of torch's kernels at an output width of 1: the uint8 kernel fails
     on 3 channels there (one channel at a time then), and the float antialiased kernel gives every
@@ -153,16 +171,23 @@ def _shorter_side_size(height: int, width: int, side: int, max_size: int | None)
 
 
 @st.composite
-def chains(draw) -> Chain:
-    dtype = draw(st.sampled_from([torch.uint8, torch.float32]))
+def chains(draw, pixels: bool = False) -> Chain:
+    """Geometric steps, at most one resize in a pass; with ``pixels``, uint8 images with exact colour
+    steps among them, each ending a pass (so another resize may follow), and resizes that are exact."""
+    dtype = torch.uint8 if pixels else draw(st.sampled_from([torch.uint8, torch.float32]))
     shape = (3, draw(st.sampled_from([1, 3])), draw(st.integers(1, 24)), draw(st.integers(1, 24)))
     steps: list[Step] = []
     height, width = shape[2:]
-    for _ in range(draw(st.integers(1, 5))):
-        resized = any(isinstance(s.transform, (ga.Resize, ga.RandomResizedCrop)) for s in steps)
+    resized = False  # in this pass
+    for _ in range(draw(st.integers(1, 7 if pixels else 5))):
         kinds = ["centre-crop", "pad", "random-crop", "hflip", "vflip"] + ([] if resized else ["resize", "resized-crop"])
-        kind = draw(st.sampled_from(kinds))
-        if kind == "centre-crop":
+        kind = draw(st.sampled_from(kinds + (["pixel"] if pixels else [])))
+        resized = resized or kind in ("resize", "resized-crop")
+        if kind == "pixel":
+            names = [n for n in _PIXEL_STEPS if n != "grayscale" or shape[1] == 3]
+            make, reference = _PIXEL_STEPS[draw(st.sampled_from(names))]
+            step, resized = pixel(make(), reference, height, width), False
+        elif kind == "centre-crop":
             step = centre_crop([draw(st.integers(1, height + 6)), draw(st.integers(1, width + 6))])
         elif kind == "pad":
             padding_mode = draw(st.sampled_from(["constant", "edge", *_SLACK]))
@@ -180,6 +205,8 @@ def chains(draw) -> Chain:
             step = flip(kind == "hflip", height, width)
         else:
             options = dict(interpolation=draw(st.sampled_from(["nearest", "bilinear", "bicubic"])), antialias=draw(st.booleans()))
+            if pixels and options["interpolation"] == "bicubic":  # exact only antialiased: colour steps would amplify
+                options["antialias"] = True
             size = [draw(st.integers(1, 30)), draw(st.integers(1, 30))]
             if kind == "resized-crop":
                 step = resize(ga.RandomResizedCrop(size, scale=(0.2, 1.0), **options), size)
@@ -195,14 +222,7 @@ def chains(draw) -> Chain:
     return Chain(shape, dtype, steps)
 
 
-@settings(max_examples=_n(150), **SETTINGS)
-@given(chains(), st.integers(0, 2**16))
-# a first step's fill that a uint8 resize reads (blended by its share, a level off); a nearest resize
-# then a flip (each flipped footprint rounded, a pixel off) and a centre crop that pads
-@example(Chain((3, 3, 9, 7), torch.uint8, [pad([2], 255, "constant", 9, 7), resize(ga.Resize([5, 4]), [5, 4])]), 0)
-@example(Chain((3, 1, 5, 6), torch.float32, [resize(ga.Resize([7, 9], interpolation="nearest"), [7, 9]),
-                                              flip(True, 7, 9), centre_crop([9, 12])]), 1)
-def test_random_chains_match_torchvision_step_by_step(chain: Chain, seed: int):
+def _check(chain: Chain, seed: int) -> None:
     """The images, and their masks (int64 labels: nearest, filled with 0) as torchvision's Mask."""
     x = make_images(*chain.shape, chain.dtype, seed=seed)
     masks = torch.randint(0, 1000, (chain.shape[0], 1, *chain.shape[2:]), generator=torch.Generator().manual_seed(seed))
@@ -219,3 +239,22 @@ def test_random_chains_match_torchvision_step_by_step(chain: Chain, seed: int):
             assert_close_resampled(batch.images[b], image, what=what)
         else:  # plain bicubic on uint8 values: first-pass ties rounded otherwise (see assert_close_resampled)
             assert_close(batch.images[b], image, 2.0 if x.dtype == torch.uint8 else 1 / 255, what=what)
+
+
+@settings(max_examples=_n(150), **SETTINGS)
+@given(chains(), st.integers(0, 2**16))
+# a first step's fill that a uint8 resize reads (blended by its share, a level off); a nearest resize
+# then a flip (each flipped footprint rounded, a pixel off) and a centre crop that pads
+@example(Chain((3, 3, 9, 7), torch.uint8, [pad([2], 255, "constant", 9, 7), resize(ga.Resize([5, 4]), [5, 4])]), 0)
+@example(Chain((3, 1, 5, 6), torch.float32, [resize(ga.Resize([7, 9], interpolation="nearest"), [7, 9]),
+                                              flip(True, 7, 9), centre_crop([9, 12])]), 1)
+def test_random_chains_match_torchvision_step_by_step(chain: Chain, seed: int):
+    _check(chain, seed)
+
+
+@settings(max_examples=_n(60), **SETTINGS)
+@given(chains(pixels=True), st.integers(0, 2**16))
+def test_random_chains_of_several_passes_match_torchvision(chain: Chain, seed: int):
+    """uint8 geometry with exact colour steps in between: each pass hands the next one torchvision's
+    uint8 values (rounded as its resize rounds)."""
+    _check(chain, seed)
