@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytest
 import torch
 from _parity_helpers import assert_close, assert_close_resampled, assert_equal, make_images, mode, pad_sides, tv_random_crop_padding
 from _strategies import SETTINGS, _n
@@ -222,23 +223,26 @@ def chains(draw, pixels: bool = False) -> Chain:
     return Chain(shape, dtype, steps)
 
 
-def _check(chain: Chain, seed: int) -> None:
-    """The images, and their masks (int64 labels: nearest, filled with 0) as torchvision's Mask."""
+def _check(chain: Chain, seed: int, device: str = "cpu") -> None:
+    """The images, and their masks (int64 labels: nearest, filled with 0) as torchvision's Mask;
+    on CUDA, resampled uint8 values within the CPU's allowance against CUDA (see assert_close_resampled)."""
     x = make_images(*chain.shape, chain.dtype, seed=seed)
     masks = torch.randint(0, 1000, (chain.shape[0], 1, *chain.shape[2:]), generator=torch.Generator().manual_seed(seed))
-    batch = ga.Pipeline([s.transform for s in chain.steps], seed=seed)(x, masks=masks, return_params=True)
+    pipe = ga.Pipeline([s.transform for s in chain.steps], seed=seed)
+    batch = pipe(x.to(device), masks=masks.to(device), return_params=True)
+    images, out_masks = batch.images.cpu(), batch.masks.cpu()
     for b in range(x.shape[0]):
         image, mask = x[b], masks[b].to(torch.float64)  # torch mirrors no int64 tensors
         for step, p in zip(chain.steps, batch.params.transforms):
             image, mask = step.reference(image, p, b, False), step.reference(mask, p, b, True)
         what = f"sample {b} of {chain}"
-        assert_equal(batch.masks[b], mask.to(torch.int64), what=f"mask of {what}")
+        assert_equal(out_masks[b], mask.to(torch.int64), what=f"mask of {what}")
         if not chain.resamples:
-            assert_equal(batch.images[b], image, what=what)
+            assert_equal(images[b], image, what=what)
         elif chain.exact_uint8:
-            assert_close_resampled(batch.images[b], image, what=what)
+            assert_close_resampled(images[b], image, what=what, exact_uint8=device == "cpu")
         else:  # plain bicubic on uint8 values: first-pass ties rounded otherwise (see assert_close_resampled)
-            assert_close(batch.images[b], image, 2.0 if x.dtype == torch.uint8 else 1 / 255, what=what)
+            assert_close(images[b], image, 2.0 if x.dtype == torch.uint8 else 1 / 255, what=what)
 
 
 @settings(max_examples=_n(150), **SETTINGS)
@@ -258,3 +262,10 @@ def test_random_chains_of_several_passes_match_torchvision(chain: Chain, seed: i
     """uint8 geometry with exact colour steps in between: each pass hands the next one torchvision's
     uint8 values (rounded as its resize rounds)."""
     _check(chain, seed)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@settings(max_examples=_n(60), **SETTINGS)
+@given(chains(), st.integers(0, 2**16))
+def test_random_chains_on_cuda_match_torchvision(chain: Chain, seed: int):
+    _check(chain, seed, "cuda")
