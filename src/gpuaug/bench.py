@@ -125,24 +125,26 @@ PIPELINES: dict[str, Callable[[int], tuple[tuple[Step, ...], torch.dtype]]] = {
 }
 
 def _transform_steps(crop: int) -> dict[str, Step]:
-    """One per-transform case per common transform (run on float32 input in [0, 1], kornia's native input)."""
+    """One per-transform case per common transform (run on float32 input in [0, 1], kornia's native input),
+    applied to every sample: with torchvision's p, a library that draws one coin per batch (torchvision
+    on the batch) skips whole calls, and the median then times its coin instead of the transform."""
     steps = [
         Step("RandomResizedCrop", {"size": crop, "scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3)}),
-        Step("RandomHorizontalFlip", {"p": 0.5}),
+        Step("RandomHorizontalFlip", {"p": 1.0}),
         Step("RandomRotation", {"degrees": 30, "interpolation": BILINEAR}),
         _affine_heavy()[0],
-        Step("RandomPerspective", {"distortion_scale": 0.5, "p": 0.5}),
+        Step("RandomPerspective", {"distortion_scale": 0.5, "p": 1.0}),
         Step("ColorJitter", {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1}),
-        Step("RandomGrayscale", {"p": 0.2}),
+        Step("RandomGrayscale", {"p": 1.0}),
         Step("GaussianBlur", {"kernel_size": 9, "sigma": (0.1, 2.0)}),
         Step("GaussianNoise", {"sigma": 0.05}),
-        Step("RandomErasing", {"p": 0.5}),
-        Step("RandomInvert", {"p": 0.5}),
-        Step("RandomSolarize", {"threshold": 0.5, "p": 0.5}),
-        Step("RandomPosterize", {"bits": 4, "p": 0.5}),
-        Step("RandomAdjustSharpness", {"sharpness_factor": 2.0, "p": 0.5}),
-        Step("RandomAutocontrast", {"p": 0.5}),
-        Step("RandomEqualize", {"p": 0.5}),
+        Step("RandomErasing", {"p": 1.0}),
+        Step("RandomInvert", {"p": 1.0}),
+        Step("RandomSolarize", {"threshold": 0.5, "p": 1.0}),
+        Step("RandomPosterize", {"bits": 4, "p": 1.0}),
+        Step("RandomAdjustSharpness", {"sharpness_factor": 2.0, "p": 1.0}),
+        Step("RandomAutocontrast", {"p": 1.0}),
+        Step("RandomEqualize", {"p": 1.0}),
         _normalize(),
     ]
     return {step.name: step for step in steps}
