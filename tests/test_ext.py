@@ -76,6 +76,10 @@ def assert_backends_agree(transforms: list, x: torch.Tensor, seed: int = 0, layo
           [ga.CenterCrop((1, 1)), ga.RandomCrop((2, 1), pad_if_needed=True, padding_mode="edge", p=0.0),
            ga.Resize(2, antialias=False)],
           None, 0, torch.contiguous_format))
+@example(((1, 1, 1, 1, torch.uint8),  # a crop of half an enlarged pixel: its source window was empty (all fill)
+          [ga.RandomResizedCrop((1, 2), (1.0, 1.0), (1.0, 1.0), interpolation="nearest", antialias=False, p=0.0),
+           ga.RandomResizedCrop((1, 1), (1.0, 1.0), (1.0, 1.0), interpolation="nearest", antialias=False, p=0.3)],
+          None, 1, torch.contiguous_format))
 def test_random_pipelines_match_the_torch_backend(case):
     (b, c, h, w, dtype), transforms, spec, seed, layout = case
     with warnings.catch_warnings():

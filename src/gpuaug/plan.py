@@ -144,13 +144,17 @@ class FinalWrite:
 
 
 def _window(prefix: Tensor, box: Tensor) -> Tensor:
-    """The pixel ``box`` (B, 4) seen through the axis-aligned ``prefix`` map, as inclusive source indices."""
+    """The pixel ``box`` (B, 4) seen through the axis-aligned ``prefix`` map, as inclusive source indices:
+    the pixels whose centres it spans, or, where an enlarging prefix makes it span none (a sliver of a
+    pixel), the pixel under its middle."""
     a = torch.stack([prefix[:, 0, 0], prefix[:, 1, 1]], dim=1)
     b = torch.stack([prefix[:, 0, 2], prefix[:, 1, 2]], dim=1)
     lo, hi = box[:, 0::2] - 0.5, box[:, 1::2] + 0.5  # pixel edges, (B, axis)
     ends = torch.stack([a * lo + b, a * hi + b], dim=2)  # (B, axis, 2)
     lo = (ends.amin(dim=2) + 0.5 - 1e-6).ceil()
     hi = (ends.amax(dim=2) - 0.5 + 1e-6).floor()
+    middle = (ends.mean(dim=2) + 0.5).floor()
+    lo, hi = torch.where(hi < lo, middle, lo), torch.where(hi < lo, middle, hi)
     return torch.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], dim=1)
 
 
