@@ -153,8 +153,8 @@ def _window(prefix: Tensor, box: Tensor) -> Tensor:
     ends = torch.stack([a * lo + b, a * hi + b], dim=2)  # (B, axis, 2)
     lo = (ends.amin(dim=2) + 0.5 - 1e-6).ceil()
     hi = (ends.amax(dim=2) - 0.5 + 1e-6).floor()
-    middle = (ends.mean(dim=2) + 0.5).floor()
-    lo, hi = torch.where(hi < lo, middle, lo), torch.where(hi < lo, middle, hi)
+    middle, empty = (ends.mean(dim=2) + 0.5).floor(), hi < lo
+    lo, hi = torch.where(empty, middle, lo), torch.where(empty, middle, hi)
     return torch.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], dim=1)
 
 

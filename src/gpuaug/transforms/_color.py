@@ -118,26 +118,27 @@ class ColorJitter(PixelTransform):
         before its hue, then every sample's hue, then each sample's parts after it."""
         orders = params.order.tolist()
         factors = list(zip(*(getattr(params, name).tolist() for name, _ in _JITTER_PARTS)))
-        hue = self.hue is not None
-        cuts = [order.index(_HUE) if hue else len(order) for order in orders]  # where each order meets hue
-        for i, (order, cut) in enumerate(zip(orders, cuts)):
-            self._apply_in_order(x[i : i + 1], factors[i], order[:cut], domain)
-        if not hue:
+        if self.hue is None:
+            self._apply_orders(x, factors, orders, domain)
             return x
+        cuts = [order.index(_HUE) for order in orders]  # where each order meets hue
+        self._apply_orders(x, factors, [order[:cut] for order, cut in zip(orders, cuts)], domain)
         x = C.adjust_hue(x, params.hue, domain)
-        for i, (order, cut) in enumerate(zip(orders, cuts)):
-            self._apply_in_order(x[i : i + 1], factors[i], order[cut + 1 :], domain)
+        self._apply_orders(x, factors, [order[cut + 1 :] for order, cut in zip(orders, cuts)], domain)
         return x
 
-    def _apply_in_order(self, x: Tensor, factors: tuple[float, ...], order: list[int], domain: Domain) -> None:
-        """One sample's ``order`` of parts into ``x``, with its ``factors`` in _JITTER_PARTS' order."""
-        result = x
-        for part in order:
-            name, kernel = _JITTER_PARTS[part]
-            if getattr(self, name) is not None:
-                result = kernel(result, factors[part], domain)
-        if result is not x:
-            x.copy_(result)
+    def _apply_orders(
+        self, x: Tensor, factors: list[tuple[float, ...]], orders: list[list[int]], domain: Domain
+    ) -> None:
+        """Each sample's ``orders[i]`` of parts into ``x[i]``, with its ``factors[i]`` in _JITTER_PARTS' order."""
+        for i, (order, sample_factors) in enumerate(zip(orders, factors)):
+            part_of_x = result = x[i : i + 1]
+            for part in order:
+                name, kernel = _JITTER_PARTS[part]
+                if getattr(self, name) is not None:
+                    result = kernel(result, sample_factors[part], domain)
+            if result is not part_of_x:
+                part_of_x.copy_(result)
 
 
 class RandomGrayscale(PixelTransform):
