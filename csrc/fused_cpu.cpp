@@ -1,10 +1,11 @@
 // The fused pass on the CPU, one sample at a time (parallel over samples, or over rows within a
 // sample when the batch is smaller than the threads). Row by row, an output row is resampled into
-// a planar float buffer the size of the sample's output, every program slot runs over the row in a
-// loop compiled for that slot's code (which the compiler vectorises), and the row is written out:
-// the row stays in the L1 cache from the resampling to the write. A contrast slot needs the mean
-// of the whole image before it: the rows before it are summed as they pass, the buffer is kept,
-// and the rest of the program runs over it in a second pass (one more per later contrast slot).
+// a planar float row buffer, every program slot runs over the row in a loop compiled for that
+// slot's code (which the compiler vectorises), and the row is written out: the row stays in the L1
+// cache from the resampling to the write. A contrast slot needs the mean of the whole image before
+// it: the rows before it are summed as they pass into a buffer the size of the sample's output,
+// which is kept, and the rest of the program runs over it in a second pass (one more per later
+// contrast slot).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #if defined(__linux__)
@@ -34,11 +35,15 @@ struct Scratch {
   std::vector<double> row_sums;  // (out_h): luma sums of the rows, for a contrast slot's mean
 };
 
-// A matrix map's working memory for one output row (out_w entries each): its grid points, then its taps.
+// A matrix map's working memory for one output row (out_w entries each): its grid points, then its
+// taps tap-major (tap a of pixel j at [a * out_w + j]: weights, and offsets into a channel plane, in
+// 32 bits where every offset fits, which lets the compiler gather pixels a vector at a time) and
+// the share of each pixel's sample outside the image.
 struct MatrixScratch {
-  explicit MatrixScratch(int width) : ix(width), iy(width), taps(width) {}
-  std::vector<float> ix, iy;
-  std::vector<GridTaps> taps;
+  explicit MatrixScratch(int width) : ix(width), iy(width), weight(4 * width), outside(width) {}
+  std::vector<float> ix, iy, weight, outside;
+  std::vector<int32_t> offset32;
+  std::vector<int64_t> offset64;
 };
 
 // f(std::integral_constant<int, mode>()) for a run-time PaddingMode: a loop compiled for one mode
@@ -204,33 +209,75 @@ void copy_row(const FusedView& f, const T* images, int b, int64_t i, float* row,
     load_row(images + b * f.in_sb + c * f.in_sc + i * f.in_sh, f.in_sw, f.out_w, row + c * plane);
 }
 
+// The taps of a row's grid points (ix, iy: `width` each) into MatrixScratch's arrays, one tap at a time.
+template <bool kBilinear, typename T, typename Index>
+void row_taps(const SourceImage<T>& img, const float* __restrict__ ix, const float* __restrict__ iy, int width,
+              Index* __restrict__ offset, float* __restrict__ weight) {
+  for (int a = 0; a < 4; ++a) {
+    for (int j = 0; j < width; ++j) {
+      int x, y;
+      point_tap<kBilinear>(ix[j], iy[j], a, img.width, img.height, x, y, weight[a * width + j]);
+      offset[a * width + j] = static_cast<Index>(y * img.stride_h + x * img.stride_w);
+    }
+  }
+}
+
+// out[j] += channel plane `src` read through a row's taps (MatrixScratch), in read_taps' order of
+// additions, plus `fill` weighted by the share outside the image (0 without a fill).
+template <typename T, typename Index>
+void gather_row(const T* __restrict__ src, const Index* __restrict__ offset, const float* __restrict__ weight,
+                const float* __restrict__ outside, float fill, int width, float* __restrict__ out) {
+  for (int j = 0; j < width; ++j) {
+    float v = 0.0f;
+    for (int a = 0; a < 4; ++a) v += weight[a * width + j] * static_cast<float>(src[offset[a * width + j]]);
+    out[j] += v + outside[j] * fill;
+  }
+}
+
 // Output row i through any other map (a matrix): where each pixel of the row reads (the same
 // GridTaps as sample_matrix), then one channel plane at a time, averaged over the supersamples.
-// The row's grid points come first, in a loop of plain arithmetic that the compiler vectorises
-// (the double-precision map is most of the work). `s` holds out_w entries in each array.
+// The row's grid points come first, in a loop of plain arithmetic that the compiler vectorises.
+// `s` holds out_w entries in each array.
 template <typename T>
 void matrix_row(const FusedView& f, const T* images, int b, int64_t i, MatrixScratch& s, float* row, int64_t plane) {
   const int width = f.out_w, k = f.supersample;
   const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
   const double* m = f.matrix + 9 * b;
-  GridTaps* taps = s.taps.data();
-  float *ix = s.ix.data(), *iy = s.iy.data();
+  const bool affine = m[6] == 0.0 && m[7] == 0.0 && m[8] == 1.0;
+  const bool narrow = (img.height - 1) * img.stride_h + (img.width - 1) * img.stride_w <= INT32_MAX;
+  if (narrow) {
+    s.offset32.resize(4 * static_cast<size_t>(width));
+  } else {
+    s.offset64.resize(4 * static_cast<size_t>(width));
+  }
+  float *ix = s.ix.data(), *iy = s.iy.data(), *weight = s.weight.data(), *outside = s.outside.data();
   for (int c = 0; c < f.channels_in; ++c) std::fill_n(row + c * plane, width, 0.0f);
   for (int sy = 0; sy < k; ++sy) {
     for (int sx = 0; sx < k; ++sx) {
       const double oy = (i * k + sy + 0.5) / k - 0.5;
       dispatch_padding(f.padding, [&](auto mode) {
-        for (int j = 0; j < width; ++j)
-          grid_point(m, (j * k + sx + 0.5) / k - 0.5, oy, img.width, img.height, decltype(mode)::value, ix[j], iy[j]);
+        dispatch_bool(affine, [&](auto is_affine) {
+          for (int j = 0; j < width; ++j)
+            grid_point<decltype(is_affine)::value>(m, (j * k + sx + 0.5) / k - 0.5, oy, img.width, img.height,
+                                                   decltype(mode)::value, ix[j], iy[j]);
+        });
       });
-      for (int j = 0; j < width; ++j) taps[j] = point_taps(ix[j], iy[j], img.width, img.height, f.bilinear);
+      dispatch_bool(f.bilinear, [&](auto bilinear) {
+        if (narrow) {
+          row_taps<decltype(bilinear)::value>(img, ix, iy, width, s.offset32.data(), weight);
+        } else {
+          row_taps<decltype(bilinear)::value>(img, ix, iy, width, s.offset64.data(), weight);
+        }
+      });
+      for (int j = 0; j < width; ++j)
+        outside[j] = 1.0f - (weight[j] + weight[width + j] + weight[2 * width + j] + weight[3 * width + j]);
       for (int c = 0; c < f.channels_in; ++c) {
-        float* out = row + c * plane;
+        const T* src = img.data + c * img.stride_c;
         const float fill = f.has_fill ? f.fill[c] : 0.0f;
-        for (int j = 0; j < width; ++j) {
-          const GridTaps& t = taps[j];
-          const float outside = 1.0f - (t.w[0] + t.w[1] + t.w[2] + t.w[3]);
-          out[j] += read_taps(img, c, t) + (f.has_fill ? outside * fill : 0.0f);
+        if (narrow) {
+          gather_row(src, s.offset32.data(), weight, outside, fill, width, row + c * plane);
+        } else {
+          gather_row(src, s.offset64.data(), weight, outside, fill, width, row + c * plane);
         }
       }
     }
@@ -350,16 +397,20 @@ void process_sample(const FusedView& f, const T* images, int b, O* out, Scratch&
     const bool cut = end < f.slots;
     const int channels_at_end = channels_after_slots(f, b, start, end, channels);
     const bool integer_at_end = cut && f.op(b, end)[1] != 0.0f;
+    // a single pass keeps no rows: each goes through one row's buffer, which stays in the L1 cache
+    const bool single = first_pass && !cut;
+    const int64_t stride = single ? f.out_w : plane;  // between the channels of a row
     for_rows(parallel, f.out_h, [&](int64_t first, int64_t last) {
       MatrixScratch matrix_scratch(first_pass && f.geometry[b] == kMatrix ? f.out_w : 0);
+      std::vector<float> line(single ? kMaxChannels * f.out_w : 0);
       for (int64_t i = first; i < last; ++i) {
-        float* row = image + i * f.out_w;
-        if (first_pass) warp_row(f, images, b, s, lo, i, matrix_scratch, row, plane);
-        run_slots(f, b, start, end, i, row, plane, channels, mean);
+        float* row = single ? line.data() : image + i * f.out_w;
+        if (first_pass) warp_row(f, images, b, s, lo, i, matrix_scratch, row, stride);
+        run_slots(f, b, start, end, i, row, stride, channels, mean);
         if (cut) {
-          s.row_sums[i] = luma_sum(row, plane, f.out_w, channels_at_end, integer_at_end);
+          s.row_sums[i] = luma_sum(row, stride, f.out_w, channels_at_end, integer_at_end);
         } else {
-          write_row(f, b, i, row, plane, out);
+          write_row(f, b, i, row, stride, out);
         }
       }
     });

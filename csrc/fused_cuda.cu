@@ -55,7 +55,7 @@ void contrast_sums_cuda(const FusedArgs& a, at::Tensor& sums) {
   for (int ordinal = 0; ordinal < a.contrast_passes; ++ordinal) {  // in order: a contrast needs the earlier means
     dispatch_input(a.images, [&](auto tag) {
       using T = decltype(tag);
-      dispatch_separable(a.all_separable, [&](auto separable) {
+      dispatch_bool(a.all_separable, [&](auto separable) {
         contrast_kernel<decltype(separable)::value, T><<<grid_for(a), dim3(kBlockX, kBlockY), 0, stream>>>(
             f, a.images.data_ptr<T>(), ordinal, sums.data_ptr<double>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -71,7 +71,7 @@ void fused_cuda(const FusedArgs& a, const at::Tensor& sums, at::Tensor& out) {
   dispatch_input(a.images, [&](auto tag) {
     using T = decltype(tag);
     AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kByte, out.scalar_type(), "gpuaug_fused_cuda", [&] {
-      dispatch_separable(a.all_separable, [&](auto separable) {
+      dispatch_bool(a.all_separable, [&](auto separable) {
         fused_kernel<decltype(separable)::value, T, scalar_t><<<grid_for(a), dim3(kBlockX, kBlockY), 0, stream>>>(
             f, a.images.data_ptr<T>(), out.data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();

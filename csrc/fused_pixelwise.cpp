@@ -47,7 +47,7 @@ void pixelwise(const FusedArgs& a, const T* images, at::Tensor& out) {
 void fused_pixelwise_cpu(const FusedArgs& a, at::Tensor& out) {
   dispatch_input(a.images, [&](auto tag) {
     using T = decltype(tag);
-    dispatch_separable(a.all_separable, [&](auto separable) {
+    dispatch_bool(a.all_separable, [&](auto separable) {
       pixelwise<decltype(separable)::value>(a, a.images.data_ptr<T>(), out);
     });
   });

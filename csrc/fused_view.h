@@ -140,10 +140,11 @@ GA_HD double contrast_term(const FusedView& f, const T* images, int b, int i, in
   return contrast_gray(f.op(b, slot), v, channels);
 }
 
-// f(std::bool_constant<AllSeparable>()) for a call's run-time all_separable flag.
+// f(std::bool_constant<flag>()) for a run-time flag (a call's all_separable, ...): code compiled
+// for each value.
 template <typename F>
-void dispatch_separable(bool all_separable, F&& f) {
-  if (all_separable) {
+void dispatch_bool(bool flag, F&& f) {
+  if (flag) {
     f(std::true_type());
   } else {
     f(std::false_type());

@@ -98,11 +98,17 @@ struct GridTaps {
 };
 
 // The point grid_sample reads for output point (ox, oy) through `m`, in source pixel units after the
-// padding's fold: ix, iy (-2, outside, for a degenerate map).
+// padding's fold: ix, iy (-2, outside, for a degenerate map). kAffine: `m`'s last row is (0, 0, 1),
+// so the divisions by its w, which is exactly 1, are skipped (the same bits).
+template <bool kAffine = false>
 GA_HD void grid_point(const double* m, double ox, double oy, int width, int height, int padding, float& ix, float& iy) {
-  const double w = m[6] * ox + m[7] * oy + m[8];
-  double sx = (m[0] * ox + m[1] * oy + m[2]) / w;
-  double sy = (m[3] * ox + m[4] * oy + m[5]) / w;
+  double sx = m[0] * ox + m[1] * oy + m[2];
+  double sy = m[3] * ox + m[4] * oy + m[5];
+  if (!kAffine) {
+    const double w = m[6] * ox + m[7] * oy + m[8];
+    sx /= w;
+    sy /= w;
+  }
   if (padding == kReflect) {
     sx = fold_reflect(sx, width);
     sy = fold_reflect(sy, height);
@@ -114,27 +120,38 @@ GA_HD void grid_point(const double* m, double ox, double oy, int width, int heig
   iy = degenerate ? -2.0f : iy;
 }
 
-// The taps of grid point (ix, iy) (grid_point).
-GA_HD GridTaps point_taps(float ix, float iy, int width, int height, bool bilinear) {
-  GridTaps t;
-  if (bilinear) {
+// Tap a of grid point (ix, iy) (grid_point) as grid_sample reads it: bilinear, a = 0..3 are columns
+// x0 and x0 + 1 of row y0, then of row y0 + 1; nearest, the pixel is tap 0 and the others weigh
+// nothing. Its pixel (clamped into the image) and weight (0 for a pixel outside the image). One tap
+// at a time, so that a CPU loop over a row's points vectorises.
+template <bool kBilinear>
+GA_HD void point_tap(float ix, float iy, int a, int width, int height, int& x, int& y, float& w) {
+  float weight;
+  if (kBilinear) {
     const float x0 = floorf(ix), y0 = floorf(iy);
     const float fx = ix - x0, fy = iy - y0;
-    const float weight[4] = {(1.0f - fx) * (1.0f - fy), fx * (1.0f - fy), (1.0f - fx) * fy, fx * fy};
-    for (int k = 0; k < 4; ++k) {
-      const int x = static_cast<int>(x0) + (k & 1), y = static_cast<int>(y0) + (k >> 1);
-      const bool inside = x >= 0 && y >= 0 && x < width && y < height;
-      t.w[k] = inside ? weight[k] : 0.0f;
-      t.x[k] = x < 0 ? 0 : (x >= width ? width - 1 : x);
-      t.y[k] = y < 0 ? 0 : (y >= height ? height - 1 : y);
-    }
+    x = static_cast<int>(x0) + (a & 1);
+    y = static_cast<int>(y0) + (a >> 1);
+    weight = ((a & 1) ? fx : 1.0f - fx) * ((a >> 1) ? fy : 1.0f - fy);
   } else {
-    const int x = static_cast<int>(nearbyintf(ix)), y = static_cast<int>(nearbyintf(iy));
-    const bool inside = x >= 0 && y >= 0 && x < width && y < height;
-    for (int k = 0; k < 4; ++k) {
-      t.w[k] = k == 0 && inside ? 1.0f : 0.0f;
-      t.x[k] = x < 0 ? 0 : (x >= width ? width - 1 : x);
-      t.y[k] = y < 0 ? 0 : (y >= height ? height - 1 : y);
+    x = static_cast<int>(nearbyintf(ix));
+    y = static_cast<int>(nearbyintf(iy));
+    weight = a == 0 ? 1.0f : 0.0f;
+  }
+  const bool inside = (x >= 0) & (y >= 0) & (x < width) & (y < height);  // no branches: CPU loops vectorise
+  w = inside ? weight : 0.0f;
+  x = x < 0 ? 0 : (x >= width ? width - 1 : x);
+  y = y < 0 ? 0 : (y >= height ? height - 1 : y);
+}
+
+// The four taps of grid point (ix, iy) (point_tap).
+GA_HD GridTaps point_taps(float ix, float iy, int width, int height, bool bilinear) {
+  GridTaps t;
+  for (int a = 0; a < 4; ++a) {
+    if (bilinear) {
+      point_tap<true>(ix, iy, a, width, height, t.x[a], t.y[a], t.w[a]);
+    } else {
+      point_tap<false>(ix, iy, a, width, height, t.x[a], t.y[a], t.w[a]);
     }
   }
   return t;
