@@ -234,6 +234,47 @@ void gather_row(const T* __restrict__ src, const Index* __restrict__ offset, con
   }
 }
 
+// How sample b's separable map reads its rows where it only picks whole pixels (crops and flips:
+// one tap of weight 1 for every row and column, nothing outside the image): columns x0 + j (+1),
+// x0 - j (-1), or any others (2); 0 where it does more than pick. A warp that rounds and clamps
+// leaves picked pixels as they are only where they are uint8 values (`uint8_input`).
+int pick_step(const FusedView& f, int b, bool uint8_input) {
+  if (f.geometry[b] != kSeparable || f.kx != 1 || f.ky != 1 || f.has_fill) return 0;
+  if (f.warp_rounding != 0 && !uint8_input) return 0;
+  const float* wx = f.weights_x + static_cast<int64_t>(b) * f.out_w;
+  const float* wy = f.weights_y + static_cast<int64_t>(b) * f.out_h;
+  if (!std::all_of(wx, wx + f.out_w, [](float w) { return w == 1.0f; }) ||
+      !std::all_of(wy, wy + f.out_h, [](float w) { return w == 1.0f; }))
+    return 0;
+  const int* tx = f.taps_x + static_cast<int64_t>(b) * f.out_w;
+  for (const int step : {1, -1}) {
+    bool runs = true;
+    for (int j = 0; j < f.out_w && runs; ++j) runs = tx[j] == tx[0] + step * j;
+    if (runs) return step;
+  }
+  return 2;
+}
+
+// Output row i of a sample whose map picks whole pixels: the pixels its taps name, read forwards
+// or backwards along a contiguous row (loops that vectorise) or through the taps.
+template <typename T>
+void pick_row(const FusedView& f, const T* images, int b, int step, int64_t i, float* row, int64_t plane) {
+  const int* tx = f.taps_x + static_cast<int64_t>(b) * f.out_w;
+  const int y = f.taps_y[static_cast<int64_t>(b) * f.out_h + i], width = f.out_w;
+  for (int c = 0; c < f.channels_in; ++c) {
+    const T* src = images + b * f.in_sb + c * f.in_sc + y * f.in_sh;
+    float* out = row + c * plane;
+    if (step == 1 && f.in_sw == 1) {
+      load_row(src + tx[0], 1, width, out);
+    } else if (step == -1 && f.in_sw == 1) {  // the input read upwards, as the prefetchers expect
+      const T* first = src + tx[width - 1];
+      for (int j = 0; j < width; ++j) out[width - 1 - j] = static_cast<float>(first[j]);
+    } else {
+      for (int j = 0; j < width; ++j) out[j] = static_cast<float>(src[tx[j] * f.in_sw]);
+    }
+  }
+}
+
 // Output row i through any other map (a matrix): where each pixel of the row reads (the same
 // GridTaps as sample_matrix), then one channel plane at a time, averaged over the supersamples.
 // The row's grid points come first, in a loop of plain arithmetic that the compiler vectorises.
@@ -389,7 +430,8 @@ void process_sample(const FusedView& f, const T* images, int b, O* out, Scratch&
   s.image.resize(static_cast<size_t>(kMaxChannels) * plane);
   s.row_sums.resize(f.out_h);
   float* image = s.image.data();
-  const int lo = f.geometry[b] == kSeparable ? filter_source_rows(f, images, b, s, parallel) : -1;
+  const int pick = pick_step(f, b, std::is_same_v<T, uint8_t>);
+  const int lo = f.geometry[b] == kSeparable && pick == 0 ? filter_source_rows(f, images, b, s, parallel) : -1;
   int start = 0, channels = f.channels_in;
   float mean = 0.0f;
   for (bool first_pass = true;; first_pass = false) {
@@ -405,7 +447,11 @@ void process_sample(const FusedView& f, const T* images, int b, O* out, Scratch&
       std::vector<float> line(single ? kMaxChannels * f.out_w : 0);
       for (int64_t i = first; i < last; ++i) {
         float* row = single ? line.data() : image + i * f.out_w;
-        if (first_pass) warp_row(f, images, b, s, lo, i, matrix_scratch, row, stride);
+        if (first_pass && pick != 0) {
+          pick_row(f, images, b, pick, i, row, stride);
+        } else if (first_pass) {
+          warp_row(f, images, b, s, lo, i, matrix_scratch, row, stride);
+        }
         run_slots(f, b, start, end, i, row, stride, channels, mean);
         if (cut) {
           s.row_sums[i] = luma_sum(row, stride, f.out_w, channels_at_end, integer_at_end);
