@@ -122,8 +122,8 @@ def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     if x.shape[1] == 1:
         return x
     r, g, b = x.unbind(1)
-    maxc, chroma = x.amax(dim=1), x.amin(dim=1).neg_()  # much faster than aminmax or argmax over channels on CPUs
-    chroma.add_(maxc)
+    maxc = x.amax(dim=1)  # amax and amin: much faster than aminmax or argmax over channels on CPUs
+    chroma = torch.sub(maxc, x.amin(dim=1))
     hue, other, weight = (r - g).add_(chroma, alpha=4.0), (b - r).add_(chroma, alpha=2.0), torch.empty_like(maxc)
     hue.lerp_(other, torch.eq(g, maxc, out=weight))  # a float weight: CPUs run bool masks and where slowly
     hue.lerp_(torch.sub(g, b, out=other), torch.eq(r, maxc, out=weight))
@@ -132,10 +132,10 @@ def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     k = torch.add(hue.unsqueeze(1), x.new_tensor((5.0, 3.0, 1.0)).view(1, 3, 1, 1), out=x)  # x is free: r, g, b are read
     t = torch.ge(k, 6.0, out=torch.empty_like(x))
     k.add_(t, alpha=-6.0)  # mod 6, as k = H + n < 11
-    t = torch.minimum(k, torch.sub(k, 4.0, out=t).neg_(), out=t).clamp_(0.0, 1.0)
+    t = torch.minimum(k, torch.sub(x.new_tensor(4.0), k, out=t), out=t).clamp_(0.0, 1.0)
     out = torch.sub(maxc.unsqueeze(1), t.mul_(chroma.unsqueeze(1)), out=x)
-    if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999
-        return out.mul_(255.999 / 255.0).floor_().clamp_(0.0, 255.0)
+    if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999; no clamp is
+        return out.mul_(255.999 / 255.0).floor_()  # needed: min <= out <= max, 255 * 255.999 / 255 < 256
     return out.clamp_(0.0, 1.0)
 
 
