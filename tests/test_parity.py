@@ -789,7 +789,7 @@ def test_random_equalize(dtype, channels, contrast):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=_id)
 @pytest.mark.parametrize("channels", CHANNELS)
-@pytest.mark.parametrize("kernel_size", [3, (5, 3), 7], ids=str)
+@pytest.mark.parametrize("kernel_size", [3, (5, 3), 7, (17, 5)], ids=str)  # (17, 5): a long kernel is a convolution on CPUs too
 def test_gaussian_blur(dtype, channels, kernel_size):
     x = make_images(B, channels, H, W, dtype, seed=15)
     out, params = run_one(ga.GaussianBlur(kernel_size, sigma=(0.1, 2.0), p=0.8), x, seed=15)
