@@ -36,12 +36,13 @@ struct Scratch {
   std::vector<double> row_sums;  // (out_h): luma sums of the rows, for a contrast slot's mean
 };
 
-// A matrix map's working memory for one output row (out_w entries each): its grid points, then its
-// taps tap-major (tap a of pixel j at [a * out_w + j]: weights, and offsets into a channel plane, in
-// 32 bits where every offset fits, which lets the compiler gather pixels a vector at a time) and
-// the share of each pixel's sample outside the image.
+// A matrix map's working memory for one output row of `width` pixels: its grid points, then its
+// taps tap-major (tap a of pixel j at [a * width + j]: weights, and offsets into a channel plane, in
+// 32 bits where every offset fits, which lets the compiler gather pixels a vector at a time, else
+// in 64) and the share of each pixel's sample outside the image.
 struct MatrixScratch {
-  explicit MatrixScratch(int width) : ix(width), iy(width), weight(4 * width), outside(width) {}
+  explicit MatrixScratch(int width)
+      : ix(width), iy(width), weight(4 * width), outside(width), offset32(4 * width), offset64(4 * width) {}
   std::vector<float> ix, iy, weight, outside;
   std::vector<int32_t> offset32;
   std::vector<int64_t> offset64;
@@ -229,7 +230,8 @@ void row_taps(const SourceImage<T>& img, const float* __restrict__ ix, const flo
 constexpr int kRowsAhead = 4;
 
 // How far (in elements) the source point under the middle of output row i moves kRowsAhead rows
-// below: the map's derivative along y there (for an affine map, its step per row).
+// below: the map's derivative along y there (for an affine map, its step per row). A hint for
+// prefetching only: it ignores supersampling and the padding's fold.
 template <typename T>
 int64_t rows_ahead(const double* m, int width, int64_t i, const SourceImage<T>& img) {
   const double ox = 0.5 * width, oy = static_cast<double>(i);
@@ -241,16 +243,18 @@ int64_t rows_ahead(const double* m, int width, int64_t i, const SourceImage<T>& 
 }
 
 // Prefetches the cache lines of a row's first and third taps (rows y0 and y0 + 1), moved by `ahead`
-// elements, in every channel: one request per half cache line along the row. Inlined: GCC takes a
-// function that only prefetches for one without effects and drops the calls.
+// elements, in every channel: a request every 32 bytes of the row's pixels. The addresses are
+// computed as integers, as they may lie outside the image (a prefetch never faults). Inlined: GCC
+// takes a function that only prefetches for one without effects and drops its calls.
 template <typename T, typename Index>
-inline __attribute__((always_inline)) void prefetch_taps(const SourceImage<T>& img, const Index* offset, int width, int channels, int64_t ahead) {
+inline __attribute__((always_inline)) void prefetch_taps(const SourceImage<T>& img, const Index* offset, int width,
+                                                         int channels, int64_t ahead) {
   constexpr int kStep = std::max<int>(1, 32 / sizeof(T));
   for (int c = 0; c < channels; ++c) {
-    const T* src = img.data + c * img.stride_c + ahead;
+    const uintptr_t base = reinterpret_cast<uintptr_t>(img.data) + (c * img.stride_c + ahead) * sizeof(T);
     for (int j = 0; j < width; j += kStep) {
-      __builtin_prefetch(src + offset[j]);
-      __builtin_prefetch(src + offset[2 * width + j]);
+      __builtin_prefetch(reinterpret_cast<const void*>(base + offset[j] * sizeof(T)));
+      __builtin_prefetch(reinterpret_cast<const void*>(base + offset[2 * width + j] * sizeof(T)));
     }
   }
 }
@@ -267,51 +271,55 @@ void gather_row(const T* __restrict__ src, const Index* __restrict__ offset, con
   }
 }
 
-// How sample b's separable map reads its rows where it only picks whole pixels (crops and flips:
-// one tap of weight 1 for every row and column, nothing outside the image): columns x0 + j (+1),
-// x0 - j (-1), or any others (2); 0 where it does more than pick. A warp that rounds and clamps
-// leaves picked pixels as they are only where they are uint8 values (`uint8_input`).
-int pick_step(const FusedView& f, int b, bool uint8_input) {
-  if (f.geometry[b] != kSeparable || f.kx != 1 || f.ky != 1 || f.has_fill) return 0;
-  if (f.warp_rounding != 0 && !uint8_input) return 0;
+// How a sample's separable map reads its input where it only picks whole pixels (one tap of weight
+// 1 for every row and column, nothing outside the image: crops, flips, nearest resizes): its columns
+// are runs x0 + j or x0 - j, or any others.
+enum Picks : int { kNoPicks = 0, kRun = 1, kReversedRun = 2, kAnyColumns = 3 };
+
+// The Picks of sample b. A warp that rounds and clamps leaves picked pixels as they are only where
+// they are uint8 values (`uint8_input`).
+Picks picks_of(const FusedView& f, int b, bool uint8_input) {
+  if (f.geometry[b] != kSeparable || f.kx != 1 || f.ky != 1 || f.has_fill) return kNoPicks;
+  if (f.warp_rounding != 0 && !uint8_input) return kNoPicks;
   const float* wx = f.weights_x + static_cast<int64_t>(b) * f.out_w;
   const float* wy = f.weights_y + static_cast<int64_t>(b) * f.out_h;
   if (!std::all_of(wx, wx + f.out_w, [](float w) { return w == 1.0f; }) ||
       !std::all_of(wy, wy + f.out_h, [](float w) { return w == 1.0f; }))
-    return 0;
+    return kNoPicks;
   const int* tx = f.taps_x + static_cast<int64_t>(b) * f.out_w;
   for (const int step : {1, -1}) {
     bool runs = true;
     for (int j = 0; j < f.out_w && runs; ++j) runs = tx[j] == tx[0] + step * j;
-    if (runs) return step;
+    if (runs) return step == 1 ? kRun : kReversedRun;
   }
-  return 2;
+  return kAnyColumns;
 }
 
-// Output row i of a sample whose map picks whole pixels: the pixels its taps name, read forwards
-// or backwards along a contiguous row (loops that vectorise) or through the taps.
+// Output row i of a sample that picks whole pixels (`picks`): the pixels its taps name, read along a
+// contiguous row forwards, or upwards for a reversed run (as the prefetchers expect; loops that
+// vectorise), or through the taps. Adding 0 turns -0 into +0, as the filters' sums do.
 template <typename T>
-void pick_row(const FusedView& f, const T* images, int b, int step, int64_t i, float* row, int64_t plane) {
+void pick_row(const FusedView& f, const T* images, int b, Picks picks, int64_t i, float* row, int64_t plane) {
   const int* tx = f.taps_x + static_cast<int64_t>(b) * f.out_w;
   const int y = f.taps_y[static_cast<int64_t>(b) * f.out_h + i], width = f.out_w;
   for (int c = 0; c < f.channels_in; ++c) {
     const T* src = images + b * f.in_sb + c * f.in_sc + y * f.in_sh;
     float* out = row + c * plane;
-    if (step == 1 && f.in_sw == 1) {
-      load_row(src + tx[0], 1, width, out);
-    } else if (step == -1 && f.in_sw == 1) {  // the input read upwards, as the prefetchers expect
+    if (picks == kRun && f.in_sw == 1) {
+      const T* first = src + tx[0];
+      for (int j = 0; j < width; ++j) out[j] = static_cast<float>(first[j]) + 0.0f;
+    } else if (picks == kReversedRun && f.in_sw == 1) {
       const T* first = src + tx[width - 1];
-      for (int j = 0; j < width; ++j) out[width - 1 - j] = static_cast<float>(first[j]);
+      for (int j = 0; j < width; ++j) out[width - 1 - j] = static_cast<float>(first[j]) + 0.0f;
     } else {
-      for (int j = 0; j < width; ++j) out[j] = static_cast<float>(src[tx[j] * f.in_sw]);
+      for (int j = 0; j < width; ++j) out[j] = static_cast<float>(src[tx[j] * f.in_sw]) + 0.0f;
     }
   }
 }
 
-// Output row i through any other map (a matrix): where each pixel of the row reads (the same
-// GridTaps as sample_matrix), then one channel plane at a time, averaged over the supersamples.
-// The row's grid points come first, in a loop of plain arithmetic that the compiler vectorises.
-// `s` holds out_w entries in each array.
+// Output row i through any other map (a matrix): where each pixel of the row reads (the taps that
+// sample_matrix reads), then one channel plane at a time, averaged over the supersamples. The row's
+// grid points and taps come first, in loops that the compiler vectorises; `s` is sized for out_w.
 template <typename T>
 void matrix_row(const FusedView& f, const T* images, int b, int64_t i, MatrixScratch& s, float* row, int64_t plane) {
   const int width = f.out_w, k = f.supersample;
@@ -319,11 +327,6 @@ void matrix_row(const FusedView& f, const T* images, int b, int64_t i, MatrixScr
   const double* m = f.matrix + 9 * b;
   const bool affine = m[6] == 0.0 && m[7] == 0.0 && m[8] == 1.0;
   const bool narrow = (img.height - 1) * img.stride_h + (img.width - 1) * img.stride_w <= INT32_MAX;
-  if (narrow) {
-    s.offset32.resize(4 * static_cast<size_t>(width));
-  } else {
-    s.offset64.resize(4 * static_cast<size_t>(width));
-  }
   float *ix = s.ix.data(), *iy = s.iy.data(), *weight = s.weight.data(), *outside = s.outside.data();
   for (int c = 0; c < f.channels_in; ++c) std::fill_n(row + c * plane, width, 0.0f);
   for (int sy = 0; sy < k; ++sy) {
@@ -468,11 +471,13 @@ void write_row(const FusedView& f, int b, int64_t i, const float* row, int64_t p
 template <typename T, typename O>
 void process_sample(const FusedView& f, const T* images, int b, O* out, Scratch& s, bool parallel) {
   const int64_t plane = static_cast<int64_t>(f.out_h) * f.out_w;
-  s.image.resize(static_cast<size_t>(kMaxChannels) * plane);
-  s.row_sums.resize(f.out_h);
+  if (next_contrast_slot(f, b, 0) < f.slots) {  // rows kept for a second pass
+    s.image.resize(static_cast<size_t>(kMaxChannels) * plane);
+    s.row_sums.resize(f.out_h);
+  }
   float* image = s.image.data();
-  const int pick = pick_step(f, b, std::is_same_v<T, uint8_t>);
-  const int lo = f.geometry[b] == kSeparable && pick == 0 ? filter_source_rows(f, images, b, s, parallel) : -1;
+  const Picks picks = picks_of(f, b, std::is_same_v<T, uint8_t>);
+  const int lo = f.geometry[b] == kSeparable && picks == kNoPicks ? filter_source_rows(f, images, b, s, parallel) : -1;
   int start = 0, channels = f.channels_in;
   float mean = 0.0f;
   for (bool first_pass = true;; first_pass = false) {
@@ -488,8 +493,8 @@ void process_sample(const FusedView& f, const T* images, int b, O* out, Scratch&
       std::vector<float> line(single ? kMaxChannels * f.out_w : 0);
       for (int64_t i = first; i < last; ++i) {
         float* row = single ? line.data() : image + i * f.out_w;
-        if (first_pass && pick != 0) {
-          pick_row(f, images, b, pick, i, row, stride);
+        if (first_pass && picks != kNoPicks) {
+          pick_row(f, images, b, picks, i, row, stride);
         } else if (first_pass) {
           warp_row(f, images, b, s, lo, i, matrix_scratch, row, stride);
         }

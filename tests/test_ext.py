@@ -104,9 +104,12 @@ NAMED_PIPELINES = [
      ga.ToDtype(torch.float16, scale=True)],  # blur and autocontrast run on the torch backend between fused passes
     [ga.RandomOrder([ga.RandomInvert(), ga.ColorJitter(0.5, 0.5, 0.5, 0.2)]), ga.RandomChoice([ga.RandomGrayscale(1.0), ga.RandomHorizontalFlip(1.0)])],
     [ga.RandomCrop((30, 40)), ga.RandomHorizontalFlip(), ga.Pad(2, fill=9), ga.RandomCrop(36, padding=3, padding_mode="edge")],
+    # a fill outside the image's range reaches the hue shift unclamped in a uint8 pipeline: both backends clamp there
+    [ga.RandomRotation(40, fill=300.0), ga.ColorJitter(hue=0.2), ga.RandomRotation(40, fill=-50.0), ga.ColorJitter(hue=0.2),
+     ga.ToDtype(torch.float32, scale=True)],
 ]
 NAMED_IDS = ["affine-heavy", "rotation-fill-erase", "reflect-perspective", "symmetric-nearest-gray1", "mixed-backends",
-             "containers", "pad-after-crop"]
+             "containers", "pad-after-crop", "fill-out-of-range-hue"]
 
 
 @pytest.mark.parametrize("transforms", NAMED_PIPELINES, ids=NAMED_IDS)

@@ -129,13 +129,14 @@ def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     hue.lerp_(torch.sub(g, b, out=other), torch.eq(r, maxc, out=weight))
     hue.mul_(torch.clamp(chroma, min=1e-12, out=weight).reciprocal_())  # grey pixels: chroma 0, hue 0
     hue = _wrap6(hue.add_(6.0 * (1.0 + _per_sample(shift)[:, 0])), weight)  # in [0, 6)
-    k = torch.add(hue.unsqueeze(1), x.new_tensor((5.0, 3.0, 1.0)).view(1, 3, 1, 1), out=x)  # x is free: r, g, b are read
+    offsets = _device.constant((5.0, 3.0, 1.0), torch.float32, x.device).view(1, 3, 1, 1)
+    k = torch.add(hue.unsqueeze(1), offsets, out=x)  # x is free: r, g, b are read
     t = torch.ge(k, 6.0, out=torch.empty_like(x))
     k.add_(t, alpha=-6.0)  # mod 6, as k = H + n < 11
-    t = torch.minimum(k, torch.sub(x.new_tensor(4.0), k, out=t), out=t).clamp_(0.0, 1.0)
+    t = torch.minimum(k, torch.sub(k, 4.0, out=t).neg_(), out=t).clamp_(0.0, 1.0)
     out = torch.sub(maxc.unsqueeze(1), t.mul_(chroma.unsqueeze(1)), out=x)
-    if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999; no clamp is
-        return out.mul_(255.999 / 255.0).floor_()  # needed: min <= out <= max, 255 * 255.999 / 255 < 256
+    if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999
+        return out.mul_(255.999 / 255.0).floor_().clamp_(0.0, 255.0)
     return out.clamp_(0.0, 1.0)
 
 
