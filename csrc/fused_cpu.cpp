@@ -34,6 +34,7 @@ struct Scratch {
   std::vector<float> image;      // (kMaxChannels, out_h, out_w): the sample being processed
   std::vector<float> rows;       // (source rows, kMaxChannels, out_w): separable horizontal pass
   std::vector<double> row_sums;  // (out_h): luma sums of the rows, for a contrast slot's mean
+  std::vector<float> source;     // (channels, height, width): a matrix-mapped sample's input as float
 };
 
 // A matrix map's working memory for one output row of `width` pixels: its grid points, then its
@@ -321,9 +322,9 @@ void pick_row(const FusedView& f, const T* images, int b, Picks picks, int64_t i
 // sample_matrix reads), then one channel plane at a time, averaged over the supersamples. The row's
 // grid points and taps come first, in loops that the compiler vectorises; `s` is sized for out_w.
 template <typename T>
-void matrix_row(const FusedView& f, const T* images, int b, int64_t i, MatrixScratch& s, float* row, int64_t plane) {
+void matrix_row(const FusedView& f, const SourceImage<T>& img, int b, int64_t i, MatrixScratch& s, float* row,
+                int64_t plane) {
   const int width = f.out_w, k = f.supersample;
-  const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
   const double* m = f.matrix + 9 * b;
   const bool affine = m[6] == 0.0 && m[7] == 0.0 && m[8] == 1.0;
   const bool narrow = (img.height - 1) * img.stride_h + (img.width - 1) * img.stride_w <= INT32_MAX;
@@ -374,6 +375,20 @@ void matrix_row(const FusedView& f, const T* images, int b, int64_t i, MatrixScr
   round_warp_row(f, row, plane, false);
 }
 
+// Sample b's input (its valid region) as float into s.source, planar: a matrix map gathers its
+// pixels, and gathers of floats vectorise where gathers of bytes or halves do not.
+template <typename T>
+void to_float_source(const FusedView& f, const T* images, int b, Scratch& s, bool parallel) {
+  const int height = f.src_size[2 * b], width = f.src_size[2 * b + 1];
+  s.source.resize(static_cast<size_t>(f.channels_in) * height * width);
+  for_rows(parallel, static_cast<int64_t>(f.channels_in) * height, [&](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r) {
+      const int64_t c = r / height, y = r % height;
+      load_row(images + b * f.in_sb + c * f.in_sc + y * f.in_sh, f.in_sw, width, s.source.data() + r * width);
+    }
+  });
+}
+
 // Output row i of sample b, resampled (`lo` from filter_source_rows for a separable map).
 template <typename T>
 void warp_row(const FusedView& f, const T* images, int b, const Scratch& s, int lo, int64_t i,
@@ -382,8 +397,13 @@ void warp_row(const FusedView& f, const T* images, int b, const Scratch& s, int 
     combine_rows(f, b, s, lo, i, row, plane);
   } else if (f.geometry[b] == kIdentity) {
     copy_row(f, images, b, i, row, plane);
-  } else {
-    matrix_row(f, images, b, i, matrix_scratch, row, plane);
+  } else if constexpr (std::is_same_v<T, float>) {
+    const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
+    matrix_row(f, img, b, i, matrix_scratch, row, plane);
+  } else {  // the float copy of the input that process_sample made (to_float_source)
+    const int height = f.src_size[2 * b], width = f.src_size[2 * b + 1];
+    const SourceImage<float> img{s.source.data(), static_cast<int64_t>(height) * width, width, 1, height, width};
+    matrix_row(f, img, b, i, matrix_scratch, row, plane);
   }
 }
 
@@ -476,6 +496,7 @@ void process_sample(const FusedView& f, const T* images, int b, O* out, Scratch&
     s.row_sums.resize(f.out_h);
   }
   float* image = s.image.data();
+  if (!std::is_same_v<T, float> && f.geometry[b] == kMatrix) to_float_source(f, images, b, s, parallel);
   const Picks picks = picks_of(f, b, std::is_same_v<T, uint8_t>);
   const int lo = f.geometry[b] == kSeparable && picks == kNoPicks ? filter_source_rows(f, images, b, s, parallel) : -1;
   int start = 0, channels = f.channels_in;
