@@ -243,20 +243,20 @@ int64_t rows_ahead(const double* m, int width, int64_t i, const SourceImage<T>& 
   return std::llround(kRowsAhead * dy) * img.stride_h + std::llround(kRowsAhead * dx) * img.stride_w;
 }
 
-// Prefetches the cache lines of a row's first and third taps (rows y0 and y0 + 1), moved by `ahead`
-// elements, in every channel: a request every 32 bytes of the row's pixels. The addresses are
+// Prefetches the cache lines of a row's first and (bilinear) third taps (rows y0 and y0 + 1), moved
+// by `ahead` elements, in every channel: a request every 32 bytes of the row's pixels (what row i +
+// kRowsAhead reads, on its way into the cache). The addresses are
 // computed as integers, as they may lie outside the image (a prefetch never faults). Inlined: GCC
 // takes a function that only prefetches for one without effects and drops its calls.
 template <typename T, typename Index>
 inline __attribute__((always_inline)) void prefetch_taps(const SourceImage<T>& img, const Index* offset, int width,
-                                                         int channels, int64_t ahead) {
+                                                         int channels, bool bilinear, int64_t ahead) {
   constexpr int kStep = std::max<int>(1, 32 / sizeof(T));
   for (int c = 0; c < channels; ++c) {
     const uintptr_t base = reinterpret_cast<uintptr_t>(img.data) + (c * img.stride_c + ahead) * sizeof(T);
-    for (int j = 0; j < width; j += kStep) {
-      __builtin_prefetch(reinterpret_cast<const void*>(base + offset[j] * sizeof(T)));
-      __builtin_prefetch(reinterpret_cast<const void*>(base + offset[2 * width + j] * sizeof(T)));
-    }
+    for (int a = 0; a <= (bilinear ? 2 : 0); a += 2)  // nearest: every tap is the first one's pixel
+      for (int j = 0; j < width; j += kStep)
+        __builtin_prefetch(reinterpret_cast<const void*>(base + offset[a * width + j] * sizeof(T)));
   }
 }
 
@@ -329,6 +329,18 @@ void matrix_row(const FusedView& f, const SourceImage<T>& img, int b, int64_t i,
   const bool affine = m[6] == 0.0 && m[7] == 0.0 && m[8] == 1.0;
   const bool narrow = (img.height - 1) * img.stride_h + (img.width - 1) * img.stride_w <= INT32_MAX;
   float *ix = s.ix.data(), *iy = s.iy.data(), *weight = s.weight.data(), *outside = s.outside.data();
+  // one supersample's grid points (ix, iy) into taps, then into the row, through 32- or 64-bit offsets
+  auto sample_row = [&](auto* offset, bool first) {
+    dispatch_bool(f.bilinear, [&](auto bilinear) {
+      row_taps<decltype(bilinear)::value>(img, ix, iy, width, offset, weight);
+    });
+    for (int j = 0; j < width; ++j)
+      outside[j] = 1.0f - (weight[j] + weight[width + j] + weight[2 * width + j] + weight[3 * width + j]);
+    if (first) prefetch_taps(img, offset, width, f.channels_in, f.bilinear, rows_ahead(m, width, i, img));
+    for (int c = 0; c < f.channels_in; ++c)
+      gather_row(img.data + c * img.stride_c, offset, weight, outside, f.has_fill ? f.fill[c] : 0.0f, width,
+                 row + c * plane);
+  };
   for (int c = 0; c < f.channels_in; ++c) std::fill_n(row + c * plane, width, 0.0f);
   for (int sy = 0; sy < k; ++sy) {
     for (int sx = 0; sx < k; ++sx) {
@@ -340,31 +352,10 @@ void matrix_row(const FusedView& f, const SourceImage<T>& img, int b, int64_t i,
                                                    decltype(mode)::value, ix[j], iy[j]);
         });
       });
-      dispatch_bool(f.bilinear, [&](auto bilinear) {
-        if (narrow) {
-          row_taps<decltype(bilinear)::value>(img, ix, iy, width, s.offset32.data(), weight);
-        } else {
-          row_taps<decltype(bilinear)::value>(img, ix, iy, width, s.offset64.data(), weight);
-        }
-      });
-      for (int j = 0; j < width; ++j)
-        outside[j] = 1.0f - (weight[j] + weight[width + j] + weight[2 * width + j] + weight[3 * width + j]);
-      if (sy == 0 && sx == 0) {  // what row i + kRowsAhead reads, on its way into the cache
-        const int64_t ahead = rows_ahead(m, width, i, img);
-        if (narrow) {
-          prefetch_taps(img, s.offset32.data(), width, f.channels_in, ahead);
-        } else {
-          prefetch_taps(img, s.offset64.data(), width, f.channels_in, ahead);
-        }
-      }
-      for (int c = 0; c < f.channels_in; ++c) {
-        const T* src = img.data + c * img.stride_c;
-        const float fill = f.has_fill ? f.fill[c] : 0.0f;
-        if (narrow) {
-          gather_row(src, s.offset32.data(), weight, outside, fill, width, row + c * plane);
-        } else {
-          gather_row(src, s.offset64.data(), weight, outside, fill, width, row + c * plane);
-        }
+      if (narrow) {
+        sample_row(s.offset32.data(), sy == 0 && sx == 0);
+      } else {
+        sample_row(s.offset64.data(), sy == 0 && sx == 0);
       }
     }
   }
