@@ -133,7 +133,8 @@ def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     k = torch.add(hue.unsqueeze(1), offsets, out=x)  # x is free: r, g, b are read
     t = torch.ge(k, 6.0, out=torch.empty_like(x))
     k.add_(t, alpha=-6.0)  # mod 6, as k = H + n < 11
-    t = torch.minimum(k, torch.sub(k, 4.0, out=t).neg_(), out=t).clamp_(0.0, 1.0)
+    four = _device.constant((4.0,), torch.float32, x.device)  # ``sub`` takes no number first
+    t = torch.minimum(k, torch.sub(four, k, out=t), out=t).clamp_(0.0, 1.0)
     out = torch.sub(maxc.unsqueeze(1), t.mul_(chroma.unsqueeze(1)), out=x)
     if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999
         return out.mul_(255.999 / 255.0).floor_().clamp_(0.0, 255.0)

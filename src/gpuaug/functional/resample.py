@@ -446,17 +446,26 @@ def _plain_boxes(matrix: Tensor, window: Tensor, out_hw: tuple[int, int], sizes:
     image resized to ``out_hw`` (align_corners=False), then flipped where said; None where it is not.
 
     ``window`` (B, 4) as warp_separable takes it; ``sizes`` (B, 2) the images' (height, width).
+    On the host, in float64 numbers: a few per sample, which tensor ops would take far longer to run.
     """
-    lo, hi = window.view(-1, 2, 2).unbind(2)  # (B, 2): x then y
-    lo, hi = lo.to(torch.float64), hi.to(torch.float64)
-    a, b = _scale_shift(matrix)
-    length = hi - lo + 1
-    out = constant(out_hw[::-1], torch.float64, matrix.device)
-    start = torch.where(a > 0, lo, hi + 1.0)  # where output pixel 0's footprint starts
-    plain = ((a.abs() * out - length).abs() < 1e-9) & ((b - (start + 0.5 * a - 0.5)).abs() < 1e-9)
-    plain = plain.all(1) & (lo >= 0).all(1) & (hi < sizes.flip(1)).all(1)
-    boxes = torch.stack([lo[:, 1], lo[:, 0], length[:, 1], length[:, 0], a[:, 1] < 0, a[:, 0] < 0], 1)
-    return [tuple(int(v) for v in box) if ok else None for box, ok in zip(boxes.tolist(), plain.tolist())]
+    rows = zip(matrix.tolist(), window.tolist(), sizes.tolist())
+    return [_plain_box(m, w, out_hw, size) for m, w, size in rows]
+
+
+def _plain_box(m: list, window: list, out_hw: tuple[int, int], size: list) -> tuple[int, ...] | None:
+    """_plain_boxes for one sample: ``m`` its 3x3 map, ``window`` (x_lo, x_hi, y_lo, y_hi), ``size`` (h, w)."""
+    box = []
+    for axis, (n_out, n_in) in enumerate(zip(out_hw[::-1], size[::-1])):  # x, then y
+        a, b = m[axis][axis], m[axis][2]
+        lo, hi = float(window[2 * axis]), float(window[2 * axis + 1])
+        length = hi - lo + 1.0
+        start = lo if a > 0 else hi + 1.0  # where output pixel 0's footprint starts
+        plain = abs(abs(a) * n_out - length) < 1e-9 and abs(b - (start + 0.5 * a - 0.5)) < 1e-9  # False on NaN
+        if not (plain and lo >= 0 and hi < n_in):
+            return None
+        box.append((int(lo), int(length), a < 0))
+    (left, width, flip_x), (top, height, flip_y) = box
+    return top, left, height, width, int(flip_y), int(flip_x)
 
 
 def _native_resize(image: Tensor, box: tuple[int, ...], out_hw: tuple[int, int], interpolation: str, antialias: bool) -> Tensor:

@@ -159,7 +159,7 @@ class RandomGrayscale(PixelTransform):
         return spec
 
     def apply(self, x: Tensor, params: Params, domain: Domain) -> Tensor:
-        return C.rgb_to_grayscale(x, domain).expand_as(x).clone()
+        return x.copy_(C.rgb_to_grayscale(x, domain).expand_as(x))
 
 
 class Grayscale(PixelTransform):
