@@ -97,6 +97,17 @@ def test_sample_keys_match_pure_python(seed, epoch, call):
     assert u32(keys) == [ref_sample_key(seed, epoch, call, i) for i in ids.tolist()]
 
 
+@pytest.mark.parametrize("seed", [0, 2**31 + 7, 2**40 + 3])
+@pytest.mark.parametrize("epoch,call", [(0, 0), (3, 5), (torch.tensor(7), 12)])
+@pytest.mark.parametrize("batch", [1, 3, 64])
+def test_position_keys_are_the_keys_of_positions(seed, epoch, call, batch):
+    """The words hashed on the host give the keys that hashing the ids 0..B-1 on the device gives,
+    and the pure-Python reference's."""
+    keys = R.position_keys(seed, epoch, call, batch, "cpu")
+    assert torch.equal(keys, R.sample_keys(seed, epoch, call, torch.arange(batch)))
+    assert u32(keys) == [ref_sample_key(seed, int(epoch), call, i) for i in range(batch)]
+
+
 def test_stream_bits_match_pure_python_and_count_on():
     keys = R.sample_keys(5, 1, -1, torch.arange(6))
     s = R.Stream(keys, transform=3)

@@ -53,14 +53,9 @@ def identity(batch: int, device: torch.device | str | None = None) -> Tensor:
 def _affine_rows(*entries: Tensor | float) -> Tensor:
     """Matrices [[e0, e1, e2], [e3, e4, e5], [0, 0, 1]] from six (B,) float64 tensors or numbers."""
     like = next(v for v in entries if isinstance(v, Tensor))
-    filled: dict[float, Tensor] = {}
 
-    def column(v: Tensor | float) -> Tensor:
-        if isinstance(v, Tensor):
-            return v
-        if v not in filled:
-            filled[v] = torch.full_like(like, v)
-        return filled[v]
+    def column(v: Tensor | float) -> Tensor:  # a number: a constant's view, which stack copies (no fill op)
+        return v if isinstance(v, Tensor) else constant((v,), _F64, like.device).expand_as(like)
 
     return torch.stack([column(v) for v in (*entries, 0.0, 0.0, 1.0)], dim=1).view(-1, 3, 3)
 

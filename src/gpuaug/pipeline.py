@@ -47,7 +47,7 @@ from .mix import AnyMix, mix_images, mix_labels, split_mix
 from .params import BatchParams, Params
 from .plan import Stage, Step, expand, group, matrices
 from .ragged import RaggedBatch
-from .random import Draws, Stream, sample_keys
+from .random import Draws, Stream, position_keys, sample_keys
 from .targets import Batch, TargetOptions
 from .transforms._base import ImageSpec, Transform, parse_epoch, parse_sample_ids
 from .transforms._container import Compose, _check_children
@@ -298,6 +298,8 @@ class Pipeline:
         else:
             call, ids = -1, parse_sample_ids(sample_ids, size, device)
         epoch = self.epoch if epoch is None else parse_epoch(epoch, device)
+        if sample_ids is None:  # positions: their hashed words are a constant
+            return call, ids, epoch, position_keys(self.seed, epoch, call, size, device)
         return call, ids, epoch, sample_keys(self.seed, epoch, call, ids)
 
     def _draw_body(self, batch: Tensor, sizes: Tensor | None, keys: Tensor) -> tuple[list[Step], list[Params]]:
