@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpuaug as ga
+from gpuaug import _device
 from gpuaug import random as R
 
 M32 = 0xFFFFFFFF
@@ -97,14 +98,17 @@ def test_sample_keys_match_pure_python(seed, epoch, call):
     assert u32(keys) == [ref_sample_key(seed, epoch, call, i) for i in ids.tolist()]
 
 
-@pytest.mark.parametrize("seed", [0, 2**31 + 7, 2**40 + 3])
+@pytest.mark.parametrize("seed", [0, 2**31 + 7, 2**40 + 3, -5])
 @pytest.mark.parametrize("epoch,call", [(0, 0), (3, 5), (torch.tensor(7), 12)])
 @pytest.mark.parametrize("batch", [1, 3, 64])
-def test_position_keys_are_the_keys_of_positions(seed, epoch, call, batch):
-    """The words hashed on the host give the keys that hashing the ids 0..B-1 on the device gives,
-    and the pure-Python reference's."""
+def test_position_keys_are_the_keys_of_positions(seed, epoch, call, batch, monkeypatch):
+    """The words hashed on the host (the accelerator path, run here on the CPU) give the keys that
+    hashing the ids 0..B-1 gives, and the pure-Python reference's."""
+    expected = R.sample_keys(seed, epoch, call, torch.arange(batch))
+    monkeypatch.setattr(_device, "on_host", lambda device: False)
+    monkeypatch.setattr(R, "sample_keys", None)  # the constant's path hashes no ids
     keys = R.position_keys(seed, epoch, call, batch, "cpu")
-    assert torch.equal(keys, R.sample_keys(seed, epoch, call, torch.arange(batch)))
+    assert torch.equal(keys, expected)
     assert u32(keys) == [ref_sample_key(seed, int(epoch), call, i) for i in range(batch)]
 
 

@@ -122,7 +122,7 @@ def run_stage(x: Tensor, stage: Step | Warp, domain: Domain, source: Tensor) -> 
     if isinstance(stage, Warp):
         return _warp(x, stage, domain), domain
     if x.dtype != torch.float32 or x is source:  # contiguous: every input layout then rounds alike
-        # (a copy into a contiguous tensor: a third of the time ``to`` takes from channels-last uint8)
+        # (a copy into a contiguous tensor: half the time ``to`` takes from channels-last uint8)
         x = torch.empty(x.shape, dtype=torch.float32, device=x.device).copy_(x)
     return _step(x, stage, domain), Domain(stage.spec_out.dtype)
 

@@ -292,15 +292,13 @@ class Pipeline:
         """(call, ids, epoch, keys) of a call on ``batch``: the sample ids (positions when not
         given) and the per-sample keys of the counter-based randomness."""
         size, device = batch.shape[0], batch.device
-        if sample_ids is None:
-            call, ids = self._calls, torch.arange(size, device=device)
-            self._calls += 1
-        else:
-            call, ids = -1, parse_sample_ids(sample_ids, size, device)
         epoch = self.epoch if epoch is None else parse_epoch(epoch, device)
-        if sample_ids is None:  # positions: their hashed words are a constant
-            return call, ids, epoch, position_keys(self.seed, epoch, call, size, device)
-        return call, ids, epoch, sample_keys(self.seed, epoch, call, ids)
+        if sample_ids is not None:
+            ids = parse_sample_ids(sample_ids, size, device)
+            return -1, ids, epoch, sample_keys(self.seed, epoch, -1, ids)
+        call = self._calls
+        self._calls += 1
+        return call, torch.arange(size, device=device), epoch, position_keys(self.seed, epoch, call, size, device)
 
     def _draw_body(self, batch: Tensor, sizes: Tensor | None, keys: Tensor) -> tuple[list[Step], list[Params]]:
         """The steps of the transforms before the mix, and every node's parameters, drawn from ``keys``."""

@@ -20,6 +20,7 @@ import math
 import torch
 from torch import Tensor
 
+from . import _device
 from ._device import constant
 
 __all__ = ["mix32", "sample_keys", "position_keys", "Stream", "Draws", "uniform_bits", "normal_field"]
@@ -81,38 +82,46 @@ def sample_keys(seed: int, epoch: int | Tensor, call: int, ids: Tensor) -> Tenso
     ids = ids.to(torch.int64)
     # the id's two 32-bit words, hashed together; then absorbed one after the other
     words = mix32(torch.stack([ids & 0xFFFFFFFF, ids >> 32], dim=-1).to(torch.int32) + _i32(_GOLDEN))
-    return _keys_of_words(seed, epoch, call, words)
+    return _keys_of_words(seed, epoch, call, words[..., 0], words[..., 1])
+
+
+_MOST_POSITIONS = 4096  # beyond, looking the constant up costs more than hashing on the device
 
 
 def position_keys(seed: int, epoch: int | Tensor, call: int, batch: int, device: torch.device | str) -> Tensor:
-    """:func:`sample_keys` of the ids 0, 1, ..., ``batch`` - 1, whose hashed words are computed once
-    on the host (a constant on the device: a dozen tensor ops fewer per call).
+    """:func:`sample_keys` of the ids 0, 1, ..., ``batch`` - 1.
+
+    On an accelerator their hashed words are a constant, hashed once on the host: 16 tensor ops
+    (kernel launches) fewer per call. On the host, and while torch.compile traces, the ids are
+    hashed as :func:`sample_keys` does (there that is the cheaper way).
 
     Example:
         >>> torch.equal(position_keys(3, 1, 7, 5, "cpu"), sample_keys(3, 1, 7, torch.arange(5)))
         True
     """
-    words = constant(_position_words(batch), torch.int32, device).view(batch, 2)
-    return _keys_of_words(seed, epoch, call, words)
+    device = torch.device(device)
+    if _device.on_host(device) or torch.compiler.is_compiling() or batch > _MOST_POSITIONS:
+        return sample_keys(seed, epoch, call, torch.arange(batch, device=device))
+    low = constant(_position_words(batch), torch.int32, device)
+    return _keys_of_words(seed, epoch, call, low, _hashed_word(0))  # every position's high word is 0
 
 
 @functools.lru_cache(maxsize=16)
 def _position_words(batch: int) -> tuple[int, ...]:
-    """The hashed (low, high) words of the ids 0..batch-1, flat, as :func:`sample_keys` hashes them."""
-    high = _hashed_word(0)
-    return tuple(w for i in range(batch) for w in (_hashed_word(i), high))
+    """The hashed low words of the ids 0..batch-1, as :func:`sample_keys` hashes them."""
+    return tuple(_hashed_word(i) for i in range(batch))
 
 
-def _keys_of_words(seed: int, epoch: int | Tensor, call: int, words: Tensor) -> Tensor:
-    """The keys of :func:`sample_keys` from the ids' hashed words (..., 2)."""
+def _keys_of_words(seed: int, epoch: int | Tensor, call: int, low: Tensor, high: Tensor | int) -> Tensor:
+    """The keys of :func:`sample_keys` from the ids' hashed low and high words."""
     h = _absorb_int(_absorb_int(0x2545F491, seed & 0xFFFFFFFF), seed >> 32)
     if isinstance(epoch, Tensor):
-        keys = _absorb(_absorb(torch.full(words.shape[:-1], _i32(h), dtype=torch.int32, device=words.device),
+        keys = _absorb(_absorb(torch.full(low.shape, _i32(h), dtype=torch.int32, device=low.device),
                                epoch.to(torch.int32)), call)
-        keys = mix32(keys ^ words[..., 0])
+        keys = mix32(keys ^ low)
     else:
-        keys = mix32(words[..., 0] ^ _i32(_absorb_int(_absorb_int(h, epoch), call)))
-    return mix32(keys ^ words[..., 1])
+        keys = mix32(low ^ _i32(_absorb_int(_absorb_int(h, epoch), call)))
+    return mix32(keys ^ high)
 
 
 def uniform_bits(bits: Tensor) -> Tensor:
