@@ -67,6 +67,29 @@ void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, s
                 ", expected ", at::IntArrayRef(shape), " (-1: any)");
 }
 
+// Whether every value of the integer tensor t lies in [lo, hi] (an empty one: yes).
+bool within(const at::Tensor& t, int64_t lo, int64_t hi) {
+  if (t.numel() == 0) return true;
+  const auto [least, most] = at::aminmax(t);
+  return least.item<int64_t>() >= lo && most.item<int64_t>() <= hi;
+}
+
+// The values that say where to read the images: out of range, they would read outside the batch.
+// Checked on the CPU only: on CUDA, reading them back would make the host wait for the device.
+void check_indices(const FusedArgs& a) {
+  if (!a.images.device().is_cpu()) return;
+  const int64_t height = a.images.size(2), width = a.images.size(3);
+  TORCH_CHECK(within(a.src_size.select(1, 0), 1, height) && within(a.src_size.select(1, 1), 1, width),
+              "fused_augment: src_size must hold sizes within the images' (", height, ", ", width, ")");
+  TORCH_CHECK(within(a.taps_x, 0, width - 1), "fused_augment: taps_x must be column indices in [0, ", width - 1, "]");
+  TORCH_CHECK(within(a.taps_y, 0, height - 1), "fused_augment: taps_y must be row indices in [0, ", height - 1, "]");
+  TORCH_CHECK(within(a.geometry, kIdentity, kMatrix), "fused_augment: geometry must hold modes in [", kIdentity,
+              ", ", kMatrix, "]");
+  TORCH_CHECK((a.out_height <= height && a.out_width <= width) || !a.geometry.eq(kIdentity).any().item<bool>(),
+              "fused_augment: a sample that is not resampled (geometry ", kIdentity, ") needs an output size within "
+              "the images'");
+}
+
 void check(const FusedArgs& a) {
   const auto& x = a.images;
   TORCH_CHECK(x.dim() == 4, "fused_augment: images must be (B, C, H, W), got shape ", x.sizes());
@@ -98,6 +121,7 @@ void check(const FusedArgs& a) {
   TORCH_CHECK(a.supersample >= 1 && a.supersample <= 8, "fused_augment: supersample must be in [1, 8]");
   TORCH_CHECK(a.warp_rounding >= 0 && a.warp_rounding <= 2, "fused_augment: warp_rounding must be 0, 1 or 2");
   TORCH_CHECK(a.final_mode >= kCopy && a.final_mode <= kScaleShiftToUint8, "fused_augment: bad final_mode");
+  check_indices(a);
 }
 
 // Pixelwise: the CPU runs the CUDA kernels' per-pixel code (fused_pixelwise.cpp) instead of its own pass.

@@ -292,6 +292,34 @@ def test_op_rejects_bad_arguments(monkeypatch):
         torch.ops.gpuaug.fused_augment(*bad)
 
 
+@pytest.mark.parametrize("field,value,message", [
+    (1, (31, 34), "src_size must hold sizes within"),  # a row past the images' 30
+    (1, (30, 0), "src_size must hold sizes within"),
+    (3, 34, "taps_x must be column indices"),
+    (5, -1, "taps_y must be row indices"),
+    (2, 3, "geometry must hold modes"),
+])
+def test_op_rejects_indices_outside_the_images(monkeypatch, field, value, message):
+    """Sizes, taps and modes that would read outside the batch raise instead (on the CPU, where they are read)."""
+    (args,) = _captured_arguments(monkeypatch, imagenet_train(), _input((2, 3, 30, 34), torch.uint8, 0))
+    bad = list(args)
+    bad[field] = bad[field].clone()
+    bad[field][-1] = torch.tensor(value)
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.gpuaug.fused_augment(*bad)
+    torch.ops.gpuaug.fused_augment(*args)  # the arguments as captured pass
+
+
+def test_op_rejects_an_output_larger_than_an_unresampled_input(monkeypatch):
+    (args,) = _captured_arguments(monkeypatch, [ga.ColorJitter(0.4)], _input((2, 3, 8, 8), torch.uint8, 0))
+    assert not args[2].any()  # every sample kIdentity: read where it is written
+    bad = list(args)
+    bad[14] = 9  # output height
+    bad[5], bad[6] = torch.zeros(2, 9, 0, dtype=torch.int32), torch.zeros(2, 9, 0)  # taps_y, weights_y to match
+    with pytest.raises(RuntimeError, match="not resampled"):
+        torch.ops.gpuaug.fused_augment(*bad)
+
+
 def test_torch_compile_traces_a_pipeline_without_graph_breaks():
     pipe = ga.Pipeline([ga.RandomHorizontalFlip(), ga.ColorJitter(0.4, 0.4), ga.ToDtype(torch.float32, scale=True)],
                        seed=0, backend="ext")
