@@ -2,7 +2,7 @@
 
 On an accelerator the backends never read values back: a gated transform is computed for every
 sample and blended with ``where``, ColorJitter runs its four slots over the whole batch, a separable
-warp is two batched products, a warp whose rotation some samples skip runs both resampling paths over
+warp sums every sample's taps at once, a warp whose rotation some samples skip runs both resampling paths over
 the whole batch and picks per sample, and the batch is not cut into chunks. Without a GPU those paths would run nowhere in CI, so here
 ``gpuaug._device.on_host`` says False for the CPU and the results are compared with the host paths.
 The CUDA tests run them on a GPU as well.
@@ -17,6 +17,7 @@ import pytest
 import torch
 from _strategies import SETTINGS, _describe, _input, _n, _straddles_allowed, _tolerance, cases, poisoned_memory
 from hypothesis import given, settings
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import gpuaug as ga
 from gpuaug import _device
@@ -89,7 +90,7 @@ def test_named_pipelines(backend, transforms):
         "filled-crop-resize"])
 def test_uint8_resizes_are_the_same_bits_on_every_path(transforms):
     """On the CPU a uint8 crop-resize calls torch's own resize per sample; its bits are those of the tap
-    sums (the host path for any other map) and of the accelerators' dense products."""
+    sums (the host path for any other map) and of the accelerators' batched tap sums."""
     from gpuaug.functional import resample
 
     native_resize = resample._native_resize
@@ -105,8 +106,40 @@ def test_uint8_resizes_are_the_same_bits_on_every_path(transforms):
         patch.setattr(resample, "_native_resizes", lambda *args: False)
         taps = pipe(x, sample_ids=ids)
     with accelerator_paths():
-        dense = pipe(x, sample_ids=ids)
-    assert torch.equal(native, taps) and torch.equal(native, dense)
+        batched = pipe(x, sample_ids=ids)
+    assert torch.equal(native, taps) and torch.equal(native, batched)
+
+
+@pytest.mark.parametrize("transforms", [
+    [ga.RandomResizedCrop(24, scale=(0.05, 1.0)), ga.RandomHorizontalFlip()],
+    [ga.Resize((20, 60), interpolation="bicubic"), ga.RandomVerticalFlip()],
+    [ga.RandomCrop(30, padding=6, padding_mode="reflect"), ga.Resize(23)],
+    [ga.Pad(4, fill=0.5), ga.RandomResizedCrop(19, antialias=False)],
+], ids=["crop-flip", "bicubic-flip", "reflect-crop-resize", "filled-crop-no-antialias"])
+def test_float_separable_warps_are_the_same_bits_on_both_paths(transforms):
+    """The accelerators sum every sample's taps in the host path's order with its products, with no
+    float32 matrix product (TF32 would round one; the plan's float64 3x3 maps may multiply): the same
+    bits."""
+    x = _input((12, 3, 36, 44), torch.float32, 6)
+    pipe = ga.Pipeline(transforms, seed=3, backend="torch")
+    ids = torch.arange(x.shape[0])
+    expected = pipe(x, sample_ids=ids)
+    with accelerator_paths(), _OpNames() as ops:
+        actual = pipe(x, sample_ids=ids)
+    assert torch.equal(actual, expected)
+    assert not {(name, dtype) for name, dtype in ops.names if "mm" in name and dtype != torch.float64}
+
+
+class _OpNames(TorchDispatchMode):
+    """The (name, first argument's dtype) of the ops run under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[tuple[str, torch.dtype | None]] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add((func.__name__, args[0].dtype if args and isinstance(args[0], torch.Tensor) else None))
+        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["contiguous", "channels_last"])

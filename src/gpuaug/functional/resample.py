@@ -328,12 +328,6 @@ def _tap_sum(weights: Tensor) -> Tensor:
     return functools.reduce(operator.add, weights.unbind(-1))[..., None]
 
 
-def _dense(taps: Tensor, weights: Tensor, in_len: int) -> Tensor:
-    """(B, out, in) matrix holding the tap weights."""
-    dense = torch.zeros(*taps.shape[:2], in_len, dtype=torch.float32, device=taps.device)
-    return dense.scatter_add_(2, taps, weights)
-
-
 def separable_taps(
     x_shape: tuple[int, ...],
     matrix: Tensor,
@@ -410,20 +404,19 @@ def _filter_rows_then_columns(
     """Each image row filtered along x, then each column along y; ``horizontal`` and ``vertical`` are
     (taps, weights), both (B, out, taps).
 
-    Accelerators take two batched products with dense (B, out, in) weights. On the CPU each sample
-    gathers only the rows and columns its taps read and sums its few taps per output pixel, where a
-    dense product would multiply by every pixel of the crop; a sample with a box from _plain_boxes
-    instead calls torch's own resize (``native``: its interpolation and antialias), which computes
-    the same numbers several times faster.
+    Accelerators gather every sample's taps at once (_gather_taps). On the CPU each sample gathers
+    only the rows and columns its taps read and sums its few taps per output pixel; a sample with a
+    box from _plain_boxes instead calls torch's own resize (``native``: its interpolation and
+    antialias), which computes the same numbers several times faster. Both sum the taps in order
+    with the same products, so they agree bit for bit.
     """
     batch, channels, height, width = x.shape
     (tx, wx), (ty, wy) = horizontal, vertical
     if not _device.on_host(x.device):
-        dx, dy = _dense(tx, wx, width), _dense(ty, wy, height)
-        y = torch.bmm(x.to(torch.float32).reshape(batch, channels * height, width), dx.transpose(1, 2))
+        y = _gather_taps(x, tx, wx, 3)
         if integer:
             y = round_half_up(y).clamp_(0.0, 255.0)
-        return torch.matmul(dy[:, None], y.view(batch, channels, height, -1))
+        return _gather_taps(y, ty, wy, 2)
     out = torch.empty(batch, channels, ty.shape[1], tx.shape[1])
     cols = torch.stack([tx.flatten(1).amin(1), tx.flatten(1).amax(1) + 1], 1).tolist()
     rows = torch.stack([ty.flatten(1).amin(1), ty.flatten(1).amax(1) + 1], 1).tolist()
@@ -481,6 +474,21 @@ def _flipped(image: Tensor, flip_y: bool, flip_x: bool) -> Tensor:
     """A (C, H, W) image flipped along the axes said (itself where none)."""
     flips = [d for d, flip in ((1, flip_y), (2, flip_x)) if flip]
     return image.flip(flips) if flips else image
+
+
+def _gather_taps(x: Tensor, taps: Tensor, weights: Tensor, dim: int) -> Tensor:
+    """Along ``dim`` (2: rows, 3: columns) of x (B, C, H, W), output line o of sample b is the sum, in
+    tap order, of x's lines ``taps[b, o, k]`` weighted by ``weights[b, o, k]`` (both (B, out, K)):
+    _sum_taps' arithmetic for the whole batch at once. Float32 products and sums, not a product with
+    dense weight matrices, which TF32 (``torch.backends.cuda.matmul.allow_tf32``) would round."""
+    shape = list(x.shape)
+    shape[dim] = taps.shape[1]
+    lines = (x.shape[0], 1, -1, 1) if dim == 2 else (x.shape[0], 1, 1, -1)
+    out = torch.zeros(shape, dtype=torch.float32, device=x.device) if taps.shape[2] == 0 else None
+    for k in range(taps.shape[2]):
+        gathered, w = x.gather(dim, taps[:, :, k].reshape(lines).expand(shape)), weights[:, :, k].reshape(lines)
+        out = gathered * w if out is None else out.addcmul_(gathered, w)
+    return out
 
 
 def _sum_taps(x: Tensor, taps: Tensor, weights: Tensor, used: list[bool], out: Tensor) -> Tensor:
