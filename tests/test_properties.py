@@ -13,6 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import gpuaug as ga
+from gpuaug._ext import extension_error
 
 from _strategies import DTYPES, SETTINGS, Spec, _describe, _input, _n, cases, same_spec_transform
 
@@ -101,6 +102,23 @@ def test_geometry_on_tiny_images(b, c, h, w, dtype):
     out = ga.Pipeline(transforms, seed=h * 13 + w)(x)
     assert out.shape == (b, c, 3, 3) and out.dtype == dtype
     assert bool(out.to(torch.float32).isfinite().all())
+
+
+BACKENDS = ["torch", pytest.param("ext", marks=pytest.mark.skipif(extension_error() is not None, reason="no extension"))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_perspective_whose_corners_collapse_keeps_the_image(backend):
+    """A large distortion of a small image can draw end points that leave no map (two meet, or three
+    on a line; torchvision raises): those samples keep their image, the others are warped, all finite."""
+    x = _input((64, 3, 2, 3), torch.float32)
+    out, params = ga.Pipeline([ga.RandomPerspective(1.0, p=1.0)], seed=1, backend=backend)(x, return_params=True)
+    p = params.transforms[0]
+    identity = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    kept = (p.coefficients == identity).all(1) & (p.endpoints != p.startpoints).flatten(1).any(1)
+    assert 0 < int(kept.sum()) < 64  # both kinds of sample drawn
+    assert bool(out.isfinite().all())
+    assert torch.equal(out[kept], x[kept])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.uint8])

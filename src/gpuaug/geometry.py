@@ -135,7 +135,14 @@ def perspective_coefficients(startpoints: Tensor, endpoints: Tensor) -> Tensor:
     """(B, 8) coefficients mapping end points to start points, as torchvision computes them.
 
     ``startpoints``/``endpoints``: (B, 4, 2) corners (x, y). Solved in float64 without a host
-    synchronisation (``solve_ex`` does not check for singular systems).
+    synchronisation (``solve_ex`` does not check for singular systems). Where the end points
+    leave no map (two of them meet, or three lie on a line: a large distortion of a small image
+    can draw that, and torchvision then raises), the identity's coefficients.
+
+    Example:
+        >>> square = torch.tensor([[[0, 0], [1, 0], [1, 1], [0, 1]]])
+        >>> perspective_coefficients(square, torch.tensor([[[1, 0], [0, 0], [0, 0], [0, 1]]])).tolist()
+        [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]
     """
     e = endpoints.to(_F64)
     s = startpoints.to(_F64)
@@ -146,8 +153,10 @@ def perspective_coefficients(startpoints: Tensor, endpoints: Tensor) -> Tensor:
     rows_y = torch.stack([zero, zero, zero, ex, ey, one, -sy * ex, -sy * ey], dim=2)
     a = torch.stack([rows_x, rows_y], dim=2).reshape(-1, 8, 8)
     b = s.reshape(-1, 8)
-    coeffs, _ = torch.linalg.solve_ex(a, b)
-    return coeffs.to(torch.float32).to(_F64)  # torchvision rounds the coefficients to float32
+    coeffs, info = torch.linalg.solve_ex(a, b)
+    coeffs = coeffs.to(torch.float32).to(_F64)  # torchvision rounds the coefficients to float32
+    solved = (info == 0) & coeffs.isfinite().all(1)
+    return torch.where(solved[:, None], coeffs, constant((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0), _F64, coeffs.device))
 
 
 def perspective(coefficients: Tensor) -> Tensor:

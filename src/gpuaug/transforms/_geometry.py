@@ -545,6 +545,9 @@ class PerspectiveParams(Params):
 class RandomPerspective(_FillMixin):
     """Random perspective distortion of the corners, as torchvision.
 
+    A large distortion of a small image can draw corners that leave no map (two meet, or three lie
+    on a line); where torchvision raises, that sample keeps its image (identity coefficients).
+
     Example:
         >>> import torch, gpuaug as ga
         >>> ga.Pipeline([ga.RandomPerspective(0.5, p=1.0)], seed=0)(torch.rand(2, 3, 16, 16)).shape
