@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,7 @@ from torch import Tensor
 from .. import _device
 from .color import Domain, _finish, _per_sample
 
-__all__ = ["gaussian_kernels", "gaussian_blur", "adjust_sharpness"]
+__all__ = ["gaussian_kernels", "gaussian_blur", "adjust_sharpness", "weighted_sum"]
 
 _MOST_TAPS = 15  # the longest kernel summed tap by tap on CPUs (see _filter_axis)
 
@@ -54,10 +55,17 @@ def _filter_axis(x: Tensor, kernels: Tensor, dim: int) -> Tensor:
         return _depthwise(x, kernels[:, None, :] if dim == -1 else kernels[:, :, None])
     length = x.shape[dim] - taps + 1
     weights = kernels.view(batch, 1, 1, 1, taps)
-    out = torch.mul(x.narrow(dim, 0, length), weights[..., 0])
-    for t in range(1, taps):
-        out.addcmul_(x.narrow(dim, t, length), weights[..., t])
-    return out
+    return weighted_sum((x.narrow(dim, t, length), weights[..., t]) for t in range(taps))
+
+
+def weighted_sum(terms: Iterable[tuple[Tensor, Tensor]], out: Tensor | None = None) -> Tensor:
+    """The sum of ``values * weight`` over the (values, weight) ``terms``, added in their order: the
+    first product, then one ``addcmul_`` per term, a depthwise convolution's own arithmetic. Into
+    ``out`` where given (zeros for no terms); else a new tensor, from at least one term."""
+    total = None
+    for values, weight in terms:
+        total = torch.mul(values, weight, out=out) if total is None else total.addcmul_(values, weight)
+    return out.zero_() if total is None else total
 
 
 def gaussian_blur(x: Tensor, kernel_size: tuple[int, int], sigma: Tensor, domain: Domain) -> Tensor:

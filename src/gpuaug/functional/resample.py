@@ -33,6 +33,7 @@ from torch import Tensor
 
 from .. import _device
 from .._device import constant
+from .filters import weighted_sum
 
 __all__ = ["Padding", "Link", "Resampled", "AxisTaps", "separable_taps", "warp_separable", "warp_grid", "fold_index", "round_half_up"]
 
@@ -484,24 +485,15 @@ def _gather_taps(x: Tensor, taps: Tensor, weights: Tensor, dim: int) -> Tensor:
     shape = list(x.shape)
     shape[dim] = taps.shape[1]
     lines = (x.shape[0], 1, -1, 1) if dim == 2 else (x.shape[0], 1, 1, -1)
-    out = torch.zeros(shape, dtype=torch.float32, device=x.device) if taps.shape[2] == 0 else None
-    for k in range(taps.shape[2]):
-        gathered, w = x.gather(dim, taps[:, :, k].reshape(lines).expand(shape)), weights[:, :, k].reshape(lines)
-        out = gathered * w if out is None else out.addcmul_(gathered, w)
-    return out
+    terms = ((x.gather(dim, taps[:, :, k].reshape(lines).expand(shape)), weights[:, :, k].reshape(lines))
+             for k in range(taps.shape[2]))
+    return weighted_sum(terms, torch.empty(shape, dtype=torch.float32, device=x.device))
 
 
 def _sum_taps(x: Tensor, taps: Tensor, weights: Tensor, used: list[bool], out: Tensor) -> Tensor:
     """out = the sum, in tap order, of x[:, taps[:, k]] * weights[:, k, None] over the ``used`` taps k."""
-    first = True
-    for k in (k for k, u in enumerate(used) if u):
-        gathered, w = x.index_select(1, taps[:, k]), weights[:, k, None]
-        if first:
-            torch.mul(gathered, w, out=out)
-            first = False
-        else:
-            out.addcmul_(gathered, w)
-    return out.zero_() if first else out
+    terms = ((x.index_select(1, taps[:, k]), weights[:, k, None]) for k, u in enumerate(used) if u)
+    return weighted_sum(terms, out)
 
 
 def _native_resizes(x: Tensor, out_w: int, interpolation: str, antialias: bool, integer: bool) -> bool:
