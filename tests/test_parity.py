@@ -585,6 +585,24 @@ def test_composed_crop_pad_flip_is_exact(dtype):
         assert_equal(out[b], F.center_crop(ref, [28, 28]), what=f"sample {b}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=_id)
+def test_samples_that_skip_a_rotation_are_resized_and_flipped_exactly(dtype):
+    """A sample that skips the pass's gated rotation takes the crop, resize and flip alone, with the
+    crop's own nearest interpolation (not the rotation's bilinear), flipped after resizing as
+    torchvision does it (once a pixel off where a flip came before the skipped rotation)."""
+    x = make_images(16, 3, H, W, dtype, seed=5)
+    pipe = ga.Pipeline([ga.RandomResizedCrop((24, 20), scale=(0.3, 1.0), interpolation="nearest"),
+                        ga.RandomHorizontalFlip(), ga.RandomRotation(30, interpolation="bilinear", p=0.5)], seed=3)
+    out, params = pipe(x, return_params=True)
+    crop, flip, rotation = params.transforms
+    skipped = (~rotation.applied).nonzero().flatten().tolist()
+    assert bool(flip.applied[skipped].any()) and not bool(flip.applied[skipped].all())
+    for b in skipped:
+        box = [as_int(crop.top, b), as_int(crop.left, b), as_int(crop.height, b), as_int(crop.width, b)]
+        ref = F.resized_crop(x[b], *box, [24, 20], interpolation=mode("nearest"))
+        assert_equal(out[b], F.horizontal_flip(ref) if flip.applied[b] else ref, what=f"sample {b}")
+
+
 # =============================================================================================================
 # Colour
 # =============================================================================================================

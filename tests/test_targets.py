@@ -20,6 +20,7 @@ import runpy
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from _parity_helpers import edge_free_mask
@@ -110,9 +111,9 @@ KEYPOINT_FLIP_OFFSET = {"hflip": (1.0, 0.0), "vflip": (0.0, 1.0)}  # see the mod
 
 
 def _sanitize(boxes: T.BoundingBoxes) -> tuple[T.BoundingBoxes, Tensor]:
-    """torchvision's SanitizeBoundingBoxes with gpuaug's default min_area, after clamping to the canvas
+    """torchvision's SanitizeBoundingBoxes with its defaults (gpuaug's), after clamping to the canvas
     (torchvision's float32 resize can put a clamped edge one ulp past it, which sanitize then drops)."""
-    return F.sanitize_bounding_boxes(F.clamp_bounding_boxes(boxes), min_size=0.0, min_area=1.0)
+    return F.sanitize_bounding_boxes(F.clamp_bounding_boxes(boxes), min_size=1.0, min_area=1.0)
 
 
 def _assert_boxes(actual: Tensor, expected: Tensor, what: str) -> None:
@@ -175,6 +176,24 @@ def test_masks_of_a_resized_crop_and_flips_are_torchvisions():
         ref = F.resized_crop(T.Mask(masks[b]), *_crop(crop, b), [40, 44])
         ref = F.horizontal_flip(ref) if hflip.applied[b] else ref
         ref = F.vertical_flip(ref) if vflip.applied[b] else ref
+        assert torch.equal(out.masks[b], ref.as_subclass(Tensor)), f"sample {b}"
+
+
+@pytest.mark.parametrize("gated", [ga.RandomRotation(30, p=0.5), ga.RandomPerspective(), ga.RandomAffine(20, p=0.5)],
+                         ids=["rotation", "perspective", "affine"])
+def test_masks_of_samples_that_skip_a_rotation_after_a_flip_are_torchvisions(gated):
+    """A sample that skips the pass's gated rotation is resized and flipped as torchvision does it
+    (the rotation's link once counted as the resize that nearest footprints are traced to, so a
+    flip before it moved those samples a pixel)."""
+    masks = torch.randint(0, 200, (16, 21, 27), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    pipe = ga.Pipeline([ga.RandomResizedCrop((15, 19), scale=(0.3, 1.0)), ga.RandomHorizontalFlip(), gated], seed=3)
+    out = pipe(torch.zeros(16, 1, 21, 27), masks=masks)
+    crop, flip, rotation = out.params.transforms
+    skipped = (~rotation.applied).nonzero().flatten().tolist()
+    assert bool(flip.applied[skipped].any()), "some sample must skip the rotation after a flip"
+    for b in skipped:
+        ref = F.resized_crop(T.Mask(masks[b]), *_crop(crop, b), [15, 19])
+        ref = F.horizontal_flip(ref) if flip.applied[b] else ref
         assert torch.equal(out.masks[b], ref.as_subclass(Tensor)), f"sample {b}"
 
 
@@ -285,6 +304,29 @@ def test_boxes_leaving_the_image_are_dropped_with_their_labels():
         pipe = ga.Pipeline([ga.CenterCrop((10, 20))], seed=0, targets=options)
         out = pipe(torch.zeros(1, 3, H, W), boxes=[_three_boxes()], labels=[torch.tensor([1, 2, 3])])
         assert torch.equal(out.labels[0], torch.tensor([1])), options
+
+
+@pytest.mark.parametrize("transforms", [[ga.RandomHorizontalFlip(p=1.0)], [ga.ColorJitter(0.1)]], ids=["flip", "no-geometry"])
+def test_inverted_and_empty_boxes_are_dropped_as_torchvision_sanitizes_them(transforms):
+    """torchvision's flip keeps an inverted box inverted, and SanitizeBoundingBoxes then drops it;
+    gpuaug once turned it around and kept it."""
+    boxes = torch.tensor([[12.0, 5.0, 4.0, 10.0], [4.0, 5.0, 4.0, 10.0], [4.0, 5.0, 12.0, 10.0], [4.0, 9.0, 12.0, 5.0]])
+    out = ga.Pipeline(transforms, seed=0)(torch.rand(1, 3, 20, 30), boxes=[boxes], labels=[torch.arange(4)])
+    ref = T.BoundingBoxes(boxes, format="XYXY", canvas_size=(20, 30))
+    ref = F.horizontal_flip(ref) if isinstance(transforms[0], ga.RandomHorizontalFlip) else ref
+    _, keep = F.sanitize_bounding_boxes(ref, min_size=1.0, min_area=1.0)
+    assert torch.equal(out.labels[0], torch.arange(4)[keep])
+    assert torch.equal(out.boxes[0], ref.as_subclass(Tensor)[keep])
+
+
+def test_thin_boxes_are_dropped_as_sanitize_bounding_boxes_drops_them():
+    boxes = torch.tensor([[4.0, 5.0, 4.5, 15.0], [4.0, 5.0, 14.0, 5.8], [4.0, 5.0, 6.0, 7.0], [2.0, 2.0, 2.9, 2.9]])
+    for min_size, min_area in ((1.0, 1.0), (0.5, 0.5), (0.0, 0.0), (2.0, 1.0)):
+        pipe = ga.Pipeline([ga.RandomHorizontalFlip(p=1.0)], targets=ga.TargetOptions(min_size=min_size, min_area=min_area))
+        out = pipe(torch.rand(1, 3, 20, 30), boxes=[boxes], labels=[torch.arange(4)])
+        ref = F.horizontal_flip(T.BoundingBoxes(boxes, format="XYXY", canvas_size=(20, 30)))
+        _, keep = F.sanitize_bounding_boxes(ref, min_size=min_size, min_area=min_area)
+        assert torch.equal(out.labels[0], torch.arange(4)[keep]), (min_size, min_area)
     # an invalid padded box stays invalid
     out = ga.Pipeline([ga.CenterCrop((10, 20))])(
         torch.zeros(1, 3, H, W), boxes=_three_boxes()[None], boxes_valid=torch.tensor([[False, True, True]])
@@ -450,7 +492,7 @@ AXIS_ALIGNED_PIPELINES = {
 @pytest.mark.parametrize("name", list(AXIS_ALIGNED_PIPELINES))
 def test_round_trip_of_unclipped_boxes_is_within_a_pixel(name):
     images, boxes, _, keypoints, _ = _inputs(seed=6)
-    options = ga.TargetOptions(min_area=0.0, min_visibility=1.0)  # keep only boxes nothing clipped
+    options = ga.TargetOptions(min_area=0.0, min_size=0.0, min_visibility=1.0)  # keep only boxes nothing clipped
     pipe = ga.Pipeline(AXIS_ALIGNED_PIPELINES[name](), seed=0, targets=options)
     out = pipe(images, boxes=boxes, labels=[torch.arange(5)] * B, keypoints=keypoints)
     back = pipe.inverse_boxes(out.boxes, out.params)
@@ -521,7 +563,7 @@ def test_property_keypoints_round_trip_and_boxes_enclose_their_points(transforms
     g = _gen(seed)
     boxes = [_random_boxes(3, g, (24, 32)) for _ in range(3)]
     points = _interior_points(boxes, 4, g)
-    pipe = ga.Pipeline(transforms, seed=seed, targets=ga.TargetOptions(min_area=0.0))
+    pipe = ga.Pipeline(transforms, seed=seed, targets=ga.TargetOptions(min_area=0.0, min_size=0.0))
     out = pipe(torch.zeros(3, 1, 24, 32), boxes=boxes, labels=[torch.arange(3)] * 3, keypoints=points)
     for b in range(3):
         # every visible point of a box lies in its box, and a box with a visible point is kept
@@ -548,7 +590,7 @@ def test_property_masks_stay_inside_their_boxes(transforms, seed):
     masks = torch.stack(
         [((xs > b[0]) & (xs < b[2]) & (ys > b[1]) & (ys < b[3])).to(torch.uint8) for b in boxes]
     )
-    pipe = ga.Pipeline(transforms, seed=seed, targets=ga.TargetOptions(min_area=0.0))
+    pipe = ga.Pipeline(transforms, seed=seed, targets=ga.TargetOptions(min_area=0.0, min_size=0.0))
     _, params = pipe(torch.zeros(3, 1, 24, 32), return_params=True, sample_ids=torch.arange(3))
     total = torch.eye(3, dtype=torch.float64)[None]
     for m in params.matrices:
@@ -573,7 +615,7 @@ def test_property_masks_stay_inside_their_boxes(transforms, seed):
 def test_property_unclipped_boxes_round_trip(transforms, seed):
     g = _gen(seed)
     boxes = [_random_boxes(4, g, (24, 32)) for _ in range(3)]
-    pipe = ga.Pipeline(transforms, seed=seed, targets=ga.TargetOptions(min_area=0.0, min_visibility=1.0))
+    pipe = ga.Pipeline(transforms, seed=seed, targets=ga.TargetOptions(min_area=0.0, min_size=0.0, min_visibility=1.0))
     out = pipe(torch.zeros(3, 1, 24, 32), boxes=boxes, labels=[torch.arange(4)] * 3)
     for b, back in enumerate(pipe.inverse_boxes(out.boxes, out.params)):
         assert bool(((back - boxes[b][out.labels[b]]).abs() <= 1.0).all())
@@ -623,6 +665,9 @@ def test_bad_options_and_inverse_arguments_raise():
         ga.TargetOptions(min_visibility=1.5)
     with pytest.raises(ValueError, match="permutation"):
         ga.TargetOptions(flip_map=(0, 0, 1))
+    with pytest.raises(TypeError, match="flip_map must hold ints"):
+        ga.TargetOptions(flip_map=(True, False))
+    assert ga.TargetOptions(flip_map=np.array([1, 0])).flip_map == (1, 0)
     for fill, dtype in ((300, torch.uint8), (-1, torch.uint8), (2.5, torch.int64), (255, torch.bool)):
         pipe = ga.Pipeline([ga.Pad(1)], targets=ga.TargetOptions(mask_fill=fill))
         with pytest.raises(ValueError, match=f"mask_fill {fill} is not a value of {dtype} masks"):
@@ -726,20 +771,42 @@ def test_masks_move_as_the_images_of_each_backend(backend, device):
     assert torch.equal(out.images[:, 0], out.masks) and torch.equal(out.images[:, 2], out.masks)
 
 
-def test_wide_integer_masks_keep_their_values():
-    """int64 ids beyond float32's 2**24 (and negative ones) come out exactly: the same pixels as a
-    small index mask moved by the same geometry, looked up."""
+def _wide_table(dtype: torch.dtype) -> tuple[Tensor, float]:
+    """256 values of ``dtype`` that float32 cannot hold (some negative, or with the top bit set), and a fill."""
+    bits = torch.randint(-(2**62), 2**62, (256,), generator=_gen(11)) * 2 + 1
+    if dtype == torch.float64:
+        return bits.to(torch.float64) / 2**61 + 0.1, 0.1
+    if dtype == torch.uint64:
+        return bits.view(torch.uint64), 7.0
+    if dtype == torch.uint32:
+        return (bits % 2**32).to(torch.uint32), 7.0
+    return (bits % 2**31 if dtype == torch.int32 else bits).to(dtype), -1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint64, torch.uint32, torch.float64], ids=str)
+def test_wide_masks_keep_their_values(dtype):
+    """Ids beyond float32's 2**24 (negative ones, 64-bit ones, float64 values) come out exactly: the
+    same pixels as a small index mask moved by the same geometry, looked up."""
     _, _, _, _, masks = _inputs(seed=11)
-    table = torch.randint(-(2**62), 2**62, (256,), generator=_gen(11))
-    table[FILL] = -1
+    table, fill = _wide_table(dtype)
+    table[FILL] = fill
     index = _plain(masks)
     run = {}
-    for name, mask, fill in (("index", index, FILL), ("wide", table[index.long()], -1)):
-        pipe = ga.Pipeline(_chain(), seed=6, targets=ga.TargetOptions(mask_fill=fill))
+    for name, mask, mask_fill in (("index", index, FILL), ("wide", table[index.long()], fill)):
+        pipe = ga.Pipeline(_chain(), seed=6, targets=ga.TargetOptions(mask_fill=mask_fill))
         run[name] = pipe(torch.zeros(B, 1, H, W), masks=mask, sample_ids=torch.arange(B)).masks
-    assert bool((run["index"] == FILL).any()) and run["wide"].dtype == torch.int64
-    assert torch.equal(run["wide"], table[run["index"].long()])
-    int32 = (table % 2**31).to(torch.int32)
-    pipe = ga.Pipeline(_chain(), seed=6, targets=ga.TargetOptions(mask_fill=int(int32[FILL])))
-    out = pipe(torch.zeros(B, 1, H, W), masks=int32[index.long()], sample_ids=torch.arange(B)).masks
-    assert torch.equal(out, int32[run["index"].long()])
+    assert bool((run["index"] == FILL).any()) and run["wide"].dtype == dtype
+    assert torch.equal(run["wide"].view(torch.uint8), table[run["index"].long()].view(torch.uint8))  # bit for bit
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint32, torch.float64], ids=str)
+def test_inverse_images_nearest_keeps_wide_values(dtype):
+    table, fill = _wide_table(dtype)
+    ids = torch.randint(0, 256, (B, 1, H, W), generator=_gen(12))
+    pipe = ga.Pipeline([ga.RandomCrop((30, 40)), ga.RandomHorizontalFlip(), ga.RandomRotation(90)], seed=0)
+    out, params = pipe(ids.to(torch.float32), return_params=True)
+    back = pipe.inverse_images(table[out.long()], params, interpolation="nearest", fill=fill)
+    expected = pipe.inverse_images(out.long(), params, interpolation="nearest", fill=-1)
+    assert bool((expected == -1).any()) and back.dtype == dtype
+    table = torch.cat([table, torch.full((1,), fill, dtype=torch.float64).to(dtype)])  # index -1: the fill
+    assert torch.equal(back.view(torch.uint8), table[expected].view(torch.uint8))

@@ -26,21 +26,21 @@ _CHUNK_BYTES = 8 << 20
 
 
 def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
-    """The samples that skip the warp's rotations (``warp.skipped``) take the exact separable path, the
-    others grid sampling: on the host, each part on its samples; on accelerators, both paths over the
-    whole batch, picked per sample (no host synchronisation)."""
-    skipped = warp.skipped  # None for an axis-aligned warp
-    if skipped is None:
+    """The samples that skip the warp's rotations (``warp.skipped``) take the exact separable path of
+    ``warp.unrotated``, the others grid sampling: on the host, each part on its samples; on
+    accelerators, both paths over the whole batch, picked per sample (no host synchronisation)."""
+    skipped, unrotated = warp.skipped, warp.unrotated
+    if skipped is None or unrotated is None:  # no sample can skip every rotation, or none to skip
         return _resample(x, warp, domain)
     if not _device.on_host(x.device):
-        separable = _resample(x, dataclasses.replace(warp, axis_aligned=True), domain).to(torch.float32)
+        separable = _resample(x, unrotated, domain).to(torch.float32)
         return torch.where(skipped.view(-1, 1, 1, 1), separable, _resample(x, warp, domain))
     if bool(skipped.all()):
-        return _resample(x, dataclasses.replace(warp, axis_aligned=True), domain)
+        return _resample(x, unrotated, domain)
     if not bool(skipped.any()):
         return _resample(x, warp, domain)
     rows = skipped.nonzero().squeeze(1), (~skipped).nonzero().squeeze(1)
-    parts = [_resample(x[r], dataclasses.replace(_slice(warp, r), axis_aligned=a), domain) for r, a in zip(rows, (True, False))]
+    parts = [_resample(x[r], _slice(w, r), domain) for r, w in zip(rows, (unrotated, warp))]
     y = torch.empty((x.shape[0], *parts[0].shape[1:]), dtype=torch.float32, device=x.device)
     y[rows[0]], y[rows[1]] = parts[0].to(torch.float32), parts[1]
     return y
@@ -145,9 +145,10 @@ def _slice(stage: Stage, rows: slice | Tensor) -> Stage:
         links = [dataclasses.replace(link, matrix=link.matrix[rows]) for link in stage.links]
         sizes = None if stage.source_sizes is None else stage.source_sizes[rows]
         skipped = None if stage.skipped is None else stage.skipped[rows]
+        unrotated = None if stage.unrotated is None else _slice(stage.unrotated, rows)
         resampled = None if stage.resampled is None else stage.resampled._replace(matrix=stage.resampled.matrix[rows])
         return dataclasses.replace(stage, matrix=stage.matrix[rows], window=stage.window[rows], links=links,
-                                   source_sizes=sizes, skipped=skipped, resampled=resampled)
+                                   source_sizes=sizes, skipped=skipped, unrotated=unrotated, resampled=resampled)
     return stage
 
 

@@ -283,14 +283,16 @@ def _identity_geometry(x: Tensor) -> _GeometryArgs:
 
 def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
     """Arguments for one Warp: separable taps where the map is axis-aligned (also for the samples that
-    skip its rotations, as the plain-PyTorch backend routes them), the matrix and grid sampling elsewhere."""
+    skip its rotations, from ``warp.unrotated`` as the plain-PyTorch backend routes them), the matrix and
+    grid sampling elsewhere."""
     batch, channels = x.shape[:2]
     out_h, out_w = warp.spec_out.height, warp.spec_out.width
     padding = warp.links[0].padding or Padding()
-    if warp.axis_aligned or warp.skipped is not None:
+    separable = warp if warp.axis_aligned else warp.unrotated
+    if separable is not None:
         (tx, wx, _), (ty, wy, _) = separable_taps(
-            x.shape, warp.matrix, warp.links, warp.window, (out_h, out_w), warp.interpolation, warp.antialias,
-            warp.max_scale, domain.integer, warp.source_sizes, warp.resampled,
+            x.shape, separable.matrix, separable.links, separable.window, (out_h, out_w), separable.interpolation,
+            separable.antialias, separable.max_scale, domain.integer, separable.source_sizes, separable.resampled,
         )
     else:
         (tx, wx), (ty, wy) = _no_taps(batch, out_w, x.device), _no_taps(batch, out_h, x.device)

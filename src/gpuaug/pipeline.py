@@ -92,7 +92,7 @@ class Pipeline:
             ops) or "ext"; None: $GPUAUG_BACKEND, else "auto".
         memory_format: of the output, ``torch.contiguous_format`` or ``torch.channels_last``.
         targets: how masks, boxes and keypoints are read, filtered and written (defaults: xyxy
-            pixel boxes, ``min_area=1``, mask fill 0).
+            pixel boxes, ``min_area=1``, ``min_size=1``, mask fill 0).
 
     Calling it on (B, C, H, W) or (C, H, W) uint8 or float images returns the augmented batch.
     Each call draws new parameters; with ``sample_ids`` (dataset indices) the parameters depend only
@@ -257,7 +257,8 @@ class Pipeline:
     ) -> Tensor:
         """Resample maps predicted on the augmented images of ``params`` (e.g. segmentation logits)
         into the input frame; ``fill`` where the augmented image did not reach (invert a tensor of
-        ones to get the coverage). Integer and bool maps are rounded back to their dtype.
+        ones to get the coverage). Integer and bool maps are rounded back to their dtype; the
+        arithmetic is float32's, but nearest keeps every value exactly.
 
         Example:
             >>> import torch, gpuaug as ga

@@ -129,6 +129,9 @@ class Warp:
     # (None: no sample can skip them all, or the warp is axis-aligned)
     skipped: Tensor | None = None
     resampled: Resampled | None = None  # the interpolating step's output, where later steps crop or pad it
+    # the pass of the ``skipped`` samples, axis-aligned: the same steps, but the rotations, which leave
+    # those samples as they are, do not count as interpolating (None where ``skipped`` is None)
+    unrotated: Warp | None = None
 
     @property
     def supersample(self) -> int:
@@ -187,37 +190,47 @@ def _same_canvas(spec: ImageSpec, resampled: Resampled, later: list[Link]) -> bo
 def _fold_geometry(steps: list[Step]) -> Warp:
     batch, device = steps[0].applied.shape[0], steps[0].applied.device
     eye = geometry.identity(batch, device)
-    matrix: Tensor | None = None
+    maps: list[Tensor] = []
+    prefixes: list[Tensor] = []  # the composed map of the steps up to each one
+    for s in steps:
+        assert isinstance(s.transform, GeometricTransform)
+        m = s.transform.matrix(s.params, s.spec_in)
+        maps.append(torch.where(s.applied.view(-1, 1, 1), m, eye) if s.gated else m)
+        prefixes.append(maps[-1] if not prefixes else prefixes[-1] @ maps[-1])
+    skipped = _skipping_every_rotation(steps)
+    unrotated = None if skipped is None else _fold(steps, maps, prefixes, unrotated=True)
+    return dataclasses.replace(_fold(steps, maps, prefixes, unrotated=False), skipped=skipped, unrotated=unrotated)
+
+
+def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], unrotated: bool) -> Warp:
+    """The Warp of ``steps`` from their (gated) ``maps`` and the ``prefixes`` they compose to, one by
+    one; ``unrotated``: the pass of the samples that skip every rotation, which leaves them as they
+    are (the pass is then axis-aligned, and the rotations interpolate nothing)."""
+    batch, device = prefixes[0].shape[0], prefixes[0].device
     window = None
     resampled: Resampled | None = None
     kept = 0  # links up to the interpolating step
     interpolations = []
     links = []
     scale_y = scale_x = 1.0
-    for s in steps:
+    for i, s in enumerate(steps):
         t = s.transform
-        assert isinstance(t, GeometricTransform)
-        if t.interpolation is not None:
+        interpolates = t.interpolation is not None and not (unrotated and not getattr(t, "axis_aligned", False))
+        if interpolates:
             interpolations.append(t.interpolation)
             box = t.source_box(s.params, s.spec_in)  # whole pixel indices: the window itself, seen directly
-            window = box if matrix is None else _window(matrix, box)
+            window = box if i == 0 else _window(prefixes[i - 1], box)
+            resampled, kept = Resampled(prefixes[i], s.spec_out.height, s.spec_out.width), i + 1
         scale_y *= max(s.spec_in.height / s.spec_out.height, 1.0)
         scale_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
-        m = t.matrix(s.params, s.spec_in)
-        m = torch.where(s.applied.view(-1, 1, 1), m, eye) if s.gated else m
-        links.append(Link(m, s.spec_in.height, s.spec_in.width, t.padding_for(s.spec_in), t.interpolation is not None))
-        matrix = m if matrix is None else matrix @ m
-        if t.interpolation is not None:
-            resampled, kept = Resampled(matrix, s.spec_out.height, s.spec_out.width), len(links)
-    assert matrix is not None
+        links.append(Link(maps[i], s.spec_in.height, s.spec_in.width, t.padding_for(s.spec_in), interpolates))
     if resampled is not None and _same_canvas(steps[-1].spec_out, resampled, links[kept:]):
         resampled = None  # later steps only flip it: the output's rows are the resampled ones
     return Warp(
-        matrix=matrix,
+        matrix=prefixes[-1],
         spec_in=steps[0].spec_in,
         spec_out=steps[-1].spec_out,
-        axis_aligned=all(getattr(s.transform, "axis_aligned", False) for s in steps),
-        skipped=_skipping_every_rotation(steps),
+        axis_aligned=unrotated or all(getattr(s.transform, "axis_aligned", False) for s in steps),
         interpolation=max(interpolations, key=_INTERPOLATION_RANK.__getitem__, default="nearest"),
         antialias=any(s.transform.antialias for s in steps),
         links=links,

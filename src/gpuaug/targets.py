@@ -53,7 +53,8 @@ class TargetOptions:
         normalized: plain-tensor boxes and keypoints are fractions of the image's width and height
             (in and out) instead of pixels.
         min_area: boxes with less area (in output pixels) after clipping are dropped
-            (torchvision's SanitizeBoundingBoxes default). Empty boxes are always dropped.
+            (torchvision's SanitizeBoundingBoxes default). Empty and inverted boxes are always dropped.
+        min_size: so are boxes with a side shorter than this (output pixels; SanitizeBoundingBoxes' default).
         min_visibility: boxes keeping less than this fraction of their area after clipping are
             dropped (albumentations' BboxParams default 0).
         mask_fill: the mask value wherever the image shows a fill (e.g. 255 = ignore).
@@ -69,6 +70,7 @@ class TargetOptions:
     box_format: str = "xyxy"
     normalized: bool = False
     min_area: float = 1.0
+    min_size: float = 1.0
     min_visibility: float = 0.0
     mask_fill: float = 0.0
     flip_map: tuple[int, ...] | None = None
@@ -76,15 +78,20 @@ class TargetOptions:
     def __post_init__(self) -> None:
         if self.box_format not in BOX_FORMATS:
             raise ValueError(f"box_format must be one of {list(BOX_FORMATS)}, got {self.box_format!r}")
-        if not isinstance(self.min_area, numbers.Real) or self.min_area < 0:
-            raise ValueError(f"min_area must be a number >= 0, got {self.min_area!r}")
+        for name in ("min_area", "min_size"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if not isinstance(self.min_visibility, numbers.Real) or not 0 <= self.min_visibility <= 1:
             raise ValueError(f"min_visibility must be in [0, 1], got {self.min_visibility!r}")
         if not isinstance(self.mask_fill, numbers.Real):
             raise TypeError(f"mask_fill must be a number, got {self.mask_fill!r}")
         if self.flip_map is not None:
             flip_map = tuple(self.flip_map)
-            if sorted(flip_map) != list(range(len(flip_map))) or not all(isinstance(k, int) for k in flip_map):
+            if not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) for k in flip_map):
+                raise TypeError(f"flip_map must hold ints, got {self.flip_map!r}")
+            flip_map = tuple(int(k) for k in flip_map)  # numpy ints too
+            if sorted(flip_map) != list(range(len(flip_map))):
                 raise ValueError(f"flip_map must be a permutation of 0..K-1, got {self.flip_map!r}")
             object.__setattr__(self, "flip_map", flip_map)
 
@@ -239,8 +246,9 @@ def _write_boxes(xyxy: Tensor, like: Tensor, hw: tuple[int, int], options: Targe
 
 def _carry_boxes(boxes: Tensor, legs: list[Leg], clip: bool) -> tuple[Tensor, Tensor]:
     """(R, N, 4) xyxy boxes along ``legs``: at each canvas the box enclosing the four mapped corners,
-    clipped to it when ``clip``; and whether each kept some area in every canvas."""
-    alive = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
+    clipped to it when ``clip``; and whether each had some area to start with (an inverted box has
+    none: it is dropped, not turned around) and kept some in every canvas."""
+    alive = (boxes[..., 2:] > boxes[..., :2]).all(dim=-1)
     for matrix, (h, w) in legs:
         boxes = geometry.map_boxes(matrix, boxes)
         if clip:
@@ -255,12 +263,13 @@ def _area(boxes: Tensor) -> Tensor:
 
 def _place_boxes(boxes: Tensor, geo: Geometry, options: TargetOptions, filtered: bool) -> tuple[Tensor, Tensor]:
     """Boxes carried along ``geo`` and clipped, and which to keep: all, or where ``filtered`` those
-    that no canvas emptied, with ``min_area`` and ``min_visibility``."""
+    that no canvas emptied, with ``min_area``, ``min_size`` and ``min_visibility``."""
     clipped, alive = _carry_boxes(boxes, geo.legs, clip=True)
     if not filtered:
         return clipped, torch.ones_like(alive)
     area, full_area = _area(clipped), _area(_carry_boxes(boxes, geo.legs, clip=False)[0])
-    return clipped, alive & (area >= options.min_area) & (area >= options.min_visibility * full_area)
+    wide = (clipped[..., 2:] - clipped[..., :2] >= options.min_size).all(dim=-1)
+    return clipped, alive & wide & (area >= options.min_area) & (area >= options.min_visibility * full_area)
 
 
 def _carry_points(points: Tensor, legs: list[Leg]) -> tuple[Tensor, Tensor]:
@@ -416,7 +425,31 @@ def _points_padded(points: Tensor, visible: Any, geo: Geometry, options: TargetO
 # ---- masks -----------------------------------------------------------------------------------------------------
 
 
-_PIECE_BITS = 16  # int32/int64 masks are warped in 16-bit pieces, which float32 resampling keeps exact
+# dtypes whose values float32 resampling would round, and their number of 16-bit pieces (which it keeps exact)
+_PIECES = {torch.int32: 2, torch.uint32: 2, torch.int64: 4, torch.uint64: 4, torch.float64: 4}
+
+
+def _shifts(dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.arange(0, 16 * _PIECES[dtype], 16, device=device).view(-1, 1, 1)
+
+
+def _split(x: Tensor) -> Tensor:
+    """(B, K, H, W) values of a dtype in _PIECES as their 16-bit pieces (B, K * n, H, W) int32, low first."""
+    words = x.view(torch.int64) if x.element_size() == 8 else x.to(torch.int64)  # the bits of 64-bit values
+    return ((words[:, :, None] >> _shifts(x.dtype, x.device)) & 0xFFFF).to(torch.int32).flatten(1, 2)
+
+
+def _join(pieces: Tensor, dtype: torch.dtype) -> Tensor:
+    """The values of ``dtype`` that :func:`_split` cut into ``pieces``."""
+    n = _PIECES[dtype]
+    words = (pieces.to(torch.int64).unflatten(1, (-1, n)) << _shifts(dtype, pieces.device)).sum(dim=2)
+    return words.view(dtype) if dtype.itemsize == 8 else words.to(dtype)
+
+
+def _fill_pieces(fill: float, dtype: torch.dtype) -> tuple[float, ...]:
+    """The 16-bit pieces of the value ``fill`` as ``dtype`` holds it."""
+    value = torch.full((1, 1, 1, 1), fill if dtype.is_floating_point else int(fill), dtype=dtype)
+    return tuple(float(v) for v in _split(value).flatten().tolist())
 
 
 def _mask_padding(padding: Padding | None, fill: tuple[float, ...]) -> Padding | None:
@@ -427,33 +460,36 @@ def _warp_masks(masks: Tensor, stages: list[Stage], fill: float) -> Tensor:
     """(B, K, H, W) masks through every resampling pass of ``stages``: nearest, ``fill`` wherever the
     image shows a fill, in plain torch ops whatever the images' backend.
 
-    The passes resample in float32, exact only up to 2**24: int32 and int64 masks go through them
+    The passes resample in float32, exact only up to 2**24: 32- and 64-bit masks go through them
     as 16-bit pieces (one channel each), put back together at the end.
     """
-    batch, layers = masks.shape[:2]
-    pieces = {torch.int32: 2, torch.int64: 4}.get(masks.dtype, 1)
-    bits = [_PIECE_BITS * k for k in range(pieces)]
-    shifts = torch.tensor(bits, device=masks.device).view(-1, 1, 1)
+    layers = masks.shape[1]
     x, fills = masks, (float(fill),)
-    if pieces > 1:
-        x = ((masks.to(torch.int64)[:, :, None] >> shifts) & 0xFFFF).to(torch.int32).flatten(1, 2)
-        fills = tuple(float((int(fill) >> k) & 0xFFFF) for k in bits) * layers
+    if masks.dtype in _PIECES:
+        x, fills = _split(masks), _fill_pieces(fill, masks.dtype) * layers
     for warp in (s for s in stages if isinstance(s, Warp)):
-        links = [dataclasses.replace(link, padding=_mask_padding(link.padding, fills)) for link in warp.links]
-        out_hw = (warp.spec_out.height, warp.spec_out.width)
-        if warp.axis_aligned or warp.skipped is not None:
-            separable = warp_separable(x, warp.matrix, links, warp.window, out_hw, "nearest", False, warp.max_scale)
         if warp.axis_aligned:
-            y = separable
+            y = _separable_masks(x, warp, fills)
         else:
-            y = warp_grid(x, links, out_hw, "nearest")
-            if warp.skipped is not None:  # as the images: the samples that skip the rotations, separably
+            y = warp_grid(x, _mask_links(warp, fills), (warp.spec_out.height, warp.spec_out.width), "nearest")
+            if warp.skipped is not None and warp.unrotated is not None:  # as the images: the samples that
+                separable = _separable_masks(x, warp.unrotated, fills)  # skip the rotations, separably
                 y = torch.where(warp.skipped.view(-1, 1, 1, 1), separable.to(y.dtype), y)
         x = y.to(x.dtype)
-    if pieces > 1:
-        x = x.to(torch.int64).view(batch, layers, pieces, *x.shape[-2:])
-        x = (x << shifts).sum(dim=2).to(masks.dtype)
+    if masks.dtype in _PIECES:
+        x = _join(x, masks.dtype)
     return x.clone() if x is masks else x
+
+
+def _mask_links(warp: Warp, fills: tuple[float, ...]) -> list[Link]:
+    """The links of ``warp``, showing the masks' ``fills`` wherever they show a fill."""
+    return [dataclasses.replace(link, padding=_mask_padding(link.padding, fills)) for link in warp.links]
+
+
+def _separable_masks(x: Tensor, warp: Warp, fills: tuple[float, ...]) -> Tensor:
+    """Masks through an axis-aligned ``warp``: nearest, exact."""
+    out_hw = (warp.spec_out.height, warp.spec_out.width)
+    return warp_separable(x, warp.matrix, _mask_links(warp, fills), warp.window, out_hw, "nearest", False, warp.max_scale)
 
 
 def _check_mask_fill(fill: float, dtype: torch.dtype) -> None:
@@ -584,9 +620,15 @@ def inverse_images(
     if images.dtype.is_complex:
         raise TypeError(f"images must be real, got {images.dtype}")
     matrix = geometry.invert(composed(params, images.device))
-    link = Link(matrix, out_hw[0], out_hw[1], Padding("constant", (float(fill),)))
-    y = warp_grid(batch.as_subclass(Tensor), [link], tuple(params.input_shape[-2:]), interpolation)
-    if images.dtype == torch.bool:
+    x, fills = batch.as_subclass(Tensor), (float(fill),)
+    exact = interpolation == "nearest" and images.dtype in _PIECES  # else float32 arithmetic
+    if exact:
+        x, fills = _split(x), _fill_pieces(fill, images.dtype) * x.shape[1]
+    link = Link(matrix, out_hw[0], out_hw[1], Padding("constant", fills))
+    y = warp_grid(x, [link], tuple(params.input_shape[-2:]), interpolation)
+    if exact:
+        y = _join(y, images.dtype)
+    elif images.dtype == torch.bool:
         y = y >= 0.5
     elif not images.dtype.is_floating_point:
         y = y.round_()
