@@ -69,6 +69,12 @@ def test_with_index_forms():
     assert ga.data.WithIndex([{"image": "img"}, {"image": "b"}])[1] == {"image": "b", "index": 1}
     assert ga.data.WithIndex(["img"])[0] == {"image": "img", "index": 0}
     assert len(ga.data.WithIndex(range(7))) == 7
+    # an image alone in a tuple (TensorDataset(images)): the index is its id, not a label
+    x = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    samples = ga.data.WithIndex(torch.utils.data.TensorDataset(x))
+    assert samples[1]["index"] == 1 and samples[1]["image"] is not None
+    batch = ga.data.Collate(pipeline())([samples[0], samples[1]])
+    assert set(batch) == {"images", "sample_ids"} and batch["sample_ids"].tolist() == [0, 1]
 
 
 def test_collate_preserves_order_labels_and_inputs():
@@ -216,6 +222,12 @@ def test_collate_errors():
         ga.data.Collate(on_error="ignore")
     with pytest.raises(TypeError, match="MixUp, CutMix or MixChoice"):
         ga.data.Collate(mix=ga.RandomHorizontalFlip())
+    for key in ("images", "labels", "sample_ids", "sizes"):  # a sample key would overwrite the batch's own
+        with pytest.raises(ValueError, match=f"key '{key}' would overwrite"):
+            ga.data.Collate()([{"image": x, key: 1}, {"image": x, key: 2}])
+    for mode in ("I;16", "I", "F"):  # values beyond uint8, which a conversion to RGB would clip
+        with pytest.raises(ValueError, match=f"sample 0: PIL mode '{mode}'"):
+            ga.data.Collate()([(Image.new(mode, (4, 4)), 0)])
 
 
 # ---------------------------------------------------------------- DataLoader integration

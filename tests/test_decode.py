@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import skimage.data
 import torch
+from PIL import Image
 from _data_helpers import image
 from torch.utils.data import DataLoader
 from torchvision.io import (
@@ -17,9 +18,11 @@ from torchvision.io import (
     decode_image,
     encode_jpeg,
     encode_png,
+    read_file,
     write_jpeg,
     write_png,
 )
+from torchvision.transforms.v2.functional import to_dtype
 
 import gpuaug as ga
 
@@ -114,6 +117,46 @@ def test_skip_drops_the_sample_its_label_and_id_with_a_warning(folder):
     assert batch["labels"].tolist() == [files[i]["label"] for i in kept]
     assert batch["path"] == [files[i]["path"] for i in kept]
     assert len(batch["images"]) == len(kept)
+
+
+def test_skip_drops_every_field_of_structured_labels(folder):
+    """Tuple labels collate into a list of per-field tensors, a dict into a dict of them: a skipped
+    file's sample leaves each field (it once left a list of fields unfiltered, or cut it as samples)."""
+    files = ga.data.ImageFiles.from_folder(folder, extensions=(".png", ".txt"))
+    samples = [files[i] for i in range(len(files))]
+    bad = [i for i, sample in enumerate(samples) if sample["path"].endswith(".txt")]
+    kept = [i for i in range(len(samples)) if i not in bad]
+    for form in (lambda i: (i, 10 + i), lambda i: {"c": i, "a": (10 + i, str(i))}):
+        batch = [{**sample, "label": form(i)} for i, sample in enumerate(samples)]
+        for size in (len(batch), 2):  # two fields in a batch of two: a list of fields as long as the batch
+            part = batch[bad[0] - size + 1 : bad[0] + 1] if size == 2 else batch
+            left = [i for i in kept if any(s["path"] == samples[i]["path"] for s in part)]
+            with pytest.warns(UserWarning, match="notes.txt"):
+                labels = ga.data.Collate(on_error="skip")(part)["labels"]
+            expected = torch.utils.data.default_collate([form(i) for i in left])
+            assert repr(labels) == repr(expected), (size, labels, expected)
+
+
+def test_empty_file_is_skipped_or_named(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    write_png(image(0), str(tmp_path / "fine.png"))
+    files = ga.data.ImageFiles([tmp_path / "empty.png", tmp_path / "fine.png"], [0, 1])
+    assert files[0]["image"].shape == (0,)
+    with pytest.raises(ValueError, match="empty.png"):
+        ga.data.Collate()([files[0], files[1]])
+    with pytest.warns(UserWarning, match="empty.png"):
+        assert ga.data.Collate(on_error="skip")([files[0], files[1]])["labels"].tolist() == [1]
+
+
+def test_sixteen_bit_png_decodes_to_uint8_as_torchvision_scales_it(tmp_path):
+    wide = (torch.arange(48, dtype=torch.int32).view(6, 8) * 1300).numpy().astype("uint16")
+    Image.fromarray(wide).save(tmp_path / "wide.png")  # 16-bit grayscale
+    data = read_file(str(tmp_path / "wide.png"))
+    images, _ = ga.data.decode_images([data, encode_png(image(0)[:, :6, :8])])
+    reference = decode_image(data, mode=ImageReadMode.RGB)
+    assert reference.dtype == torch.uint16, "the file must be a 16-bit PNG"
+    assert images[0].dtype == torch.uint8 and torch.equal(images[0], to_dtype(reference, torch.uint8, scale=True))
+    assert ga.data.decode_batch({"images": [data, data]})["images"].dtype == torch.uint8
 
 
 def test_skip_with_nothing_left_raises():

@@ -194,6 +194,9 @@ def test_errors():
         ga.MixChoice([ga.MixUp(0.2, 5), ga.CutMix(1.0, 5, mode="elem")])
     with pytest.raises(TypeError, match="MixUp and CutMix"):
         ga.MixChoice([ga.RandomHorizontalFlip()])
+    for p in ([float("nan"), 1.0], [1.0, float("nan")], [float("inf"), 1.0], [-1.0, 2.0], [0.0, 0.0], [1.0]):
+        with pytest.raises(ValueError, match="finite non-negative weight"):
+            ga.MixChoice([ga.MixUp(0.2, 5), ga.CutMix(1.0, 5)], p=p)
     with pytest.raises(ValueError, match="sample_ids"):
         ga.MixUp(0.2, 5)(images, labels, sample_ids=[1, 2])
 

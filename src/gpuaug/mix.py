@@ -350,8 +350,8 @@ class MixChoice(_Mix):
             if (m.mode, m.num_classes, m.label_smoothing) != (first.mode, first.num_classes, first.label_smoothing):
                 raise ValueError(f"the mixes chosen from must share mode, num_classes and label_smoothing, got {mixes!r}")
         weights = [1.0] * len(mixes) if p is None else list(p)
-        if len(weights) != len(mixes) or any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"p must hold one non-negative weight per mix, got {p!r}")
+        if len(weights) != len(mixes) or not all(0 <= w < math.inf for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"p must hold one finite non-negative weight per mix, got {p!r}")
         super().__init__(first.num_classes, first.mode, 1.0, first.label_smoothing, seed)
         self.mixes = list(mixes)
         self.weights = [w / sum(weights) for w in weights]

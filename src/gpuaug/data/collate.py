@@ -2,14 +2,16 @@
 
 A sample is an ``(image, label)`` or ``(image, label, index)`` tuple, or a dict with ``"image"``
 and optionally ``"label"``, ``"index"`` and other keys (targets, paths). The image is an HWC (or
-HW) numpy array, a PIL image, a CHW (or HW) tensor, or encoded file bytes (a 1-D uint8 tensor,
-as :class:`~gpuaug.data.ImageFiles` gives). :class:`WithIndex` makes any dataset's samples carry
+HW) numpy array, a PIL image (in a mode other than L, RGB or RGBA converted to RGB, as torchvision's
+ImageFolder loads it; 16- and 32-bit modes raise), a CHW (or HW) tensor, or encoded file bytes (a 1-D
+uint8 tensor, as :class:`~gpuaug.data.ImageFiles` gives). :class:`WithIndex` makes any dataset's samples carry
 their index, which keys the augmentation of a sample whatever batch, worker or rank it lands in.
 
 A batch is a dict: ``"images"`` (B, C, H, W), or a :class:`~gpuaug.data.RaggedBatch` plus
 ``"sizes"`` (B, 2) for differently sized images (or an :class:`~gpuaug.data.EncodedBatch` of file
 bytes, left encoded); ``"labels"`` (collated by torch's default_collate), ``"sample_ids"`` (B,)
-int64 when the samples have indices; every other key as a list.
+int64 when the samples have indices; every other key as a list (a sample key named like one of
+these raises).
 
 Example:
     >>> import numpy as np, torch, gpuaug as ga
@@ -39,8 +41,9 @@ __all__ = ["Collate", "WithIndex", "augment_batch"]
 
 
 class WithIndex(Dataset):
-    """``dataset`` whose samples carry their index: ``(*sample, index)`` for a tuple (or list) sample,
-    ``{**sample, "index": index}`` for a dict, ``{"image": sample, "index": index}`` otherwise.
+    """``dataset`` whose samples carry their index: ``(*sample, index)`` for a tuple (or list) sample
+    of an image and its label, ``{**sample, "index": index}`` for a dict, and ``{"image": image,
+    "index": index}`` for an image alone (also a 1-tuple, as TensorDataset gives).
 
     Example:
         >>> import gpuaug as ga
@@ -56,8 +59,10 @@ class WithIndex(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, ...] | dict[str, Any]:
         sample = self.dataset[index]
-        if isinstance(sample, (tuple, list)):  # as Collate reads (image, label) samples
+        if isinstance(sample, (tuple, list)) and len(sample) != 1:  # as Collate reads (image, label) samples
             return (*sample, index)
+        if isinstance(sample, (tuple, list)):
+            sample = sample[0]
         if isinstance(sample, dict):
             return {**sample, "index": index}
         return {"image": sample, "index": index}
@@ -66,6 +71,9 @@ class WithIndex(Dataset):
 def _as_chw(image: Any, position: int) -> Tensor:
     """A (C, H, W) tensor (or encoded bytes) sharing memory with ``image`` where it can."""
     if isinstance(image, Image.Image):
+        if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # converting would clip them silently
+            raise ValueError(f"sample {position}: PIL mode {image.mode!r} holds values beyond uint8: "
+                             "convert the image to 'L' or 'RGB' (with your own scaling) first")
         image = np.array(image if image.mode in ("L", "RGB", "RGBA") else image.convert("RGB"))
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3):
@@ -80,6 +88,9 @@ def _as_chw(image: Any, position: int) -> Tensor:
             return image[None]
         raise ValueError(f"sample {position}: a tensor image must be CHW or HW, got shape {tuple(image.shape)}")
     raise TypeError(f"sample {position}: the image must be a numpy array, PIL image or tensor, got {type(image).__name__}")
+
+
+_BATCH_KEYS = ("images", "labels", "sample_ids", "sizes")  # what Collate writes (sizes: a ragged batch's)
 
 
 def _fields(sample: Any, position: int) -> dict[str, Any]:
@@ -215,6 +226,8 @@ class Collate:
         if "index" in keys:
             batch["sample_ids"] = torch.as_tensor([int(record["index"]) for record in records], dtype=torch.int64)
         for key in keys:
+            if key in _BATCH_KEYS:
+                raise ValueError(f"a sample's key {key!r} would overwrite the batch's own {key!r}: rename it")
             if key not in ("image", "label", "index"):
                 batch[key] = [record[key] for record in records]
         if all(encoded) and self.decode:

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+from torchvision.transforms.v2.functional import to_dtype
 
 from .ragged import image_fields
 
@@ -93,7 +94,9 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         path = self.files[i]
-        sample: dict[str, Any] = {"image": torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)}
+        data = path.read_bytes()  # frombuffer refuses an empty file: that one fails to decode, named
+        image = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+        sample: dict[str, Any] = {"image": image}
         if self.labels is not None:
             sample["label"] = self.labels[i]
         sample["path"] = str(path)
@@ -179,7 +182,10 @@ def _decode_one(data: Tensor, mode: ImageReadMode, device: torch.device, on_gpu:
             return decode_jpeg(data, mode=mode, device=device)
         except RuntimeError:
             pass  # not every JPEG suits nvJPEG: the CPU decoder decides
-    return decode_image(data, mode=mode).to(device)
+    image = decode_image(data, mode=mode)
+    if image.dtype != torch.uint8:  # a 16-bit PNG: scaled as torchvision's to_dtype scales
+        image = to_dtype(image, torch.uint8, scale=True)
+    return image.to(device)
 
 
 def decode_images(
@@ -191,7 +197,7 @@ def decode_images(
     mode: ImageReadMode = ImageReadMode.RGB,
 ) -> tuple[list[Tensor], list[int]]:
     """Decode encoded images (a list of 1-D uint8 tensors, or an :class:`EncodedBatch`) to (C, H, W)
-    uint8 tensors on ``device``.
+    uint8 tensors on ``device`` (16-bit PNGs scaled to 8 bits).
 
     On a CUDA device JPEGs are decoded together with ``torchvision.io.decode_jpeg(device=...)``;
     everything else (everything on the CPU, and a JPEG that nvJPEG refuses) with
@@ -251,6 +257,18 @@ def _select(value: Any, kept: list[int], size: int) -> Any:
     return value
 
 
+def _select_collated(value: Any, kept: list[int], size: int) -> Any:
+    """The samples ``kept`` of what torch's default_collate made of the samples' labels: a tensor (or
+    a list of strings) per field, in the samples' structure (a sample's tuple of fields becomes a
+    list of collated fields, a dict a dict of them)."""
+    if isinstance(value, dict):
+        return {k: _select_collated(v, kept, size) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not all(isinstance(v, (str, bytes)) for v in value):
+        fields = (_select_collated(v, kept, size) for v in value)
+        return type(value)(*fields) if hasattr(value, "_fields") else type(value)(fields)  # namedtuples too
+    return _select(value, kept, size)
+
+
 def decode_batch(
     batch: dict[str, Any],
     *,
@@ -264,7 +282,8 @@ def decode_batch(
     Images of one size are stacked into (B, C, H, W); differently sized ones are packed into a
     :class:`~gpuaug.data.RaggedBatch` and their sizes put under ``"sizes"``. ``batch["path"]``,
     when present, names the failures. With ``on_error="skip"`` the samples that fail are dropped
-    from every field; a batch with none left raises a ValueError.
+    from every field (``"labels"`` as torch's default_collate collates them, every other list or
+    tensor along its first dimension); a batch with none left raises a ValueError.
     """
     data, names = list(batch["images"]), batch.get("path")
     images, kept = decode_images(data, device=device, names=names, on_error=on_error, mode=mode)
@@ -272,6 +291,6 @@ def decode_batch(
         raise ValueError(f"no image of the batch could be decoded: {names or len(data)}")
     out = dict(batch)
     if len(kept) < len(data):
-        out = {k: _select(v, kept, len(data)) for k, v in batch.items()}
+        out = {k: (_select_collated if k == "labels" else _select)(v, kept, len(data)) for k, v in batch.items()}
     out.update(image_fields(images))
     return out
