@@ -319,6 +319,24 @@ def test_inverted_and_empty_boxes_are_dropped_as_torchvision_sanitizes_them(tran
     assert torch.equal(out.boxes[0], ref.as_subclass(Tensor)[keep])
 
 
+@pytest.mark.parametrize("padding_mode", ["edge", "reflect", "symmetric"])
+def test_a_pad_after_a_crop_shows_no_box_or_keypoint_in_its_mirrored_margin(padding_mode):
+    """Boxes and keypoints move with the image as a constant pad moves them (torchvision's only mode
+    for them): what the crop cut off stays cut off, though the margin shows the edge or a mirror image."""
+    boxes = torch.tensor([[2.0, 5.0, 12.0, 10.0], [16.0, 8.0, 20.0, 12.0], [1.0, 1.0, 6.0, 4.0]])
+    points = torch.tensor([[3.0, 7.0], [8.5, 10.5], [17.0, 9.0]])
+    pipe = ga.Pipeline([ga.CenterCrop((10, 10)), ga.Pad([4, 3], padding_mode=padding_mode)], seed=0)
+    out = pipe(torch.rand(1, 3, 20, 30), boxes=[boxes], labels=[torch.arange(3)], keypoints=[points])
+    ref = F.pad(F.center_crop(T.BoundingBoxes(boxes, format="XYXY", canvas_size=(20, 30)), [10, 10]), [4, 3])
+    ref, keep = _sanitize(ref)
+    assert torch.equal(out.labels[0], torch.arange(3)[keep])
+    _assert_boxes(out.boxes[0], ref, "boxes")
+    cropped = F.center_crop(T.KeyPoints(points, canvas_size=(20, 30)), [10, 10])
+    inside = ((cropped >= 0) & (cropped <= 10)).all(dim=-1)
+    torch.testing.assert_close(_plain(out.keypoints[0]), _plain(F.pad(cropped, [4, 3])))
+    assert torch.equal(out.keypoints_visible[0], inside) and bool(inside.any() & ~inside.all())
+
+
 def test_thin_boxes_are_dropped_as_sanitize_bounding_boxes_drops_them():
     boxes = torch.tensor([[4.0, 5.0, 4.5, 15.0], [4.0, 5.0, 14.0, 5.8], [4.0, 5.0, 6.0, 7.0], [2.0, 2.0, 2.9, 2.9]])
     for min_size, min_area in ((1.0, 1.0), (0.5, 0.5), (0.0, 0.0), (2.0, 1.0)):

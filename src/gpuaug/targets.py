@@ -4,10 +4,11 @@ Boxes and keypoints are in torchvision's continuous pixel coordinates: pixel ``(
 ``[j, j + 1) x [i, i + 1)`` and the image spans ``[0, W] x [0, H]``. They go through the inverse of
 the sample's output -> source geometry: boxes as their four corners, then the enclosing box,
 clipped to the output and filtered; keypoints as points, invisible once outside. Where a step of
-the chain shows a constant fill outside its input (a rotation or a pad after a crop), boxes are
-clipped to that input too and keypoints outside it turn invisible, as applying the steps one after
-the other would; everywhere else the corners go through the composed map at once. Masks are
-resampled by the same passes as the images, nearest, with their own fill.
+the chain shows something outside its input (a rotation, or a pad after a crop: its fill, or its
+input's edge or mirror image, whose content no box or keypoint labels), boxes are clipped to that
+input too and keypoints outside it turn invisible, as applying the steps one after the other would
+(torchvision takes constant pads only); everywhere else the corners go through the composed map at
+once. Masks are resampled by the same passes as the images, nearest, with their own fill.
 
 Example:
     >>> import torch, gpuaug as ga
@@ -144,12 +145,12 @@ class Geometry:
     def forward(cls, stages: list[Stage], src_hw: tuple[int, int], dst_hw: tuple[int, int], batch: int,
                 device: torch.device) -> Geometry:
         """Source -> output through the resampling passes of a plan, with a canvas at every step
-        that shows a constant fill outside its input."""
+        that shows something outside its input (its fill, or its input's edge or mirror image)."""
         legs: list[Leg] = []
         pending = geometry.identity(batch, device)  # output -> input of the steps since the last canvas
         for warp in (s for s in stages if isinstance(s, Warp)):
             for link in warp.links:
-                if link.padding is not None and link.padding.mode == "constant":
+                if link.padding is not None:
                     legs.append((geometry.continuous(geometry.invert(pending)), (link.height, link.width)))
                     pending = geometry.identity(batch, device)
                 pending = pending @ link.matrix
