@@ -8,6 +8,7 @@ import torch
 import torchvision.transforms.v2 as T
 
 import gpuaug as ga
+from gpuaug import _ext
 
 
 def _u8(*shape: int) -> torch.Tensor:
@@ -39,6 +40,17 @@ def test_unsupported_dtype_raises_type_error(dtype):
         _run([ga.RandomHorizontalFlip()], torch.zeros(2, 3, 4, 4, dtype=dtype))
 
 
+@pytest.mark.parametrize("backend", ["torch", "ext"])
+def test_images_that_require_grad_raise_value_error(backend):
+    if backend == "ext" and _ext.extension_error() is not None:
+        pytest.skip(f"the extension does not build here: {_ext.extension_error()}")
+    x = torch.rand(2, 3, 8, 8, requires_grad=True)
+    with pytest.raises(ValueError, match=r"require grad.*images.detach\(\)"):
+        ga.Pipeline([ga.RandomResizedCrop(6), ga.ColorJitter(0.4)], seed=0, backend=backend)(x)
+    with torch.no_grad():
+        assert ga.Pipeline([ga.RandomResizedCrop(6)], seed=0, backend=backend)(x).shape == (2, 3, 6, 6)
+
+
 @pytest.mark.parametrize("shape", [(1, 3, 0, 8), (1, 3, 8, 0), (3, 0, 0), (2, 0, 8, 8)])
 def test_zero_size_image_raises_value_error(shape):
     with pytest.raises(ValueError, match=r"> 0|zero|empty|size"):
@@ -54,8 +66,9 @@ def test_zero_size_image_raises_value_error(shape):
         lambda: ga.RandomGrayscale(p=1.0),
         lambda: ga.Grayscale(),
         lambda: ga.RandomAdjustSharpness(2.0),
+        lambda: ga.RandomAutocontrast(),
     ],
-    ids=["ColorJitter", "ColorJitter-hue", "RandomGrayscale", "Grayscale", "RandomAdjustSharpness"],
+    ids=["ColorJitter", "ColorJitter-hue", "RandomGrayscale", "Grayscale", "RandomAdjustSharpness", "RandomAutocontrast"],
 )
 def test_wrong_channel_count_for_colour_transform(make, channels):
     t = make()

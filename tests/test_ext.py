@@ -107,9 +107,13 @@ NAMED_PIPELINES = [
     # a fill outside the image's range reaches the hue shift unclamped in a uint8 pipeline: both backends clamp there
     [ga.RandomRotation(40, fill=300.0), ga.ColorJitter(hue=0.2), ga.RandomRotation(40, fill=-50.0), ga.ColorJitter(hue=0.2),
      ga.ToDtype(torch.float32, scale=True)],
+    # a uint8 pad's fill outside 0..255 is carried as a float too (the torch backend's uint8 gather once wrapped it)
+    [ga.Pad(3, fill=(300, -20, 128.7)), ga.ToDtype(torch.float32, scale=True)],
+    [ga.RandomCrop(48, pad_if_needed=True, fill=-5), ga.RandomInvert(p=1.0)],
 ]
 NAMED_IDS = ["affine-heavy", "rotation-fill-erase", "reflect-perspective", "symmetric-nearest-gray1", "mixed-backends",
-             "containers", "pad-after-crop", "fill-out-of-range-hue"]
+             "containers", "pad-after-crop", "fill-out-of-range-hue", "pad-fill-out-of-range",
+             "crop-fill-out-of-range"]
 
 
 @pytest.mark.parametrize("transforms", NAMED_PIPELINES, ids=NAMED_IDS)

@@ -800,6 +800,17 @@ def test_random_equalize(dtype, channels, contrast):
     )
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=_id)
+@pytest.mark.parametrize("channels", [2, 4])
+def test_channelwise_colour_ops_take_any_channel_count(dtype, channels):
+    """Invert, solarize, posterize and equalize work channel by channel, and torchvision takes any count."""
+    threshold = 100 if dtype == torch.uint8 else 0.4
+    for transform, functional in ((ga.RandomInvert(0.7), F.invert), (ga.RandomSolarize(threshold, 0.7), lambda x: F.solarize(x, threshold)),
+                                  (ga.RandomPosterize(3, 0.7), lambda x: F.posterize(x, 3)), (ga.RandomEqualize(0.7), F.equalize)):
+        if dtype == torch.uint8 or not isinstance(transform, ga.RandomPosterize):  # torchvision posterizes uint8 only
+            _per_sample_parity(transform, lambda img, p, b, f=functional: f(img), dtype, channels, exact=dtype == torch.uint8)
+
+
 # =============================================================================================================
 # Blur, noise, erasing
 # =============================================================================================================

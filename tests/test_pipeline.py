@@ -913,6 +913,13 @@ def test_editing_returned_params_changes_no_later_call():
     params.transforms[0].height[0] = 5
     assert params.transforms[0].height.tolist() == [5, 12, 12, 12]
     assert torch.equal(crop(x, sample_ids=torch.arange(4)), first)
+    # each field its own: a rotation's translate and shear (both zero) were once one tensor
+    rotate = ga.Pipeline([ga.RandomRotation(30)], seed=3)
+    first, params = rotate(x.float(), return_params=True)
+    params.transforms[0].translate[0, 0] = 3.0
+    assert params.transforms[0].shear.abs().sum() == 0
+    moved = rotate.replay(x.float(), params)
+    assert torch.equal(moved[1:], first[1:]) and not torch.equal(moved[0], first[0])
 
 
 def test_a_pipeline_pickled_without_draw_counts_still_runs():

@@ -68,6 +68,8 @@ def _check_images(images: Tensor | RaggedBatch) -> Tensor:
         raise TypeError(
             f"images must be uint8 or floating point ({', '.join(str(d) for d in SUPPORTED_DTYPES)}), got {images.dtype}"
         )
+    if images.requires_grad and torch.is_grad_enabled():  # the passes write in place and into buffers
+        raise ValueError("images require grad, but augmentation is not differentiable: give images.detach()")
     batch = images if images.ndim == 4 else images.unsqueeze(0)
     if min(batch.shape[1:]) == 0:
         raise ValueError(f"images must have channels, height and width > 0, got shape {tuple(images.shape)}")

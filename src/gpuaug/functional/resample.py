@@ -561,7 +561,12 @@ def warp_separable(
             y = y.view(batch, channels, out_h, out_w)
         if links[0].padding is not None and padding.mode == "constant":  # else no tap of the image is outside
             inside = (wy[:, :, 0, None] * wx[:, None, :, 0] > 0).view(batch, 1, out_h, out_w)
-            y = torch.where(inside, y, padding.fill_tensor(channels, x.device).to(y.dtype))
+            fill = padding.fill_tensor(channels, x.device)
+            if not y.is_floating_point():  # a whole number, as the dtype holds; carried as a float, as every
+                fill = fill.trunc()  # other pass carries it, where the dtype cannot hold it (uint8 300)
+                info = torch.iinfo(y.dtype)
+                y = y if all(info.min <= v <= info.max for v in padding.fill) else y.to(torch.float32)
+            y = torch.where(inside, y, fill.to(y.dtype))
         return _blend_covers(y, covers_y, covers_x)
     y = _filter_rows_then_columns(x, (tx, wx), (ty, wy), integer, boxes, (interpolation, antialias))
     if padding.has_fill:

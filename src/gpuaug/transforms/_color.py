@@ -187,15 +187,17 @@ class Grayscale(PixelTransform):
 
 
 class _RandomColorOp(PixelTransform):
-    """A colour kernel applied with probability ``p`` (default 0.5, as torchvision)."""
+    """A colour kernel applied with probability ``p`` (default 0.5, as torchvision); channel by
+    channel, so any number of channels, unless ``channels`` says otherwise (as torchvision's)."""
 
-    channels: tuple[int, ...] = (1, 3)
+    channels: tuple[int, ...] | None = None
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__(p)
 
     def output_spec(self, spec: ImageSpec) -> ImageSpec:
-        require_channels(type(self).__name__, spec, self.channels)
+        if self.channels is not None:
+            require_channels(type(self).__name__, spec, self.channels)
         return spec
 
 
@@ -265,6 +267,8 @@ class RandomAutocontrast(_RandomColorOp):
         >>> ga.Pipeline([ga.RandomAutocontrast(p=1.0)])(x).tolist()
         [[[0.0, 1.0]]]
     """
+
+    channels = (1, 3)
 
     def apply(self, x: Tensor, params: Params, domain: Domain) -> Tensor:
         return C.autocontrast(x, domain)

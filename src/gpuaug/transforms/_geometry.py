@@ -470,8 +470,8 @@ class RandomRotation(_Affine):
     def draw(self, rng: Stream, spec: ImageSpec) -> AffineParams:
         applied = self._coin(rng)
         angle = rng.uniform(1, *self.degrees)[:, 0]
-        zeros2 = torch.zeros(angle.shape[0], 2, dtype=torch.float64, device=angle.device)
-        return AffineParams(applied, angle, zeros2, torch.ones_like(angle), zeros2)
+        translate, shear = torch.zeros(2, angle.shape[0], 2, dtype=torch.float64, device=angle.device)  # two tensors
+        return AffineParams(applied, angle, translate, torch.ones_like(angle), shear)
 
 
 class RandomAffine(_Affine):
