@@ -603,6 +603,30 @@ def test_samples_that_skip_a_rotation_are_resized_and_flipped_exactly(dtype):
         assert_equal(out[b], F.horizontal_flip(ref) if flip.applied[b] else ref, what=f"sample {b}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=_id)
+@pytest.mark.parametrize("chain", ["resize-rrc", "resize-crop-resize"])
+def test_a_crop_of_an_enlarged_image_reads_the_pixels_at_its_edges(dtype, chain):
+    """One pass through two resizes is the composed map's interpolation, exact on a linear ramp. The
+    window of source pixels the second resize may read once held only those wholly inside the crop, so
+    an enlarging first resize (CIFAR images to ImageNet size) left black rows at the crop's edges."""
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    x = (torch.stack([xx * 8, yy * 8, (xx + yy) * 4]) / 255).expand(8, 3, 32, 32).contiguous()
+    x = x if dtype.is_floating_point else (x * 255).round().to(dtype)
+    if chain == "resize-rrc":
+        pipe = ga.Pipeline([ga.Resize(256), ga.RandomResizedCrop(224, scale=(0.05, 1.0))], seed=1)
+    else:
+        pipe = ga.Pipeline([ga.Resize(100), ga.RandomCrop(80), ga.Resize(40)], seed=1)
+    out, params = pipe(x, return_params=True)
+    p = params.transforms[1]
+    for b in range(x.shape[0]):
+        box = [as_int(p.top, b), as_int(p.left, b), as_int(p.height, b), as_int(p.width, b)]
+        if chain == "resize-rrc":
+            ref = F.resized_crop(F.resize(x[b], [256]), *box, [224, 224])
+        else:
+            ref = F.resize(F.crop(F.resize(x[b], [100]), *box), [40])
+        assert_close(out[b], ref, 2 * level(dtype), what=f"sample {b} crop {box}")  # uint8: rounded twice
+
+
 # =============================================================================================================
 # Colour
 # =============================================================================================================

@@ -146,18 +146,21 @@ class FinalWrite:
     steps: list[Step]
 
 
-def _window(prefix: Tensor, box: Tensor) -> Tensor:
-    """The pixel ``box`` (B, 4) seen through the axis-aligned ``prefix`` map, as inclusive source indices:
-    the pixels whose centres it spans, or, where an enlarging prefix makes it span none (a sliver of a
-    pixel), the pixel under its middle."""
+def _window(prefix: Tensor, box: Tensor, read: Tensor | None) -> Tensor:
+    """The source pixels that the canvas pixels ``box`` (B, 4) show, seen through the axis-aligned
+    ``prefix`` map, as inclusive source indices: those lying wholly inside the box, and where an
+    earlier step interpolated the canvas from the pixels ``read`` (its own window), also the ones on
+    either side of the box's edge pixels' centres, which it read for them (an enlarging prefix puts
+    those centres, and the box's edges, inside source pixels)."""
     a = torch.stack([prefix[:, 0, 0], prefix[:, 1, 1]], dim=1)
     b = torch.stack([prefix[:, 0, 2], prefix[:, 1, 2]], dim=1)
-    lo, hi = box[:, 0::2] - 0.5, box[:, 1::2] + 0.5  # pixel edges, (B, axis)
-    ends = torch.stack([a * lo + b, a * hi + b], dim=2)  # (B, axis, 2)
-    lo = (ends.amin(dim=2) + 0.5 - 1e-6).ceil()
-    hi = (ends.amax(dim=2) - 0.5 + 1e-6).floor()
-    middle, empty = (ends.mean(dim=2) + 0.5).floor(), hi < lo
-    lo, hi = torch.where(empty, middle, lo), torch.where(empty, middle, hi)
+    edges = torch.stack([a * (box[:, 0::2] - 0.5) + b, a * (box[:, 1::2] + 0.5) + b], dim=2)  # (B, axis, 2)
+    lo = (edges.amin(dim=2) + 0.5 - 1e-6).ceil()
+    hi = (edges.amax(dim=2) - 0.5 + 1e-6).floor()
+    if read is not None:
+        centres = torch.stack([a * box[:, 0::2] + b, a * box[:, 1::2] + b], dim=2)
+        lo = torch.minimum(lo, torch.maximum((centres.amin(dim=2) + 1e-6).floor(), read[:, 0::2]))
+        hi = torch.maximum(hi, torch.minimum((centres.amax(dim=2) - 1e-6).ceil(), read[:, 1::2]))
     return torch.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], dim=1)
 
 
@@ -219,7 +222,7 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], unrotat
         if interpolates:
             interpolations.append(t.interpolation)
             box = t.source_box(s.params, s.spec_in)  # whole pixel indices: the window itself, seen directly
-            window = box if i == 0 else _window(prefixes[i - 1], box)
+            window = box if i == 0 else _window(prefixes[i - 1], box, window)
             resampled, kept = Resampled(prefixes[i], s.spec_out.height, s.spec_out.width), i + 1
         scale_y *= max(s.spec_in.height / s.spec_out.height, 1.0)
         scale_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
