@@ -222,6 +222,8 @@ CONSTRUCTOR_CASES = [
     ("choice-weights", lambda: ga.RandomChoice([ga.RandomInvert()], p=[0.5, 0.5]), lambda: T.RandomChoice([T.RandomInvert()], p=[0.5, 0.5]), ValueError, "p"),
     ("choice-negative", lambda: ga.RandomChoice([ga.RandomInvert(), ga.RandomInvert()], p=[-1, 2]), None, ValueError, "p"),
     ("todtype-int32", lambda: ga.ToDtype(torch.int32), None, TypeError, "int32"),
+    ("erasing-value-none", lambda: ga.RandomErasing(value=None), lambda: T.RandomErasing(value=None), TypeError, "value"),
+    ("blur-kernel-3-values", lambda: ga.GaussianBlur((3, 3, 3)), lambda: T.GaussianBlur((3, 3, 3)), ValueError, "kernel_size"),
 ]
 
 
@@ -241,6 +243,7 @@ def test_valid_edge_arguments_are_accepted():
     ga.ColorJitter(brightness=0, contrast=0, saturation=0, hue=0.5)
     ga.ColorJitter(brightness=(0.0, 2.0), hue=(-0.5, 0.5))
     ga.GaussianBlur(1, sigma=1e-3)
+    assert ga.GaussianBlur((3,), sigma=[1.5]).kernel_size == (3, 3) and ga.GaussianBlur(3, sigma=(1.5,)).sigma == (1.5, 1.5)
     ga.RandomPosterize(0), ga.RandomPosterize(8)
     ga.RandomPerspective(0.0), ga.RandomPerspective(1.0)
     ga.RandomAffine(0, translate=(0.0, 1.0), shear=(-10, 10, -5, 5))
@@ -358,13 +361,9 @@ def test_replay_errors():
 # ---------------------------------------------------------------- edge cases that must not silently misbehave
 
 
-def test_empty_random_order_is_identity():
-    x = _u8(2, 3, 4, 4)
-    # torchvision's RandomOrder([]) is the identity, as gpuaug's RandomApply([]) already is
-    assert torch.equal(_run([ga.RandomApply([], p=0.5)], x), x)
-    assert torch.equal(_run([ga.RandomOrder([])], x), x)
-
-
-def test_empty_random_choice_raises_at_construction():
-    with pytest.raises(ValueError):
-        ga.RandomChoice([])
+@pytest.mark.parametrize("container", ["Compose", "RandomApply", "RandomChoice", "RandomOrder"])
+def test_empty_containers_raise_at_construction_as_torchvisions(container):
+    with pytest.raises(ValueError, match="at least one transform"):
+        getattr(ga, container)([])
+    assert _tv_raises(lambda: getattr(T, container)([]))
+    assert torch.equal(_run([], _u8(2, 3, 4, 4)), _u8(2, 3, 4, 4))  # an empty Pipeline is the identity

@@ -41,6 +41,8 @@ class _Container(Transform):
     def __init__(self, transforms: Sequence[Transform], p: float = 1.0) -> None:
         super().__init__(p)
         self.transforms = _check_children(transforms, type(self).__name__)
+        if not self.transforms:  # as torchvision's containers (a Pipeline may be empty)
+            raise ValueError(f"{type(self).__name__} needs at least one transform")
 
     def children(self) -> list[Transform]:
         return self.transforms

@@ -80,11 +80,15 @@ class GaussianBlur(PixelTransform):
         super().__init__(p)
         if isinstance(kernel_size, numbers.Integral):
             kernel_size = (int(kernel_size), int(kernel_size))
+        if isinstance(kernel_size, Sequence) and len(kernel_size) == 1:  # as torchvision: (k,) is (k, k)
+            kernel_size = (kernel_size[0], kernel_size[0])
         if not isinstance(kernel_size, Sequence) or len(kernel_size) != 2:
-            raise ValueError(f"kernel_size must be an int or a sequence of two ints, got {kernel_size!r}")
+            raise ValueError(f"kernel_size must be an int or a sequence of one or two ints, got {kernel_size!r}")
         if any(not isinstance(k, numbers.Integral) or k <= 0 or k % 2 == 0 for k in kernel_size):
             raise ValueError(f"kernel_size values must be odd and positive, got {kernel_size}")
         self.kernel_size = (int(kernel_size[0]), int(kernel_size[1]))
+        if isinstance(sigma, Sequence) and len(sigma) == 1:  # as torchvision: (s,) is a fixed sigma s
+            sigma = sigma[0]
         if isinstance(sigma, numbers.Real):
             if sigma <= 0:
                 raise ValueError(f"If sigma is a single number, it must be positive, got {sigma}")
@@ -176,6 +180,8 @@ class RandomErasing(PixelTransform):
         self.ratio = parse_range(ratio, "ratio")
         if self.ratio[0] <= 0:
             raise ValueError(f"ratio must be positive, got {self.ratio}")
+        if value is None:  # torchvision raises too (parse_fill would read None as 0)
+            raise TypeError("value must be a number, a sequence of numbers or 'random', got None")
         if isinstance(value, str):
             if value != "random":
                 raise ValueError(f"value must be a number, a sequence of numbers or 'random', got {value!r}")
