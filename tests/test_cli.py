@@ -65,6 +65,27 @@ def test_preview_invalid_image_is_a_clear_error(tmp_path, capsys):
     assert "cannot decode" in err and str(path) in err
 
 
+def test_preview_reads_16_bit_pngs_and_animated_gifs(tmp_path):
+    """Decoded as gpuaug.data decodes them: 16-bit PNGs scaled to uint8, a GIF's first frame."""
+    from PIL import Image
+
+    wide = tmp_path / "wide.png"
+    Image.fromarray((torch.arange(40 * 60).view(40, 60) * 27).numpy().astype("uint16")).save(wide)
+    frames = [Image.new("RGB", (60, 40), color) for color in ((255, 0, 0), (0, 0, 255))]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    for path in (wide, gif):
+        assert main(["preview", str(path), "-o", str(tmp_path / "g.png"), "--n", "2", "--size", "32"]) == 0
+
+
+def test_a_bad_backend_in_the_environment_is_said_not_raised(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("GPUAUG_BACKEND", "bogus")
+    assert main(["info"]) == 0
+    assert "none: every Pipeline raises: unknown backend 'bogus'" in capsys.readouterr().out
+    assert main(["preview", "-o", str(tmp_path / "g.png"), "--n", "1", "--size", "16"]) == 1
+    assert "unknown backend 'bogus'" in capsys.readouterr().err
+
+
 def test_preview_unwritable_output(tmp_path, capsys):
     assert main(["preview", "-o", str(tmp_path / "missing-dir" / "g.png"), "--n", "1", "--size", "16"]) == 1
     assert "cannot write" in capsys.readouterr().err
@@ -79,6 +100,10 @@ def test_preview_unwritable_output(tmp_path, capsys):
     (["bench", "--pipelines", "nope"], "invalid choice"),
     (["bench", "--libraries", "nope"], "invalid choice"),
     (["bench", "--device", "tpu"], "invalid choice"),
+    (["bench", "--warmup", "-1"], "non-negative integer"),
+    (["bench", "--warmup-seconds", "nan"], "finite non-negative number"),
+    (["bench-loader", "--max-seconds", "nan"], "finite positive number"),
+    (["bench-loader", "--max-seconds", "0"], "finite positive number"),
 ])
 def test_bad_arguments_exit_2_with_a_message(args, message, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -163,4 +163,4 @@ def resolve_backend(name: str | None = None) -> str:
 @functools.cache
 def _warn_fallback(reason: str) -> None:
     warnings.warn(f"gpuaug: using the plain-PyTorch backend, the fused extension is not available ({reason})",
-                  RuntimeWarning, stacklevel=3)
+                  RuntimeWarning, stacklevel=4)  # the caller of Pipeline(...)

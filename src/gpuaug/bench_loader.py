@@ -142,8 +142,11 @@ def make_jpegs(root: str | os.PathLike[str] | None = None, count: int = 3000, se
     photos = _photos()
     views = _draw_views(count, seed, [photo.size for photo in photos])
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-    for name in PHOTOS:
-        (partial / name).mkdir(parents=True, exist_ok=True)
+    try:
+        for name in PHOTOS:
+            (partial / name).mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file in the way, no permission, ...
+        raise BenchError(f"cannot write the images under {folder.parent}: {error}") from error
 
     def write(i: int) -> None:
         photo, size, box = views[i]

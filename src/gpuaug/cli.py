@@ -8,13 +8,14 @@ import math
 import os
 import platform
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
-from torchvision.io import ImageReadMode, decode_image, write_png
+from torchvision.io import read_file, write_png
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import make_grid
@@ -63,11 +64,17 @@ def info_text() -> str:
 
 def _default_backend() -> str:
     """Which backend a Pipeline gets without a ``backend`` argument here, and why."""
-    env = os.environ.get("GPUAUG_BACKEND")
-    if env:
-        return f"{env} ($GPUAUG_BACKEND)"
-    error = _ext.extension_error()
-    return "ext (the fused extension is built)" if error is None else f"torch (ext is not available: {error})"
+    asked = os.environ.get("GPUAUG_BACKEND")
+    source = f" ($GPUAUG_BACKEND={asked})" if asked else ""
+    try:
+        with warnings.catch_warnings():  # the fallback's warning: said here instead
+            warnings.simplefilter("ignore")
+            name = _ext.resolve_backend()
+    except ValueError as error:
+        return f"none: every Pipeline raises: {error}{source}"
+    if name == "ext":
+        return f"ext (the fused extension is built){source}"
+    return f"torch{source}" if asked == "torch" else f"torch (ext is not available: {_ext.extension_error()}){source}"
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -105,14 +112,15 @@ def preview_pipelines(size: int, seed: int) -> list[ga.Pipeline]:
 
 
 def load_image(path: str) -> torch.Tensor:
-    """Decode an image file as RGB uint8 (3, H, W); CLIError if it is missing or not an image."""
+    """Decode an image file as RGB uint8 (3, H, W) (16-bit PNGs scaled, a GIF's first frame), as
+    gpuaug.data decodes them; CLIError if it is missing or not an image."""
     p = Path(path)
     if not p.is_file():
         raise CLIError(f"image not found: {path}")
     try:
-        return decode_image(str(p), mode=ImageReadMode.RGB)
+        return ga.data.decode_images([read_file(str(p))], names=[path])[0][0]
     except (RuntimeError, ValueError, OSError) as exc:
-        raise CLIError(f"cannot decode {path} as an image ({exc})") from exc
+        raise CLIError(str(exc)) from exc
 
 
 def letterbox(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -144,6 +152,10 @@ def grid_shape(num_images: int, n: int, size: int) -> tuple[int, int]:
 
 
 def cmd_preview(args: argparse.Namespace) -> None:
+    try:
+        _ext.resolve_backend()  # a bad $GPUAUG_BACKEND: said before any work
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
     images = [load_image(p) for p in args.images] if args.images else load_samples()
     grid = preview_grid(images, args.n, args.size, args.seed)
     try:
@@ -209,17 +221,28 @@ def _positive(text: str) -> int:
 
 
 def _non_negative(text: str) -> int:
-    return 0 if text.strip() == "0" else _positive(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
 
 
-def _non_negative_float(text: str) -> float:
+def _seconds(text: str, positive: bool = False) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 <= value < math.inf:  # also NaN
-        raise argparse.ArgumentTypeError(f"expected a finite non-negative number of seconds, got {value}")
+    if not (0 < value if positive else 0 <= value) or not value < math.inf:  # also NaN
+        kind = "positive" if positive else "non-negative"
+        raise argparse.ArgumentTypeError(f"expected a finite {kind} number of seconds, got {value}")
     return value
+
+
+def _positive_seconds(text: str) -> float:
+    return _seconds(text, positive=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build-ext", help="compile the fused C++/CUDA extension now (cached by torch)")
     build.add_argument("--verbose", action="store_true", help="show the compiler's output")
     build.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=None,
-                       help="build the CUDA part (default: when torch sees a CUDA device)")
+                       help="build the CUDA part (default: when torch sees a CUDA device and finds CUDA_HOME)")
     build.set_defaults(func=cmd_build_ext)
 
     preview = sub.add_parser("preview", help="write a grid PNG of augmented photos")
@@ -254,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=_positive, default=5, help="timed calls per row; median reported (default 5)")
     b.add_argument("--warmup", type=_non_negative, default=2,
                    help="at least this many untimed calls per row first (default 2)")
-    b.add_argument("--warmup-seconds", type=_non_negative_float, default=1.0,
+    b.add_argument("--warmup-seconds", type=_seconds, default=1.0,
                    help="and untimed rounds for at least this long per case (default 1.0)")
     b.add_argument("--pipelines", nargs="*", choices=list(bench.PIPELINES), default=None, metavar="NAME",
                    help=f"any of {', '.join(bench.PIPELINES)} (default: imagenet-train affine-heavy, "
@@ -286,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"timed batches per row; several per worker (default {defaults.batches})")
     bl.add_argument("--warmup", type=_non_negative, default=None,
                     help="untimed batches per row first (default: one per worker, at least 2)")
-    bl.add_argument("--max-seconds", type=float, default=None, metavar="S",
+    bl.add_argument("--max-seconds", type=_positive_seconds, default=None, metavar="S",
                     help="end a row's warm-up, and its timed window, after S seconds each (default: no limit)")
     bl.add_argument("--images", type=_positive, default=defaults.images,
                     help=f"JPEGs in the generated set (default {defaults.images})")

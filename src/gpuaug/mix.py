@@ -287,8 +287,9 @@ class MixUp(_Mix):
 class CutMix(_Mix):
     """Paste a box of the partner into each image, as timm does.
 
-    lam ~ Beta(alpha, alpha); the box has sides ``int(H * sqrt(1 - lam))`` by ``int(W * sqrt(1 - lam))``
-    around a uniformly drawn centre, clipped to the image; the label weight is the part of the image
+    lam ~ Beta(alpha, alpha); the box has sides of the even sizes ``2 * (int(H * sqrt(1 - lam)) // 2)``
+    by ``2 * (int(W * sqrt(1 - lam)) // 2)`` (timm's, a half-size either side of the centre) around a
+    uniformly drawn centre, clipped to the image; the label weight is the part of the image
     left uncovered (timm's ``correct_lam``).
 
     Example:

@@ -183,6 +183,8 @@ def _decode_one(data: Tensor, mode: ImageReadMode, device: torch.device, on_gpu:
         except RuntimeError:
             pass  # not every JPEG suits nvJPEG: the CPU decoder decides
     image = decode_image(data, mode=mode)
+    if image.ndim == 4:  # an animated GIF: its first frame, as PIL (and torchvision's ImageFolder) read it
+        image = image[0]
     if image.dtype != torch.uint8:  # a 16-bit PNG: scaled as torchvision's to_dtype scales
         image = to_dtype(image, torch.uint8, scale=True)
     return image.to(device)
@@ -197,7 +199,7 @@ def decode_images(
     mode: ImageReadMode = ImageReadMode.RGB,
 ) -> tuple[list[Tensor], list[int]]:
     """Decode encoded images (a list of 1-D uint8 tensors, or an :class:`EncodedBatch`) to (C, H, W)
-    uint8 tensors on ``device`` (16-bit PNGs scaled to 8 bits).
+    uint8 tensors on ``device`` (16-bit PNGs scaled to 8 bits, an animated GIF's first frame).
 
     On a CUDA device JPEGs are decoded together with ``torchvision.io.decode_jpeg(device=...)``;
     everything else (everything on the CPU, and a JPEG that nvJPEG refuses) with
