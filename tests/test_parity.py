@@ -627,6 +627,21 @@ def test_a_crop_of_an_enlarged_image_reads_the_pixels_at_its_edges(dtype, chain)
         assert_close(out[b], ref, 2 * level(dtype), what=f"sample {b} crop {box}")  # uint8: rounded twice
 
 
+def test_a_crop_is_no_shrink_and_a_nearest_resize_no_antialiasing():
+    """A pass that crops and rotates samples each output pixel once: a crop does not shrink the image
+    (a pass once counted it as a 2x shrink and supersampled 2x2) and a nearest resize's antialias flag
+    does nothing, as in torchvision (it once turned supersampling on, averaging nearest pixels)."""
+    x = make_images(4, 3, 64, 64, torch.uint8, seed=3) // 17 * 17  # every value a multiple of 17
+    for resize in (ga.Resize(64, interpolation="nearest"), ga.Resize(64, interpolation="nearest", antialias=False)):
+        pipe = ga.Pipeline([resize, ga.CenterCrop(32), ga.RandomRotation(10)], seed=0)
+        out, params = pipe(x, return_params=True)
+        rotation = params.transforms[2]
+        assert int((out % 17 != 0).sum()) == 0, "nearest sampling gives image values only"
+        for b in range(x.shape[0]):
+            ref = F.rotate(F.center_crop(x[b], [32, 32]), float(rotation.angle[b]), fill=0)
+            assert_equal(out[b], ref, what=f"sample {b}")
+
+
 # =============================================================================================================
 # Colour
 # =============================================================================================================

@@ -224,8 +224,8 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], unrotat
             box = t.source_box(s.params, s.spec_in)  # whole pixel indices: the window itself, seen directly
             window = box if i == 0 else _window(prefixes[i - 1], box, window)
             resampled, kept = Resampled(prefixes[i], s.spec_out.height, s.spec_out.width), i + 1
-        scale_y *= max(s.spec_in.height / s.spec_out.height, 1.0)
-        scale_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
+            scale_y *= max(s.spec_in.height / s.spec_out.height, 1.0)  # a crop shrinks nothing
+            scale_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
         links.append(Link(maps[i], s.spec_in.height, s.spec_in.width, t.padding_for(s.spec_in), interpolates))
     if resampled is not None and _same_canvas(steps[-1].spec_out, resampled, links[kept:]):
         resampled = None  # later steps only flip it: the output's rows are the resampled ones
@@ -235,7 +235,7 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], unrotat
         spec_out=steps[-1].spec_out,
         axis_aligned=unrotated or all(getattr(s.transform, "axis_aligned", False) for s in steps),
         interpolation=max(interpolations, key=_INTERPOLATION_RANK.__getitem__, default="nearest"),
-        antialias=any(s.transform.antialias for s in steps),
+        antialias=any(s.transform.antialias for s in steps if s.transform.interpolation not in (None, "nearest")),
         links=links,
         max_scale=(scale_y, scale_x),
         window=window if window is not None else _unbounded(batch, device),
