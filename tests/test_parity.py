@@ -627,6 +627,20 @@ def test_a_crop_of_an_enlarged_image_reads_the_pixels_at_its_edges(dtype, chain)
         assert_close(out[b], ref, 2 * level(dtype), what=f"sample {b} crop {box}")  # uint8: rounded twice
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=_id)
+def test_grid_sampling_after_an_enlarging_crop_repeats_the_crops_edge_pixels(dtype):
+    """A rotation or affine in the same pass as a resized crop samples the source once, clamped into
+    the crop as torchvision's resize of the crop is (it once read the pixels beyond the crop, and zeros
+    beyond the image, in a band a few output pixels wide at the edges)."""
+    x = make_images(8, 3, 32, 32, dtype, seed=4)
+    pipe = ga.Pipeline([ga.RandomResizedCrop(64, scale=(0.08, 0.3)), ga.RandomAffine(0, interpolation="bilinear")], seed=0)
+    out, params = pipe(x, return_params=True)
+    crop = params.transforms[0]
+    for b in range(x.shape[0]):
+        box = [as_int(crop.top, b), as_int(crop.left, b), as_int(crop.height, b), as_int(crop.width, b)]
+        assert_close(out[b], F.resized_crop(x[b], *box, [64, 64]), level(dtype), what=f"sample {b} crop {box}")
+
+
 def test_a_crop_is_no_shrink_and_a_nearest_resize_no_antialiasing():
     """A pass that crops and rotates samples each output pixel once: a crop does not shrink the image
     (a pass once counted it as a 2x shrink and supersampled 2x2) and a nearest resize's antialias flag

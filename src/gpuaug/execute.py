@@ -55,7 +55,7 @@ def _resample(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
             integer=domain.integer, sizes=warp.source_sizes, resampled=warp.resampled,
         )
     else:
-        y = warp_grid(x, warp.links, out_hw, warp.interpolation, warp.supersample, sizes=warp.source_sizes)
+        y = warp_grid(x, warp.links, out_hw, warp.interpolation, warp.supersample, warp.source_sizes, warp.grid_window)
     if domain.integer and y.is_floating_point():
         y = round_half_up(y) if warp.axis_aligned else y.round_()  # as torch's uint8 resize, and torchvision's grid sampling
         if warp.interpolation == "bicubic":

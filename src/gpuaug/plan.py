@@ -27,7 +27,7 @@ from .transforms._base import GeometricTransform, ImageSpec, Transform
 from .transforms._container import Compose, RandomApply, RandomChoice, RandomOrder
 from .transforms._dtype import Normalize, ToDtype
 
-__all__ = ["Step", "Warp", "FinalWrite", "Stage", "expand", "group", "matrices"]
+__all__ = ["Step", "Warp", "FinalWrite", "Stage", "expand", "group", "matrices", "unbounded_window"]
 
 ParamsSource = Callable[[int, Transform, ImageSpec], Params]
 
@@ -134,6 +134,13 @@ class Warp:
     unrotated: Warp | None = None
 
     @property
+    def grid_window(self) -> Tensor | None:
+        """The window that grid sampling clamps its points into: where the pass's first step never
+        looks outside its input (a crop, a resize), the pixels its interpolating steps read; None where
+        it shows a fill or mirror image there."""
+        return self.window if self.links[0].padding is None else None
+
+    @property
     def supersample(self) -> int:
         """Samples per output pixel and axis when the general path shrinks (antialias approximation)."""
         return min(max(round(max(self.max_scale)), 1), 4) if self.antialias else 1
@@ -167,7 +174,8 @@ def _window(prefix: Tensor, box: Tensor, read: Tensor | None) -> Tensor:
 Stage = Step | Warp | FinalWrite
 
 
-def _unbounded(batch: int, device: torch.device) -> Tensor:
+def unbounded_window(batch: int, device: torch.device) -> Tensor:
+    """A (B, 4) window that holds every source pixel."""
     big = float(2**40)
     return constant((-big, big, -big, big), torch.float64, device).expand(batch, 4)
 
@@ -238,7 +246,7 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], unrotat
         antialias=any(s.transform.antialias for s in steps if s.transform.interpolation not in (None, "nearest")),
         links=links,
         max_scale=(scale_y, scale_x),
-        window=window if window is not None else _unbounded(batch, device),
+        window=window if window is not None else unbounded_window(batch, device),
         source_sizes=None if steps[0].spec_in.sizes is None else steps[0].spec_in.sizes.to(device, non_blocking=True),
         resampled=resampled,
     )

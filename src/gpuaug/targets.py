@@ -472,7 +472,8 @@ def _warp_masks(masks: Tensor, stages: list[Stage], fill: float) -> Tensor:
         if warp.axis_aligned:
             y = _separable_masks(x, warp, fills)
         else:
-            y = warp_grid(x, _mask_links(warp, fills), (warp.spec_out.height, warp.spec_out.width), "nearest")
+            y = warp_grid(x, _mask_links(warp, fills), (warp.spec_out.height, warp.spec_out.width), "nearest",
+                          window=warp.grid_window)
             if warp.skipped is not None and warp.unrotated is not None:  # as the images: the samples that
                 separable = _separable_masks(x, warp.unrotated, fills)  # skip the rotations, separably
                 y = torch.where(warp.skipped.view(-1, 1, 1, 1), separable.to(y.dtype), y)

@@ -607,12 +607,15 @@ def warp_grid(
     interpolation: str,
     supersample: int = 1,
     sizes: Tensor | None = None,
+    window: Tensor | None = None,
 ) -> Tensor:
     """General resampling through ``links`` (any homographies) with ``grid_sample`` (align_corners=False).
 
     ``supersample`` k > 1 averages k x k samples per output pixel (antialiasing when the map
     shrinks). ``sizes`` (B, 2): the (height, width) of each image of a ragged batch, outside which
-    a sample sees the first link's padding (constant only). Returns float32 (B, C, Ho, Wo).
+    a sample sees the first link's padding (constant only). ``window`` (B, 4): inclusive source pixel
+    indices (x_lo, x_hi, y_lo, y_hi) the points are clamped into, where the first link never looks
+    outside its input (a resize of a crop repeats the crop's edge pixels). Returns float32 (B, C, Ho, Wo).
     """
     batch, channels, height, width = x.shape
     out_h, out_w = out_hw[0] * supersample, out_hw[1] * supersample
@@ -628,6 +631,10 @@ def warp_grid(
     last = links[0].matrix if padding.mode == "reflect" else normalize @ links[0].matrix
     src, covers = _trace(links, points, interpolation == "nearest", last=last)
     src = src.view(batch, out_h, out_w, 2)
+    if window is not None:  # grid_sample's coordinates of the window's edge pixels' centres
+        bounds = ((2.0 * window + 1.0) / constant((width, width, height, height), torch.float64, dev) - 1.0)[:, None, None]
+        src = torch.stack([src[..., 0].clamp(bounds[..., 0], bounds[..., 1]),
+                           src[..., 1].clamp(bounds[..., 2], bounds[..., 3])], dim=-1)
     if padding.mode == "reflect":
         src = torch.stack([_fold_continuous(src[..., 0], width, "reflect"), _fold_continuous(src[..., 1], height, "reflect")], -1)
         src = (2.0 * src + 1.0) / constant((width, height), torch.float64, dev) - 1.0
