@@ -212,6 +212,8 @@ CONSTRUCTOR_CASES = [
     ("size-0", lambda: ga.CenterCrop(0), None, ValueError, "size"),
     ("resize-0", lambda: ga.Resize(0), None, ValueError, "size"),
     ("resize-max-size-pair", lambda: ga.Resize([10, 12], max_size=20), None, ValueError, "max_size"),
+    ("resize-none", lambda: ga.Resize(None), lambda: T.Resize(None), ValueError, "max_size"),
+    ("resize-pil-lanczos", lambda: ga.Resize(8, interpolation=1), None, ValueError, "interpolation"),
     ("rrc-size-float", lambda: ga.RandomResizedCrop(8.5), None, (TypeError, ValueError), "size"),
     ("solarize<0", lambda: ga.RandomSolarize(-1), None, ValueError, "threshold"),
     ("sharpness<0", lambda: ga.RandomAdjustSharpness(-1), None, ValueError, "sharpness"),

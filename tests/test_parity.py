@@ -263,6 +263,11 @@ def test_resize_max_size():
     ref = F.resize(x, [20], max_size=25)
     assert out.shape == ref.shape == (2, 3, 17, 25)
     assert_close_resampled(out, ref, what="resize with max_size")
+    # size None: the longer edge to max_size; interpolation as PIL's code, as torchvision takes them
+    out = ga.Pipeline([ga.Resize(None, max_size=25, interpolation=0)])(x)
+    ref = F.resize(x, None, max_size=25, interpolation=mode("nearest"))
+    assert out.shape == ref.shape == (2, 3, 17, 25)
+    assert_equal(out, ref, what="resize to max_size, nearest")
 
 
 RANDOM_CROP_CASES = {

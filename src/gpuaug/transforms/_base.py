@@ -174,9 +174,14 @@ def require_channels(name: str, spec: ImageSpec, allowed: Sequence[int] = (1, 3)
         raise ValueError(f"{name} takes images with {' or '.join(map(str, allowed))} channels, got {spec.channels}")
 
 
-def parse_interpolation(value: InterpolationMode | str, allowed: Sequence[str]) -> str:
-    """'nearest' | 'bilinear' | 'bicubic' from an InterpolationMode or its name."""
+_PIL_INTERPOLATIONS = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL's codes, which torchvision takes too
+
+
+def parse_interpolation(value: InterpolationMode | str | int, allowed: Sequence[str]) -> str:
+    """'nearest' | 'bilinear' | 'bicubic' from an InterpolationMode, its name or PIL's code."""
     name = value.value if isinstance(value, InterpolationMode) else value
+    if isinstance(name, int) and not isinstance(name, bool):
+        name = _PIL_INTERPOLATIONS.get(name, name)
     if not isinstance(name, str) or name.lower() not in allowed:
         raise ValueError(f"interpolation must be one of {list(allowed)}, got {value!r}")
     return name.lower()

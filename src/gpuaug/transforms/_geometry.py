@@ -85,7 +85,8 @@ class RandomVerticalFlip(RandomHorizontalFlip):
 
 
 class Resize(GeometricTransform):
-    """Resize to ``size`` (int: the shorter edge, as torchvision), antialiased when shrinking.
+    """Resize to ``size`` (int: the shorter edge, as torchvision; None: the longer edge to
+    ``max_size``), antialiased when shrinking.
 
     Example:
         >>> import torch, gpuaug as ga
@@ -98,28 +99,31 @@ class Resize(GeometricTransform):
     @property
     def sizes_samples(self) -> bool:  # type: ignore[override]
         """Resize((h, w)) gives every sample one size; Resize(int) keeps each one's aspect ratio."""
-        return len(self.size) == 2
+        return self.size is not None and len(self.size) == 2
 
     def __init__(
         self,
-        size: int | Sequence[int],
-        interpolation: InterpolationMode | str = InterpolationMode.BILINEAR,
+        size: int | Sequence[int] | None,
+        interpolation: InterpolationMode | str | int = InterpolationMode.BILINEAR,
         max_size: int | None = None,
         antialias: bool = True,
     ) -> None:
         super().__init__(1.0)
         if isinstance(size, numbers.Integral):
             size = [int(size)]
-        if (
+        if size is None:
+            if not isinstance(max_size, numbers.Integral) or max_size <= 0:
+                raise ValueError(f"size None needs max_size, a positive int (the longer edge), got {max_size!r}")
+        elif (
             not isinstance(size, Sequence)
             or len(size) not in (1, 2)
             or not all(isinstance(v, numbers.Integral) for v in size)
             or min(size) <= 0
         ):
             raise ValueError(f"size must be a positive int or a sequence of one or two positive ints, got {size!r}")
-        if max_size is not None and len(size) != 1:
-            raise ValueError("max_size is only allowed when size is a single int")
-        self.size = list(size)
+        if max_size is not None and size is not None and len(size) != 1:
+            raise ValueError("max_size is only allowed when size is a single int or None")
+        self.size = None if size is None else list(size)
         self.max_size = max_size
         self.interpolation = parse_interpolation(interpolation, _RESIZE_MODES)
         self.antialias = bool(antialias)
