@@ -186,7 +186,7 @@ CONSTRUCTOR_CASES = [
     ("rotation-interp", lambda: ga.RandomRotation(10, interpolation="lanczos"), None, ValueError, "interpolation"),
     ("resize-interp", lambda: ga.Resize(8, interpolation="box"), None, ValueError, "interpolation"),
     ("rrc-interp", lambda: ga.RandomResizedCrop(8, interpolation="area"), None, ValueError, "interpolation"),
-    ("affine-interp", lambda: ga.RandomAffine(10, interpolation=3), None, ValueError, "interpolation"),
+    ("affine-interp", lambda: ga.RandomAffine(10, interpolation=1), None, ValueError, "interpolation"),
     ("degrees<0", lambda: ga.RandomRotation(-5), lambda: T.RandomRotation(-5), ValueError, "degrees"),
     ("degrees-min>max", lambda: ga.RandomRotation((10, -10)), None, ValueError, "degrees"),
     ("affine-degrees-min>max", lambda: ga.RandomAffine((20, 10)), None, ValueError, "degrees"),
