@@ -16,8 +16,6 @@ struct FusedArgs {
   at::Tensor taps_y;     // (B, Ho, Ky) int32 source rows
   at::Tensor weights_y;  // (B, Ho, Ky) float32
   at::Tensor matrix;     // (B, 3, 3) float64 output -> source pixel coordinates (kMatrix)
-  at::Tensor window;     // (B, 4) float64 (x_lo, x_hi, y_lo, y_hi): kMatrix points are clamped into these
-                         // source pixel indices (the crop a resize of the pass reads; unbounded: none)
   at::Tensor fill;       // (C,) float32 value outside the image (constant padding)
   at::Tensor program;    // (B, S, kOpWidth) float32 colour program
   at::Tensor keys;       // (B, S) int32 per-slot keys of the random fields

@@ -325,7 +325,7 @@ template <typename T>
 void matrix_row(const FusedView& f, const SourceImage<T>& img, int b, int64_t i, MatrixScratch& s, float* row,
                 int64_t plane) {
   const int width = f.out_w, k = f.supersample;
-  const double *m = f.matrix + 9 * b, *window = f.window + 4 * b;
+  const double* m = f.matrix + 9 * b;
   const bool affine = m[6] == 0.0 && m[7] == 0.0 && m[8] == 1.0;
   const bool narrow = (img.height - 1) * img.stride_h + (img.width - 1) * img.stride_w <= INT32_MAX;
   float *ix = s.ix.data(), *iy = s.iy.data(), *weight = s.weight.data(), *outside = s.outside.data();
@@ -348,8 +348,8 @@ void matrix_row(const FusedView& f, const SourceImage<T>& img, int b, int64_t i,
       dispatch_padding(f.padding, [&](auto mode) {
         dispatch_bool(affine, [&](auto is_affine) {
           for (int j = 0; j < width; ++j)
-            grid_point<decltype(is_affine)::value>(m, window, (j * k + sx + 0.5) / k - 0.5, oy, img.width,
-                                                   img.height, decltype(mode)::value, ix[j], iy[j]);
+            grid_point<decltype(is_affine)::value>(m, (j * k + sx + 0.5) / k - 0.5, oy, img.width, img.height,
+                                                   decltype(mode)::value, ix[j], iy[j]);
         });
       });
       if (narrow) {

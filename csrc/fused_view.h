@@ -13,7 +13,6 @@ struct FusedView {
   const int* taps_y;
   const float* weights_y;
   const double* matrix;
-  const double* window;
   const int* src_size;
   const float* fill;
   const float* program;
@@ -80,8 +79,7 @@ GA_HD void warp_pixel(const FusedView& f, const T* images, int b, int i, int j, 
     for (int sy = 0; sy < k; ++sy) {
       for (int sx = 0; sx < k; ++sx) {
         const double ox = (j * k + sx + 0.5) / k - 0.5, oy = (i * k + sy + 0.5) / k - 0.5;
-        sample_matrix(img, channels, f.matrix + 9 * b, f.window + 4 * b, ox, oy, f.bilinear, f.padding, f.fill,
-                      f.has_fill, sub);
+        sample_matrix(img, channels, f.matrix + 9 * b, ox, oy, f.bilinear, f.padding, f.fill, f.has_fill, sub);
         GA_UNROLL
         for (int c = 0; c < kMaxChannels; ++c) acc[c] += sub[c];
       }

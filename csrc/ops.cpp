@@ -17,7 +17,6 @@ FusedView make_view(const FusedArgs& a, const at::Tensor& contrast_sums, const a
   f.taps_y = a.taps_y.data_ptr<int>();
   f.weights_y = a.weights_y.data_ptr<float>();
   f.matrix = a.matrix.data_ptr<double>();
-  f.window = a.window.data_ptr<double>();
   f.src_size = a.src_size.data_ptr<int>();
   f.fill = a.fill.data_ptr<float>();
   f.program = a.program.data_ptr<float>();
@@ -110,7 +109,6 @@ void check(const FusedArgs& a) {
   check_tensor(a.taps_y, "taps_y", at::kInt, {batch, h, -1}, x);
   check_tensor(a.weights_y, "weights_y", at::kFloat, {batch, h, a.taps_y.size(2)}, x);
   check_tensor(a.matrix, "matrix", at::kDouble, {batch, 3, 3}, x);
-  check_tensor(a.window, "window", at::kDouble, {batch, 4}, x);
   check_tensor(a.fill, "fill", at::kFloat, {channels}, x);
   check_tensor(a.program, "program", at::kFloat, {batch, -1, kOpWidth}, x);
   check_tensor(a.keys, "keys", at::kInt, {batch, a.program.size(1)}, x);
@@ -130,14 +128,13 @@ void check(const FusedArgs& a) {
 template <bool Pixelwise>
 at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, const at::Tensor& geometry,
                          const at::Tensor& taps_x, const at::Tensor& weights_x, const at::Tensor& taps_y,
-                         const at::Tensor& weights_y, const at::Tensor& matrix, const at::Tensor& window,
-                         const at::Tensor& fill,
+                         const at::Tensor& weights_y, const at::Tensor& matrix, const at::Tensor& fill,
                          const at::Tensor& program, const at::Tensor& keys, const at::Tensor& out_scale,
                          const at::Tensor& out_shift, int64_t contrast_passes, int64_t out_height,
                          int64_t out_width, int64_t out_channels, int64_t interpolation, int64_t padding_mode,
                          int64_t supersample, int64_t warp_rounding, bool has_fill, int64_t final_mode,
                          double final_mult, at::ScalarType out_dtype, bool channels_last, bool all_separable) {
-  FusedArgs a{images, src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, window, fill, program, keys,
+  FusedArgs a{images, src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, fill, program, keys,
               out_scale, out_shift, contrast_passes, out_height, out_width, out_channels, interpolation,
               padding_mode, supersample, warp_rounding, has_fill, final_mode, final_mult, all_separable};
   check(a);
@@ -169,8 +166,7 @@ at::Tensor fused_augment(const at::Tensor& images, const at::Tensor& src_size, c
 // The arguments both ops take (a string literal, joined to each op's name).
 #define GPUAUG_FUSED_SIGNATURE \
     "(Tensor images, Tensor src_size, Tensor geometry, Tensor taps_x, Tensor weights_x, "          \
-    "Tensor taps_y, Tensor weights_y, Tensor matrix, Tensor window, Tensor fill, Tensor program, "  \
-    "Tensor keys, "                                                                                \
+    "Tensor taps_y, Tensor weights_y, Tensor matrix, Tensor fill, Tensor program, Tensor keys, "   \
     "Tensor out_scale, Tensor out_shift, int contrast_passes, int out_height, int out_width, "     \
     "int out_channels, int interpolation, int padding_mode, int supersample, int warp_rounding, "  \
     "bool has_fill, int final_mode, float final_mult, ScalarType out_dtype, bool channels_last, "  \

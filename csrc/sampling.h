@@ -97,16 +97,11 @@ struct GridTaps {
   float w[4];
 };
 
-// v clamped into [lo, hi]; NaN stays NaN (grid_point then finds the map degenerate).
-GA_HD double clamp_window(double v, double lo, double hi) { return v < lo ? lo : (v > hi ? hi : v); }
-
-// The point grid_sample reads for output point (ox, oy) through `m`, clamped into the `window` of
-// source pixels (x_lo, x_hi, y_lo, y_hi), in source pixel units after the padding's fold: ix, iy (-2,
-// outside, for a degenerate map). kAffine: `m`'s last row is (0, 0, 1), so the divisions by its w,
-// which is exactly 1, are skipped (the same bits).
+// The point grid_sample reads for output point (ox, oy) through `m`, in source pixel units after the
+// padding's fold: ix, iy (-2, outside, for a degenerate map). kAffine: `m`'s last row is (0, 0, 1),
+// so the divisions by its w, which is exactly 1, are skipped (the same bits).
 template <bool kAffine = false>
-GA_HD void grid_point(const double* m, const double* window, double ox, double oy, int width, int height, int padding,
-                      float& ix, float& iy) {
+GA_HD void grid_point(const double* m, double ox, double oy, int width, int height, int padding, float& ix, float& iy) {
   double sx = m[0] * ox + m[1] * oy + m[2];
   double sy = m[3] * ox + m[4] * oy + m[5];
   if (!kAffine) {
@@ -114,8 +109,6 @@ GA_HD void grid_point(const double* m, const double* window, double ox, double o
     sx /= w;
     sy /= w;
   }
-  sx = clamp_window(sx, window[0], window[1]);
-  sy = clamp_window(sy, window[2], window[3]);
   if (padding == kReflect) {
     sx = fold_reflect(sx, width);
     sy = fold_reflect(sy, height);
@@ -164,11 +157,10 @@ GA_HD GridTaps point_taps(float ix, float iy, int width, int height, bool biline
   return t;
 }
 
-// The taps of output point (ox, oy) through `m` and `window` (grid_point, then point_taps).
-GA_HD GridTaps grid_taps(const double* m, const double* window, double ox, double oy, int width, int height,
-                         bool bilinear, int padding) {
+// The taps of output point (ox, oy) through `m` (grid_point, then point_taps).
+GA_HD GridTaps grid_taps(const double* m, double ox, double oy, int width, int height, bool bilinear, int padding) {
   float ix, iy;
-  grid_point(m, window, ox, oy, width, height, padding, ix, iy);
+  grid_point(m, ox, oy, width, height, padding, ix, iy);
   return point_taps(ix, iy, width, height, bilinear);
 }
 
@@ -183,9 +175,9 @@ GA_HD float read_taps(const SourceImage<T>& img, int c, const GridTaps& t) {
 // grid_sample of output point (ox, oy) through `m`, plus the fill where constant padding leaves
 // the image (weighted by what of the sample fell outside). `v` receives `channels` values.
 template <typename T>
-GA_HD void sample_matrix(const SourceImage<T>& img, int channels, const double* m, const double* window, double ox,
-                         double oy, bool bilinear, int padding, const float* fill, bool has_fill, float* v) {
-  const GridTaps t = grid_taps(m, window, ox, oy, img.width, img.height, bilinear, padding);
+GA_HD void sample_matrix(const SourceImage<T>& img, int channels, const double* m, double ox, double oy,
+                         bool bilinear, int padding, const float* fill, bool has_fill, float* v) {
+  const GridTaps t = grid_taps(m, ox, oy, img.width, img.height, bilinear, padding);
   const float outside = 1.0f - (t.w[0] + t.w[1] + t.w[2] + t.w[3]);
   GA_UNROLL
   for (int c = 0; c < kMaxChannels; ++c) {

@@ -222,9 +222,12 @@ def test_collate_errors():
         ga.data.Collate(on_error="ignore")
     with pytest.raises(TypeError, match="MixUp, CutMix or MixChoice"):
         ga.data.Collate(mix=ga.RandomHorizontalFlip())
-    for key in ("images", "labels", "sample_ids", "sizes"):  # a sample key would overwrite the batch's own
-        with pytest.raises(ValueError, match=f"key '{key}' would overwrite"):
-            ga.data.Collate()([{"image": x, key: 1}, {"image": x, key: 2}])
+    y = torch.zeros(3, 5, 4, dtype=torch.uint8)  # another size: a ragged batch, with "sizes"
+    for extra, key, other in (({}, "images", x), ({"label": 0}, "labels", x), ({"index": 0}, "sample_ids", x), ({}, "sizes", y)):
+        with pytest.raises(ValueError, match=f"key '{key}' would overwrite"):  # a sample key would replace the batch's
+            ga.data.Collate()([{"image": x, key: 1, **extra}, {"image": other, key: 2, **extra}])
+    detection = ga.data.Collate()([{"image": x, "labels": [1, 2]}, {"image": x, "labels": [3]}])  # no collision
+    assert detection["labels"] == [[1, 2], [3]]
     for mode in ("I;16", "I", "F"):  # values beyond uint8, which a conversion to RGB would clip
         with pytest.raises(ValueError, match=f"sample 0: PIL mode '{mode}'"):
             ga.data.Collate()([(Image.new(mode, (4, 4)), 0)])

@@ -223,6 +223,8 @@ CONSTRUCTOR_CASES = [
     ("center-3", lambda: ga.RandomAffine(0, center=(1, 2, 3)), None, ValueError, "center"),
     ("choice-weights", lambda: ga.RandomChoice([ga.RandomInvert()], p=[0.5, 0.5]), lambda: T.RandomChoice([T.RandomInvert()], p=[0.5, 0.5]), ValueError, "p"),
     ("choice-negative", lambda: ga.RandomChoice([ga.RandomInvert(), ga.RandomInvert()], p=[-1, 2]), None, ValueError, "p"),
+    ("choice-nan", lambda: ga.RandomChoice([ga.RandomInvert(), ga.RandomInvert()], p=[float("nan"), 1]), None, ValueError, "finite"),
+    ("choice-inf", lambda: ga.RandomChoice([ga.RandomInvert(), ga.RandomInvert()], p=[float("inf"), 1]), None, ValueError, "finite"),
     ("todtype-int32", lambda: ga.ToDtype(torch.int32), None, TypeError, "int32"),
     ("erasing-value-none", lambda: ga.RandomErasing(value=None), lambda: T.RandomErasing(value=None), TypeError, "value"),
     ("blur-kernel-3-values", lambda: ga.GaussianBlur((3, 3, 3)), lambda: T.GaussianBlur((3, 3, 3)), ValueError, "kernel_size"),

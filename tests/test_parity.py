@@ -646,6 +646,24 @@ def test_grid_sampling_after_an_enlarging_crop_repeats_the_crops_edge_pixels(dty
         assert_close(out[b], F.resized_crop(x[b], *box, [64, 64]), level(dtype), what=f"sample {b} crop {box}")
 
 
+@pytest.mark.parametrize("chain", [[ga.RandomHorizontalFlip(), ga.RandomRotation(30), ga.RandomResizedCrop(24)],
+                                   [ga.Resize(40), ga.RandomRotation(45), ga.Resize(24)]], ids=["flip-rotate-rrc", "resize-rotate-resize"])
+def test_grid_sampling_is_not_clamped_through_a_rotation(chain):
+    """The crop window holds source pixels only through axis-aligned maps: where a rotation comes before
+    the last resize, clamping into it would cut the rotated image (it once did, hundreds of pixels off)."""
+    from gpuaug import plan
+
+    x = make_images(4, 3, 32, 32, torch.float32, seed=2)
+    pipe = ga.Pipeline(chain, seed=1)
+    _, params = pipe(x, return_params=True)
+    (warp,) = [s for s in plan.group(pipe._recorded_steps(params, x.device)) if isinstance(s, plan.Warp)]
+    assert warp.grid_window is None
+    crop = ga.Pipeline([ga.RandomResizedCrop(24), ga.RandomRotation(30)], seed=1)
+    _, params = crop(x, return_params=True)
+    (warp,) = [s for s in plan.group(crop._recorded_steps(params, x.device)) if isinstance(s, plan.Warp)]
+    assert warp.grid_window is not None and torch.equal(warp.grid_window, warp.window)
+
+
 def test_a_crop_is_no_shrink_and_a_nearest_resize_no_antialiasing():
     """A pass that crops and rotates samples each output pixel once: a crop does not shrink the image
     (a pass once counted it as a 2x shrink and supersampled 2x2) and a nearest resize's antialias flag

@@ -112,7 +112,7 @@ def build(verbose: bool = False, with_cuda: bool | None = None) -> bool:
 
 @functools.cache
 def _register_fake() -> None:
-    def fake(images, src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, window, fill, program, keys,
+    def fake(images, src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, fill, program, keys,
              out_scale, out_shift, contrast_passes, out_height, out_width, out_channels, interpolation,
              padding_mode, supersample, warp_rounding, has_fill, final_mode, final_mult, out_dtype, channels_last,
              all_separable):

@@ -30,7 +30,7 @@ def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
     ``warp.unrotated``, the others grid sampling: on the host, each part on its samples; on
     accelerators, both paths over the whole batch, picked per sample (no host synchronisation)."""
     skipped, unrotated = warp.skipped, warp.unrotated
-    if skipped is None or unrotated is None:  # no sample can skip every rotation, or none to skip
+    if skipped is None or unrotated is None:  # no sample can skip every rotation (both None together)
         return _resample(x, warp, domain)
     if not _device.on_host(x.device):
         separable = _resample(x, unrotated, domain).to(torch.float32)
@@ -146,9 +146,11 @@ def _slice(stage: Stage, rows: slice | Tensor) -> Stage:
         sizes = None if stage.source_sizes is None else stage.source_sizes[rows]
         skipped = None if stage.skipped is None else stage.skipped[rows]
         unrotated = None if stage.unrotated is None else _slice(stage.unrotated, rows)
+        grid_window = None if stage.grid_window is None else stage.grid_window[rows]
         resampled = None if stage.resampled is None else stage.resampled._replace(matrix=stage.resampled.matrix[rows])
         return dataclasses.replace(stage, matrix=stage.matrix[rows], window=stage.window[rows], links=links,
-                                   source_sizes=sizes, skipped=skipped, unrotated=unrotated, resampled=resampled)
+                                   source_sizes=sizes, skipped=skipped, unrotated=unrotated, resampled=resampled,
+                                   grid_window=grid_window)
     return stage
 
 

@@ -36,7 +36,7 @@ from . import execute
 from ._device import constant
 from .functional.color import Domain
 from .functional.resample import Padding, separable_taps
-from .plan import FinalWrite, Stage, Step, Warp, unbounded_window
+from .plan import FinalWrite, Stage, Step, Warp
 from .transforms._base import ImageSpec, PixelTransform
 from .transforms._color import (
     ColorJitter,
@@ -251,7 +251,6 @@ class _GeometryArgs:
     taps_y: Tensor
     weights_y: Tensor
     matrix: Tensor
-    window: Tensor  # (B, 4) float64: the matrix path's points are clamped into it (Warp.grid_window)
     fill: Tensor
     has_fill: bool
     interpolation: int
@@ -276,7 +275,6 @@ def _identity_geometry(x: Tensor) -> _GeometryArgs:
         mode=torch.zeros(batch, dtype=torch.int8, device=x.device),
         taps_x=taps_x, weights_x=weights_x, taps_y=taps_y, weights_y=weights_y,
         matrix=torch.zeros(batch, 3, 3, dtype=torch.float64, device=x.device),
-        window=unbounded_window(batch, x.device).contiguous(),
         fill=torch.zeros(channels, device=x.device),
         has_fill=False, interpolation=1, padding_mode=0, supersample=1, rounding=0,
         out_hw=(height, width),
@@ -307,12 +305,11 @@ def _warp_geometry(x: Tensor, warp: Warp, domain: Domain) -> _GeometryArgs:
     if warp.axis_aligned and warp.interpolation == "nearest" and x.dtype == torch.uint8:
         fill = fill.trunc()  # the separable nearest path writes the fill in the image's own dtype
     rounding = (2 if warp.interpolation == "bicubic" else 1) if domain.integer else 0
-    window = warp.grid_window if warp.grid_window is not None else unbounded_window(batch, x.device)
     return _GeometryArgs(
         mode=mode,
         taps_x=tx.to(torch.int32).contiguous(), weights_x=wx.contiguous(), taps_y=ty.to(torch.int32).contiguous(),
         weights_y=wy.contiguous(),
-        matrix=warp.matrix.contiguous(), window=window.contiguous(), fill=fill.contiguous(), has_fill=padding.has_fill,
+        matrix=warp.matrix.contiguous(), fill=fill.contiguous(), has_fill=padding.has_fill,
         interpolation=int(warp.interpolation != "nearest"), padding_mode=_PADDING_MODES[padding.mode],
         supersample=warp.supersample, rounding=rounding, out_hw=(out_h, out_w), all_separable=warp.axis_aligned,
     )
@@ -345,7 +342,7 @@ def _fused_call(
         sizes = constant((x.shape[2], x.shape[3]), torch.int32, device).repeat(batch, 1)
     return torch.ops.gpuaug.fused_augment(
         x, sizes, geometry.mode, geometry.taps_x, geometry.weights_x, geometry.taps_y, geometry.weights_y,
-        geometry.matrix, geometry.window, geometry.fill, program.rows.to(device), program.keys.to(device),
+        geometry.matrix, geometry.fill, program.rows.to(device), program.keys.to(device),
         scale.to(device, torch.float32), shift.to(device, torch.float32), program.contrast_passes,
         geometry.out_hw[0], geometry.out_hw[1], channels, geometry.interpolation, geometry.padding_mode,
         geometry.supersample, geometry.rounding, geometry.has_fill, mode, mult, dtype,

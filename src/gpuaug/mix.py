@@ -40,7 +40,7 @@ from torch import Tensor
 
 from .params import Params, register_params
 from .random import Stream, sample_keys
-from .transforms._base import Transform, first_valid, parse_sample_ids
+from .transforms._base import Transform, choice_weights, first_valid, parse_sample_ids
 from .transforms._container import RandomChoice
 
 __all__ = ["MixUp", "CutMix", "MixChoice", "MixParams", "MixChoiceParams", "split_mix", "mix_images", "mix_labels"]
@@ -350,12 +350,10 @@ class MixChoice(_Mix):
         for m in mixes:
             if (m.mode, m.num_classes, m.label_smoothing) != (first.mode, first.num_classes, first.label_smoothing):
                 raise ValueError(f"the mixes chosen from must share mode, num_classes and label_smoothing, got {mixes!r}")
-        weights = [1.0] * len(mixes) if p is None else list(p)
-        if len(weights) != len(mixes) or not all(0 <= w < math.inf for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"p must hold one finite non-negative weight per mix, got {p!r}")
+        weights = choice_weights(p, len(mixes), "mix")
         super().__init__(first.num_classes, first.mode, 1.0, first.label_smoothing, seed)
         self.mixes = list(mixes)
-        self.weights = [w / sum(weights) for w in weights]
+        self.weights = weights
 
     def children(self) -> list[Transform]:
         return list(self.mixes)

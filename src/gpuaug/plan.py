@@ -27,7 +27,7 @@ from .transforms._base import GeometricTransform, ImageSpec, Transform
 from .transforms._container import Compose, RandomApply, RandomChoice, RandomOrder
 from .transforms._dtype import Normalize, ToDtype
 
-__all__ = ["Step", "Warp", "FinalWrite", "Stage", "expand", "group", "matrices", "unbounded_window"]
+__all__ = ["Step", "Warp", "FinalWrite", "Stage", "expand", "group", "matrices"]
 
 ParamsSource = Callable[[int, Transform, ImageSpec], Params]
 
@@ -132,13 +132,10 @@ class Warp:
     # the pass of the ``skipped`` samples, axis-aligned: the same steps, but the rotations, which leave
     # those samples as they are, do not count as interpolating (None where ``skipped`` is None)
     unrotated: Warp | None = None
-
-    @property
-    def grid_window(self) -> Tensor | None:
-        """The window that grid sampling clamps its points into: where the pass's first step never
-        looks outside its input (a crop, a resize), the pixels its interpolating steps read; None where
-        it shows a fill or mirror image there."""
-        return self.window if self.links[0].padding is None else None
+    # (B, 4) the window that grid sampling clamps its points into, as a resize of a crop repeats the
+    # crop's edge pixels: where the first step never looks outside its input (a crop, a resize) and the
+    # steps before the last interpolating one are axis-aligned (the window is then exact); else None
+    grid_window: Tensor | None = None
 
     @property
     def supersample(self) -> int:
@@ -174,8 +171,7 @@ def _window(prefix: Tensor, box: Tensor, read: Tensor | None) -> Tensor:
 Stage = Step | Warp | FinalWrite
 
 
-def unbounded_window(batch: int, device: torch.device) -> Tensor:
-    """A (B, 4) window that holds every source pixel."""
+def _unbounded(batch: int, device: torch.device) -> Tensor:
     big = float(2**40)
     return constant((-big, big, -big, big), torch.float64, device).expand(batch, 4)
 
@@ -209,14 +205,15 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         maps.append(torch.where(s.applied.view(-1, 1, 1), m, eye) if s.gated else m)
         prefixes.append(maps[-1] if not prefixes else prefixes[-1] @ maps[-1])
     skipped = _skipping_every_rotation(steps)
-    unrotated = None if skipped is None else _fold(steps, maps, prefixes, unrotated=True)
-    return dataclasses.replace(_fold(steps, maps, prefixes, unrotated=False), skipped=skipped, unrotated=unrotated)
+    unrotated = None if skipped is None else _fold(steps, maps, prefixes, rotations_skipped=True)
+    warp = _fold(steps, maps, prefixes, rotations_skipped=False)
+    return dataclasses.replace(warp, skipped=skipped, unrotated=unrotated)
 
 
-def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], unrotated: bool) -> Warp:
+def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], rotations_skipped: bool) -> Warp:
     """The Warp of ``steps`` from their (gated) ``maps`` and the ``prefixes`` they compose to, one by
-    one; ``unrotated``: the pass of the samples that skip every rotation, which leaves them as they
-    are (the pass is then axis-aligned, and the rotations interpolate nothing)."""
+    one; ``rotations_skipped``: the pass of the samples that skip every rotation, which leaves them as
+    they are (the pass is then axis-aligned, and the rotations interpolate nothing)."""
     batch, device = prefixes[0].shape[0], prefixes[0].device
     window = None
     resampled: Resampled | None = None
@@ -226,7 +223,8 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], unrotat
     scale_y = scale_x = 1.0
     for i, s in enumerate(steps):
         t = s.transform
-        interpolates = t.interpolation is not None and not (unrotated and not getattr(t, "axis_aligned", False))
+        skipped = rotations_skipped and not getattr(t, "axis_aligned", False)  # a rotation that does nothing
+        interpolates = t.interpolation is not None and not skipped
         if interpolates:
             interpolations.append(t.interpolation)
             box = t.source_box(s.params, s.spec_in)  # whole pixel indices: the window itself, seen directly
@@ -237,16 +235,19 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], unrotat
         links.append(Link(maps[i], s.spec_in.height, s.spec_in.width, t.padding_for(s.spec_in), interpolates))
     if resampled is not None and _same_canvas(steps[-1].spec_out, resampled, links[kept:]):
         resampled = None  # later steps only flip it: the output's rows are the resampled ones
+    aligned = all(getattr(s.transform, "axis_aligned", False) for s in steps[: max(kept - 1, 0)])
+    grid_window = window if window is not None and links[0].padding is None and aligned else None
     return Warp(
         matrix=prefixes[-1],
         spec_in=steps[0].spec_in,
         spec_out=steps[-1].spec_out,
-        axis_aligned=unrotated or all(getattr(s.transform, "axis_aligned", False) for s in steps),
+        axis_aligned=rotations_skipped or all(getattr(s.transform, "axis_aligned", False) for s in steps),
         interpolation=max(interpolations, key=_INTERPOLATION_RANK.__getitem__, default="nearest"),
         antialias=any(s.transform.antialias for s in steps if s.transform.interpolation not in (None, "nearest")),
         links=links,
         max_scale=(scale_y, scale_x),
-        window=window if window is not None else unbounded_window(batch, device),
+        window=window if window is not None else _unbounded(batch, device),
+        grid_window=grid_window,
         source_sizes=None if steps[0].spec_in.sizes is None else steps[0].spec_in.sizes.to(device, non_blocking=True),
         resampled=resampled,
     )

@@ -10,8 +10,8 @@ their index, which keys the augmentation of a sample whatever batch, worker or r
 A batch is a dict: ``"images"`` (B, C, H, W), or a :class:`~gpuaug.data.RaggedBatch` plus
 ``"sizes"`` (B, 2) for differently sized images (or an :class:`~gpuaug.data.EncodedBatch` of file
 bytes, left encoded); ``"labels"`` (collated by torch's default_collate), ``"sample_ids"`` (B,)
-int64 when the samples have indices; every other key as a list (a sample key named like one of
-these raises).
+int64 when the samples have indices; every other key as a list (a sample key that would overwrite
+one of these raises).
 
 Example:
     >>> import numpy as np, torch, gpuaug as ga
@@ -88,9 +88,6 @@ def _as_chw(image: Any, position: int) -> Tensor:
             return image[None]
         raise ValueError(f"sample {position}: a tensor image must be CHW or HW, got shape {tuple(image.shape)}")
     raise TypeError(f"sample {position}: the image must be a numpy array, PIL image or tensor, got {type(image).__name__}")
-
-
-_BATCH_KEYS = ("images", "labels", "sample_ids", "sizes")  # what Collate writes (sizes: a ragged batch's)
 
 
 def _fields(sample: Any, position: int) -> dict[str, Any]:
@@ -226,7 +223,7 @@ class Collate:
         if "index" in keys:
             batch["sample_ids"] = torch.as_tensor([int(record["index"]) for record in records], dtype=torch.int64)
         for key in keys:
-            if key in _BATCH_KEYS:
+            if key in batch:
                 raise ValueError(f"a sample's key {key!r} would overwrite the batch's own {key!r}: rename it")
             if key not in ("image", "label", "index"):
                 batch[key] = [record[key] for record in records]

@@ -259,13 +259,29 @@ def _select(value: Any, kept: list[int], size: int) -> Any:
     return value
 
 
+def _is_field(value: Any, size: int) -> bool:
+    """Whether ``value`` is what torch's default_collate makes of one field of ``size`` samples: a
+    (size, ...) tensor, a list of ``size`` strings, or a dict or sequence of such fields."""
+    if isinstance(value, Tensor):
+        return value.ndim > 0 and value.shape[0] == size
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, bytes)) for v in value):
+        return len(value) == size
+    return isinstance(value, dict) or _is_fields(value, size)
+
+
+def _is_fields(value: Any, size: int) -> bool:
+    """Whether ``value`` is default_collate's list of a sample sequence's fields (not a list of samples)."""
+    return isinstance(value, (list, tuple)) and bool(value) and all(_is_field(v, size) for v in value) \
+        and not all(isinstance(v, (str, bytes)) for v in value)
+
+
 def _select_collated(value: Any, kept: list[int], size: int) -> Any:
-    """The samples ``kept`` of what torch's default_collate made of the samples' labels: a tensor (or
-    a list of strings) per field, in the samples' structure (a sample's tuple of fields becomes a
-    list of collated fields, a dict a dict of them)."""
+    """The samples ``kept`` of the samples' labels as torch's default_collate collates them (a sample's
+    tuple of fields becomes a list of collated fields, a dict a dict of them); any other list or
+    tensor along its first dimension."""
     if isinstance(value, dict):
         return {k: _select_collated(v, kept, size) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) and not all(isinstance(v, (str, bytes)) for v in value):
+    if _is_fields(value, size):
         fields = (_select_collated(v, kept, size) for v in value)
         return type(value)(*fields) if hasattr(value, "_fields") else type(value)(fields)  # namedtuples too
     return _select(value, kept, size)

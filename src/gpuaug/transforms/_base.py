@@ -246,6 +246,15 @@ def parse_range(
     return low, high
 
 
+def choice_weights(p: Sequence[float] | None, count: int, what: str) -> list[float]:
+    """``p``'s weights of ``count`` choices (uniform when None), normalised to sum to 1, or a ValueError."""
+    weights = [1.0] * count if p is None else list(p)
+    if len(weights) != count or not all(isinstance(w, numbers.Real) and 0 <= w < math.inf for w in weights) \
+            or sum(weights) <= 0:
+        raise ValueError(f"p must hold one finite non-negative weight per {what}, not all 0, got {p!r}")
+    return [float(w) / sum(weights) for w in weights]
+
+
 def parse_sample_ids(sample_ids: Tensor | Sequence[int], size: int, device: torch.device) -> Tensor:
     """(size,) int64 dataset indices on ``device``, from a tensor or a sequence of ints."""
     try:

@@ -21,7 +21,7 @@ from torch import Tensor
 from .._device import constant
 from ..params import Params, register_params
 from ..random import Stream
-from ._base import ImageSpec, Transform
+from ._base import ImageSpec, Transform, choice_weights
 
 __all__ = ["Compose", "RandomApply", "RandomChoice", "RandomOrder"]
 
@@ -96,11 +96,7 @@ class RandomChoice(_Container):
 
     def __init__(self, transforms: Sequence[Transform], p: Sequence[float] | None = None) -> None:
         super().__init__(transforms)
-        if p is None:
-            p = [1.0] * len(self.transforms)
-        if len(p) != len(self.transforms) or any(w < 0 for w in p) or sum(p) <= 0:
-            raise ValueError(f"p must hold one non-negative weight per transform, got {p!r}")
-        self.weights = [float(w) / sum(p) for w in p]
+        self.weights = choice_weights(p, len(self.transforms), "transform")
 
     def draw(self, rng: Stream, spec: ImageSpec) -> ChoiceParams:
         u = rng.uniform(1)
