@@ -422,3 +422,11 @@ def test_pipeline_mix_on_cuda_matches_cpu_without_syncing():
     torch.testing.assert_close(gpu.images.cpu(), cpu.images, rtol=0, atol=0.03)  # a uint8 level after Normalize
     torch.testing.assert_close(gpu.labels.cpu(), cpu.labels)
     assert torch.equal(pipe.replay(images_g, gpu.params), gpu.images)
+
+
+def test_defaults_are_torchvisions():
+    """alpha 1.0 for MixUp and CutMix, as torchvision's (MixUp's was 0.2 once)."""
+    from torchvision.transforms import v2
+
+    assert ga.MixUp(num_classes=10).alpha == v2.MixUp(num_classes=10).alpha == 1.0
+    assert ga.CutMix(num_classes=10).alpha == v2.CutMix(num_classes=10).alpha == 1.0

@@ -982,6 +982,18 @@ def test_random_erasing(dtype, channels, value):
         assert_close(out[b], ref, atol, what=f"sample {b} box {(i, j, h, w)}")
 
 
+def test_random_erasing_records_torchvisions_box_when_no_try_fits():
+    """torchvision's get_params returns (0, 0, H, W) and the image itself when none of its 10 tries fits:
+    that box is recorded, and the sample is left as it is (at p=1 it was once erased whole, its params
+    saying not applied, with try 0's box)."""
+    x = make_images(6, 3, 8, 8, torch.float32, seed=1)
+    out, params = run_one(ga.RandomErasing(p=1.0, scale=(0.99, 1.0), ratio=(1.0, 1.0)), x, seed=3)
+    p = params.transforms[0]
+    assert not bool(p.applied.any()) and torch.equal(out, x)
+    box = torch.stack([p.top, p.left, p.height, p.width], dim=1)
+    assert torch.equal(box, torch.tensor([[0, 0, 8, 8]]).expand(6, 4))
+
+
 # =============================================================================================================
 # Normalize, ToDtype, low-precision floats
 # =============================================================================================================

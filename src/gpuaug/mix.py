@@ -253,7 +253,8 @@ def mix_labels(soft: Tensor, params: MixParams) -> Tensor:
 
 
 class MixUp(_Mix):
-    """Blend each image with its partner: ``lam * image + (1 - lam) * partner``, lam ~ Beta(alpha, alpha).
+    """Blend each image with its partner: ``lam * image + (1 - lam) * partner``, lam ~ Beta(alpha, alpha)
+    (``alpha`` 1.0 by default, as torchvision's MixUp and timm's mixup_alpha; timm's ImageNet recipes use 0.2-0.8).
 
     Example:
         >>> import torch, gpuaug as ga
@@ -265,7 +266,7 @@ class MixUp(_Mix):
 
     def __init__(
         self,
-        alpha: float = 0.2,
+        alpha: float = 1.0,
         num_classes: int = 1000,
         *,
         mode: Mode = "batch",

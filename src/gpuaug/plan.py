@@ -79,7 +79,7 @@ def expand(transforms: list[Transform], spec: ImageSpec, source: ParamsSource) -
             out = t.output_spec(spec)
             if t.skips_in_params:  # a crop's parameters already say what a sample it skips gets
                 return [Step(t, params, torch.ones_like(params.applied), False, spec, out)], out
-            return [Step(t, params, params.applied, t.p < 1.0, spec, out)], out
+            return [Step(t, params, params.applied, t.p < 1.0 or t.skips_without_coin, spec, out)], out
         name = type(t).__name__
         if isinstance(t, RandomChoice):
             steps = []

@@ -69,6 +69,8 @@ class Transform:
     # the parameters drawn for a sample it skips already say what that sample gets instead (a crop
     # cannot leave a sample as it is), so the plan does not gate it
     skips_in_params: ClassVar[bool] = False
+    # some samples may skip it even at p == 1 (RandomErasing, where no try fits): the plan gates it
+    skips_without_coin: ClassVar[bool] = False
 
     def __init__(self, p: float = 1.0) -> None:
         if not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:

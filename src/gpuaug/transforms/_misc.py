@@ -195,10 +195,14 @@ class RandomErasing(PixelTransform):
             raise ValueError(f"value has {len(self.value)} entries for {spec.channels}-channel images")
         return spec
 
+    skips_without_coin = True  # a sample where no try fits is left as it is, as torchvision leaves it
+
     def draw(self, rng: Stream, spec: ImageSpec) -> ErasingParams:
         applied = self._coin(rng)
         top, left, h, w = random_boxes(rng, spec.height, spec.width, self.scale, self.ratio, tall=True)
         found, box = first_valid((h < spec.height) & (w < spec.width), (top, left, h, w))
+        whole = (0.0, 0.0, float(spec.height), float(spec.width))  # torchvision's box when no try fits
+        box = [torch.where(found, v, fallback) for v, fallback in zip(box, whole)]
         return ErasingParams(applied & found, *(v.to(torch.int64) for v in box), key=rng.key())
 
     def apply(self, x: Tensor, params: ErasingParams, domain: Domain) -> Tensor:
