@@ -3,6 +3,7 @@ distributions, reproducibility, provenance (save/load/replay), containers, foldi
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 import json
@@ -493,8 +494,8 @@ def test_sample_method_matches_call_params():
 
 
 def _assert_params_equal(a: ga.BatchParams, b: ga.BatchParams) -> None:
-    assert (a.seed, a.epoch, a.call, a.names, a.input_shape, a.input_dtype) == (
-        b.seed, b.epoch, b.call, b.names, b.input_shape, b.input_dtype,
+    assert (a.seed, a.epoch, a.call, a.names, a.children, a.input_shape, a.output_shape, a.input_dtype) == (
+        b.seed, b.epoch, b.call, b.names, b.children, b.input_shape, b.output_shape, b.input_dtype,
     )
     assert torch.equal(a.sample_ids, b.sample_ids) and torch.equal(a.keys, b.keys)
     assert len(a.transforms) == len(b.transforms) and len(a.matrices) == len(b.matrices)
@@ -577,6 +578,20 @@ def test_replay_params_from_another_pipeline_raises():
     _, flip_params = ga.Pipeline([ga.RandomHorizontalFlip()], seed=0)(x, return_params=True)
     with pytest.raises(ValueError):
         nested.replay(x, flip_params)
+    # the same names depth first, nested otherwise, or giving another size: they once replayed, wrongly
+    pairs = [
+        ([ga.RandomApply([ga.RandomInvert(), ga.RandomHorizontalFlip()], p=0.5)],
+         [ga.RandomApply([ga.RandomInvert()], p=0.5), ga.RandomHorizontalFlip()]),
+        ([ga.RandomChoice([ga.RandomInvert(), ga.RandomInvert(), ga.RandomHorizontalFlip()])],
+         [ga.RandomChoice([ga.RandomInvert(), ga.RandomInvert()]), ga.RandomHorizontalFlip()]),
+        ([ga.RandomResizedCrop(16)], [ga.RandomResizedCrop(8)]),
+    ]
+    for recorded, replaying in pairs:
+        _, params = ga.Pipeline(recorded, seed=0)(x, return_params=True)
+        with pytest.raises(ValueError, match="params come from a different pipeline"):
+            ga.Pipeline(replaying, seed=0).replay(x, params)
+    old = dataclasses.replace(params, children=None, output_shape=None)  # params saved before these were recorded
+    assert ga.Pipeline([ga.RandomResizedCrop(16)], seed=1).replay(x, old).shape == (4, 3, 16, 16)
 
 
 # ---------------------------------------------------------------- containers

@@ -61,8 +61,10 @@ class BatchParams:
     """Everything a pipeline call drew, enough to replay it exactly.
 
     ``transforms[i]`` holds the parameters of the i-th transform of the pipeline in depth-first
-    order (containers included), named by ``names[i]``; ``matrices[k]`` is the composed (B, 3, 3)
-    output-to-source matrix of the k-th resampling pass.
+    order (containers included), named by ``names[i]``, with ``children[i]`` children;
+    ``matrices[k]`` is the composed (B, 3, 3) output-to-source matrix of the k-th resampling pass;
+    ``output_shape`` the augmented images' (C, H, W). (``children`` and ``output_shape`` are None in
+    params saved before they were recorded.)
     """
 
     seed: int
@@ -76,6 +78,8 @@ class BatchParams:
     transforms: list[Params]
     matrices: list[Tensor] = field(default_factory=list)
     input_sizes: Tensor | None = None  # (B, 2) int64 on the CPU: each image's size in a RaggedBatch input
+    children: list[int] | None = None
+    output_shape: tuple[int, ...] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -102,6 +106,8 @@ class BatchParams:
             "types": [type(p).__name__ for p in self.transforms],
             "matrices": len(self.matrices),
             "ragged": self.input_sizes is not None,
+            "children": self.children,
+            "output_shape": None if self.output_shape is None else list(self.output_shape),
         }
         state: dict[str, Any] = {"meta": json.dumps(meta), "sample_ids": self.sample_ids, "keys": self.keys}
         for i, p in enumerate(self.transforms):
@@ -133,6 +139,8 @@ class BatchParams:
             transforms=transforms,
             matrices=[state[f"matrices.{k}"] for k in range(meta["matrices"])],
             input_sizes=state["input_sizes"] if meta.get("ragged") else None,
+            children=meta.get("children"),
+            output_shape=None if meta.get("output_shape") is None else tuple(meta["output_shape"]),
         )
 
     def save(self, path: str | Path) -> None:

@@ -351,16 +351,25 @@ class Pipeline:
             transforms=drawn,
             matrices=matrices(stages),
             input_sizes=_sizes(images),
+            children=self._children(),
+            output_shape=self._output_shape(steps, batch),
         )
         return params, steps, stages
 
     def _recorded_steps(self, params: BatchParams, device: torch.device) -> list[Step]:
-        """The steps of the call that drew ``params`` (which must come from this pipeline)."""
-        if params.names != self._names():
-            raise ValueError(f"params come from a different pipeline: {params.names} vs {self._names()}")
+        """The steps of the call that drew ``params`` (which must come from this pipeline: the same
+        transforms, nested alike, giving the same output size)."""
+        children = self._children() if params.children is not None else None
+        if params.names != self._names() or params.children != children:
+            raise ValueError(f"params come from a different pipeline: {params.names} with {params.children} children "
+                             f"vs {self._names()} with {self._children()}")
         recorded = params.to(device).transforms
         spec = ImageSpec(*params.input_shape[-3:], params.input_dtype, params.input_sizes)
         steps, _ = expand(self._body, spec, lambda index, t, spec: recorded[index])
+        shape = self._output_shape(steps, None, spec)
+        if params.output_shape is not None and shape != params.output_shape:
+            raise ValueError(f"params come from a different pipeline: its output was {params.output_shape}, "
+                             f"this pipeline's is {shape}")
         return steps
 
     def _output_hw(self, params: BatchParams) -> tuple[int, int]:
@@ -405,6 +414,16 @@ class Pipeline:
 
     def _names(self) -> list[str]:
         return [type(node).__name__ for t in self.transforms for node in t.nodes()]
+
+    def _children(self) -> list[int]:
+        """How many children each node of ``_names`` has: the nesting, which the names alone do not say."""
+        return [len(node.children()) for t in self.transforms for node in t.nodes()]
+
+    @staticmethod
+    def _output_shape(steps: list[Step], batch: Tensor | None, spec: ImageSpec | None = None) -> tuple[int, int, int]:
+        """The augmented images' (C, H, W): the last step's, else the input's (``batch`` or ``spec``)."""
+        out = steps[-1].spec_out if steps else (spec if batch is None else _spec(batch))
+        return out.channels, out.height, out.width
 
     def __repr__(self) -> str:
         body = "".join(f"\n    {t!r}," for t in self.transforms)
