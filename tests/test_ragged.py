@@ -65,13 +65,15 @@ def test_float_images_and_channels_last(backend):
     torch.testing.assert_close(out, alone(pipe, xs, ids), rtol=1e-5, atol=1e-6)
 
 
-def test_the_padding_is_never_read():
-    """Whatever a RaggedBatch holds outside each image, the result is the same."""
-    packed = ga.RaggedBatch.pack(images())
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32], ids=str)
+def test_the_padding_is_never_read(dtype):
+    """Whatever a RaggedBatch holds outside each image, the result is the same (NaN too: grid sampling
+    once zeroed the padding by multiplying it by 0, which leaves NaN)."""
+    packed = ga.RaggedBatch.pack(images(dtype))
     dirty = packed.images.clone()
     for i, (h, w) in enumerate(packed.sizes.tolist()):
-        dirty[i, :, h:, :] = 255
-        dirty[i, :, :, w:] = 255
+        dirty[i, :, h:, :] = 255 if dtype == torch.uint8 else float("nan")
+        dirty[i, :, :, w:] = 255 if dtype == torch.uint8 else float("nan")
     for name in ("center-crop", "random-crop-fill", "rrc-then-rotation"):
         pipe = ga.Pipeline(PIPELINES[name](), seed=5)
         clean = pipe(packed, sample_ids=torch.arange(5))

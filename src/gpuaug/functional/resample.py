@@ -645,8 +645,9 @@ def warp_grid(
     if sizes is not None:
         rows = torch.arange(height, device=dev) < sizes[:, 0, None]
         cols = torch.arange(width, device=dev) < sizes[:, 1, None]
-        inside = (rows[:, :, None] & cols[:, None, :])[:, None].to(torch.float32)
-        image = image * inside
+        mask = (rows[:, :, None] & cols[:, None, :])[:, None]
+        image = torch.where(mask, image, 0.0)  # not image * mask: the padding may hold NaN (0 * NaN is NaN)
+        inside = mask.to(torch.float32)
     if padding.has_fill:
         image = torch.cat([image, inside], dim=1)
     y = F.grid_sample(image, grid, mode=interpolation, padding_mode=grid_mode, align_corners=False)
