@@ -352,7 +352,7 @@ class Pipeline:
             matrices=matrices(stages),
             input_sizes=_sizes(images),
             children=self._children(),
-            output_shape=self._output_shape(steps, batch),
+            output_shape=self._output_shape(steps, _spec(batch)),
         )
         return params, steps, stages
 
@@ -366,7 +366,7 @@ class Pipeline:
         recorded = params.to(device).transforms
         spec = ImageSpec(*params.input_shape[-3:], params.input_dtype, params.input_sizes)
         steps, _ = expand(self._body, spec, lambda index, t, spec: recorded[index])
-        shape = self._output_shape(steps, None, spec)
+        shape = self._output_shape(steps, spec)
         if params.output_shape is not None and shape != params.output_shape:
             raise ValueError(f"params come from a different pipeline: its output was {params.output_shape}, "
                              f"this pipeline's is {shape}")
@@ -420,9 +420,9 @@ class Pipeline:
         return [len(node.children()) for t in self.transforms for node in t.nodes()]
 
     @staticmethod
-    def _output_shape(steps: list[Step], batch: Tensor | None, spec: ImageSpec | None = None) -> tuple[int, int, int]:
-        """The augmented images' (C, H, W): the last step's, else the input's (``batch`` or ``spec``)."""
-        out = steps[-1].spec_out if steps else (spec if batch is None else _spec(batch))
+    def _output_shape(steps: list[Step], spec_in: ImageSpec) -> tuple[int, int, int]:
+        """The augmented images' (C, H, W): the last step's, else the input's."""
+        out = steps[-1].spec_out if steps else spec_in
         return out.channels, out.height, out.width
 
     def __repr__(self) -> str:

@@ -165,6 +165,8 @@ class RandomErasing(PixelTransform):
         True
     """
 
+    skips_without_coin = True  # a sample where no try fits is left as it is, as torchvision leaves it
+
     def __init__(
         self,
         p: float = 0.5,
@@ -194,8 +196,6 @@ class RandomErasing(PixelTransform):
         if self.value is not None and len(self.value) not in (1, spec.channels):
             raise ValueError(f"value has {len(self.value)} entries for {spec.channels}-channel images")
         return spec
-
-    skips_without_coin = True  # a sample where no try fits is left as it is, as torchvision leaves it
 
     def draw(self, rng: Stream, spec: ImageSpec) -> ErasingParams:
         applied = self._coin(rng)
