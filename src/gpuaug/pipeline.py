@@ -359,10 +359,10 @@ class Pipeline:
     def _recorded_steps(self, params: BatchParams, device: torch.device) -> list[Step]:
         """The steps of the call that drew ``params`` (which must come from this pipeline: the same
         transforms, nested alike, giving the same output size)."""
-        children = self._children() if params.children is not None else None
-        if params.names != self._names() or params.children != children:
+        names, children = self._names(), self._children()
+        if params.names != names or params.children not in (None, children):  # None: saved before it was recorded
             raise ValueError(f"params come from a different pipeline: {params.names} with {params.children} children "
-                             f"vs {self._names()} with {self._children()}")
+                             f"vs {names} with {children}")
         recorded = params.to(device).transforms
         spec = ImageSpec(*params.input_shape[-3:], params.input_dtype, params.input_sizes)
         steps, _ = expand(self._body, spec, lambda index, t, spec: recorded[index])

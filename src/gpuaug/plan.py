@@ -204,17 +204,20 @@ def _fold_geometry(steps: list[Step]) -> Warp:
         m = s.transform.matrix(s.params, s.spec_in)
         maps.append(torch.where(s.applied.view(-1, 1, 1), m, eye) if s.gated else m)
         prefixes.append(maps[-1] if not prefixes else prefixes[-1] @ maps[-1])
+    sizes = None if steps[0].spec_in.sizes is None else steps[0].spec_in.sizes.to(device, non_blocking=True)
     skipped = _skipping_every_rotation(steps)
-    unrotated = None if skipped is None else _fold(steps, maps, prefixes, rotations_skipped=True)
-    warp = _fold(steps, maps, prefixes, rotations_skipped=False)
+    unrotated = None if skipped is None else _fold(steps, maps, prefixes, sizes, rotations_skipped=True)
+    warp = _fold(steps, maps, prefixes, sizes, rotations_skipped=False)
     return dataclasses.replace(warp, skipped=skipped, unrotated=unrotated)
 
 
-def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], rotations_skipped: bool) -> Warp:
+def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], source_sizes: Tensor | None,
+          rotations_skipped: bool) -> Warp:
     """The Warp of ``steps`` from their (gated) ``maps`` and the ``prefixes`` they compose to, one by
     one; ``rotations_skipped``: the pass of the samples that skip every rotation, which leaves them as
     they are (the pass is then axis-aligned, and the rotations interpolate nothing)."""
     batch, device = prefixes[0].shape[0], prefixes[0].device
+    aligned = [getattr(s.transform, "axis_aligned", False) for s in steps]
     window = None
     resampled: Resampled | None = None
     kept = 0  # links up to the interpolating step
@@ -223,8 +226,7 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], rotatio
     scale_y = scale_x = 1.0
     for i, s in enumerate(steps):
         t = s.transform
-        skipped = rotations_skipped and not getattr(t, "axis_aligned", False)  # a rotation that does nothing
-        interpolates = t.interpolation is not None and not skipped
+        interpolates = t.interpolation is not None and not (rotations_skipped and not aligned[i])  # a rotation that does nothing
         if interpolates:
             interpolations.append(t.interpolation)
             box = t.source_box(s.params, s.spec_in)  # whole pixel indices: the window itself, seen directly
@@ -235,20 +237,20 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], rotatio
         links.append(Link(maps[i], s.spec_in.height, s.spec_in.width, t.padding_for(s.spec_in), interpolates))
     if resampled is not None and _same_canvas(steps[-1].spec_out, resampled, links[kept:]):
         resampled = None  # later steps only flip it: the output's rows are the resampled ones
-    aligned = all(getattr(s.transform, "axis_aligned", False) for s in steps[: max(kept - 1, 0)])
-    grid_window = window if window is not None and links[0].padding is None and aligned else None
+    exact = all(aligned[: max(kept - 1, 0)])  # the window is exact only through axis-aligned maps
+    grid_window = window if window is not None and links[0].padding is None and exact else None
     return Warp(
         matrix=prefixes[-1],
         spec_in=steps[0].spec_in,
         spec_out=steps[-1].spec_out,
-        axis_aligned=rotations_skipped or all(getattr(s.transform, "axis_aligned", False) for s in steps),
+        axis_aligned=rotations_skipped or all(aligned),
         interpolation=max(interpolations, key=_INTERPOLATION_RANK.__getitem__, default="nearest"),
         antialias=any(s.transform.antialias for s in steps if s.transform.interpolation not in (None, "nearest")),
         links=links,
         max_scale=(scale_y, scale_x),
         window=window if window is not None else _unbounded(batch, device),
         grid_window=grid_window,
-        source_sizes=None if steps[0].spec_in.sizes is None else steps[0].spec_in.sizes.to(device, non_blocking=True),
+        source_sizes=source_sizes,
         resampled=resampled,
     )
 

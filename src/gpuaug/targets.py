@@ -447,10 +447,11 @@ def _join(pieces: Tensor, dtype: torch.dtype) -> Tensor:
     return words.view(dtype) if dtype.itemsize == 8 else words.to(dtype)
 
 
-def _fill_pieces(fill: float, dtype: torch.dtype) -> tuple[float, ...]:
-    """The 16-bit pieces of the value ``fill`` as ``dtype`` holds it."""
-    value = torch.full((1, 1, 1, 1), fill if dtype.is_floating_point else int(fill), dtype=dtype)
-    return tuple(float(v) for v in _split(value).flatten().tolist())
+def _split_with_fill(x: Tensor, fill: float) -> tuple[Tensor, tuple[float, ...]]:
+    """:func:`_split` of ``x`` (B, K, H, W), and the fill of each piece channel: the pieces of ``fill``
+    as x's dtype holds it, for each of the K channels."""
+    value = torch.full((1, 1, 1, 1), fill if x.dtype.is_floating_point else int(fill), dtype=x.dtype)
+    return _split(x), tuple(float(v) for v in _split(value).flatten().tolist()) * x.shape[1]
 
 
 def _mask_padding(padding: Padding | None, fill: tuple[float, ...]) -> Padding | None:
@@ -464,10 +465,7 @@ def _warp_masks(masks: Tensor, stages: list[Stage], fill: float) -> Tensor:
     The passes resample in float32, exact only up to 2**24: 32- and 64-bit masks go through them
     as 16-bit pieces (one channel each), put back together at the end.
     """
-    layers = masks.shape[1]
-    x, fills = masks, (float(fill),)
-    if masks.dtype in _PIECES:
-        x, fills = _split(masks), _fill_pieces(fill, masks.dtype) * layers
+    x, fills = _split_with_fill(masks, fill) if masks.dtype in _PIECES else (masks, (float(fill),))
     for warp in (s for s in stages if isinstance(s, Warp)):
         if warp.axis_aligned:
             y = _separable_masks(x, warp, fills)
@@ -625,7 +623,7 @@ def inverse_images(
     x, fills = batch.as_subclass(Tensor), (float(fill),)
     exact = interpolation == "nearest" and images.dtype in _PIECES  # else float32 arithmetic
     if exact:
-        x, fills = _split(x), _fill_pieces(fill, images.dtype) * x.shape[1]
+        x, fills = _split_with_fill(x, fill)
     link = Link(matrix, out_hw[0], out_hw[1], Padding("constant", fills))
     y = warp_grid(x, [link], tuple(params.input_shape[-2:]), interpolation)
     if exact:
