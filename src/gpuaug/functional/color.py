@@ -116,23 +116,27 @@ def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     Hue H as torchvision's ``_rgb_to_hsv`` defines it, in sixths of a turn: the max channel picks the
     formula, red before green before blue on ties (lerp by a 0/1 weight returns one end exactly).
     Back to RGB with the closed form f(n) = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + H) mod 6,
-    which is torchvision's sextant table without the table, for the three channels at once. Each
-    pass writes into a buffer of its own or into ``x`` (fresh allocations page-fault on CPUs).
+    which is torchvision's sextant table without the table, for the three channels at once. Every
+    pass writes into ``x`` or into planes of one scratch tensor: on CPUs, a handful of separately
+    allocated temporaries are returned to the system and page-faulted in again at every call.
     """
     if x.shape[1] == 1:
         return x
     r, g, b = x.unbind(1)
-    maxc = x.amax(dim=1)  # amax and amin: much faster than aminmax or argmax over channels on CPUs
-    chroma = torch.sub(maxc, x.amin(dim=1))
-    hue, other, weight = (r - g).add_(chroma, alpha=4.0), (b - r).add_(chroma, alpha=2.0), torch.empty_like(maxc)
+    scratch = torch.empty((x.shape[0], 5, *x.shape[2:]), dtype=x.dtype, device=x.device)
+    maxc, chroma, hue, other, weight = scratch.unbind(1)
+    torch.amax(x, dim=1, out=maxc)  # amax and amin: much faster than aminmax or argmax over channels on CPUs
+    torch.sub(maxc, torch.amin(x, dim=1, out=chroma), out=chroma)
+    torch.sub(r, g, out=hue).add_(chroma, alpha=4.0)
+    torch.sub(b, r, out=other).add_(chroma, alpha=2.0)
     hue.lerp_(other, torch.eq(g, maxc, out=weight))  # a float weight: CPUs run bool masks and where slowly
     hue.lerp_(torch.sub(g, b, out=other), torch.eq(r, maxc, out=weight))
     hue.mul_(torch.clamp(chroma, min=1e-12, out=weight).reciprocal_())  # grey pixels: chroma 0, hue 0
     hue = _wrap6(hue.add_(6.0 * (1.0 + _per_sample(shift)[:, 0])), weight)  # in [0, 6)
     offsets = _device.constant((5.0, 3.0, 1.0), torch.float32, x.device).view(1, 3, 1, 1)
     k = torch.add(hue.unsqueeze(1), offsets, out=x)  # x is free: r, g, b are read
-    t = torch.ge(k, 6.0, out=torch.empty_like(x))
-    k.add_(t, alpha=-6.0)  # mod 6, as k = H + n < 11
+    t = scratch[:, 2:]  # hue, other and weight are free: hue is read into k
+    k.add_(torch.ge(k, 6.0, out=t), alpha=-6.0)  # mod 6, as k = H + n < 11
     four = _device.constant((4.0,), torch.float32, x.device)  # ``sub`` takes no number first
     t = torch.minimum(k, torch.sub(four, k, out=t), out=t).clamp_(0.0, 1.0)
     out = torch.sub(maxc.unsqueeze(1), t.mul_(chroma.unsqueeze(1)), out=x)
