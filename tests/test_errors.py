@@ -228,6 +228,19 @@ CONSTRUCTOR_CASES = [
     ("todtype-int32", lambda: ga.ToDtype(torch.int32), None, TypeError, "int32"),
     ("erasing-value-none", lambda: ga.RandomErasing(value=None), lambda: T.RandomErasing(value=None), TypeError, "value"),
     ("blur-kernel-3-values", lambda: ga.GaussianBlur((3, 3, 3)), lambda: T.GaussianBlur((3, 3, 3)), ValueError, "kernel_size"),
+    # not finite: torchvision raises here or at the call ("from/to is out of bounds"); never black or NaN images
+    ("degrees-nan", lambda: ga.RandomRotation(float("nan")), None, ValueError, "degrees.*finite"),
+    ("affine-scale-nan", lambda: ga.RandomAffine(0, scale=(float("nan"), 1.0)), None, ValueError, "scale.*finite"),
+    ("affine-shear-nan", lambda: ga.RandomAffine(0, shear=float("nan")), None, ValueError, "shear.*finite"),
+    ("brightness-inf", lambda: ga.ColorJitter(brightness=float("inf")), None, ValueError, "brightness.*finite"),
+    ("sigma-nan", lambda: ga.GaussianBlur(3, sigma=float("nan")), lambda: T.GaussianBlur(3, sigma=float("nan")), ValueError, "sigma"),
+    ("rrc-ratio-inf", lambda: ga.RandomResizedCrop(8, ratio=(1.0, float("inf"))), None, ValueError, "ratio.*finite"),
+    ("rrc-scale-nan", lambda: ga.RandomResizedCrop(8, scale=(float("nan"), 1.0)), None, ValueError, "scale.*finite"),
+    ("erasing-ratio-inf", lambda: ga.RandomErasing(ratio=(1.0, float("inf"))), None, ValueError, "ratio.*finite"),
+    # scale and ratio are (min, max) sequences only, as torchvision's
+    ("rrc-scale-number", lambda: ga.RandomResizedCrop(8, scale=0.5), lambda: T.RandomResizedCrop(8, scale=0.5), TypeError, "scale.*sequence"),
+    ("erasing-scale-number", lambda: ga.RandomErasing(scale=0.0), lambda: T.RandomErasing(scale=0.0), TypeError, "scale.*sequence"),
+    ("erasing-ratio-number", lambda: ga.RandomErasing(ratio=2.0), lambda: T.RandomErasing(ratio=2.0), TypeError, "ratio.*sequence"),
 ]
 
 
@@ -253,6 +266,19 @@ def test_valid_edge_arguments_are_accepted():
     ga.RandomAffine(0, translate=(0.0, 1.0), shear=(-10, 10, -5, 5))
     ga.RandomErasing(scale=(0.0, 1.0))
     ga.Normalize([0.5], [-1.0])  # a negative std is allowed, as torchvision
+    x = torch.rand(4, 3, 37, 53)
+    # a try of area 0 fails and is drawn again (or falls back to the centre crop), as in torchvision
+    out = ga.Pipeline([ga.RandomResizedCrop(20, scale=(0.0, 0.05))], seed=0)(x)
+    assert out.shape == (4, 3, 20, 20) and out.isfinite().all()
+    # Grayscale(1.0) and (3.0) as torchvision takes them: 1 and 3 channels
+    assert ga.Pipeline([ga.Grayscale(1.0)])(x).shape == (4, 1, 37, 53)
+    assert ga.Pipeline([ga.Grayscale(3.0)])(x).shape == (4, 3, 37, 53)
+    # Normalize's mean and std as tensors or numpy arrays, as torchvision's normalize takes them
+    expected = ga.Pipeline([ga.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])(x)
+    for mean, std in [(torch.tensor([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])),
+                      (np.array([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64))]:
+        assert ga.Normalize(mean, std).mean == pytest.approx((0.485, 0.456, 0.406))
+        torch.testing.assert_close(ga.Pipeline([ga.Normalize(mean, std)])(x), expected)
 
 
 # ---------------------------------------------------------------- pipeline arguments

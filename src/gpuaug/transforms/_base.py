@@ -241,11 +241,20 @@ def parse_range(
         low, high = float(value[0]), float(value[1])
     else:
         raise TypeError(f"{name} must be a number or a sequence of two numbers, got {value!r}")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"{name} values must be finite, got {(low, high)}")
     if low > high:
         raise ValueError(f"{name} range must be (min, max) with min <= max, got {(low, high)}")
     if bound is not None and not (bound[0] <= low and high <= bound[1]):
         raise ValueError(f"{name} values must lie in {list(bound)}, got {(low, high)}")
     return low, high
+
+
+def parse_pair(value: Sequence[float], name: str) -> tuple[float, float]:
+    """A (min, max) range given as a sequence of two numbers, as torchvision's ``scale`` and ``ratio``."""
+    if not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a sequence of two numbers, got {value!r}")
+    return parse_range(value, name)
 
 
 def choice_weights(p: Sequence[float] | None, count: int, what: str) -> list[float]:

@@ -175,7 +175,7 @@ class Grayscale(PixelTransform):
         super().__init__(1.0)
         if num_output_channels not in (1, 3):
             raise ValueError(f"num_output_channels must be 1 or 3, got {num_output_channels}")
-        self.num_output_channels = num_output_channels
+        self.num_output_channels = int(num_output_channels)
 
     def output_spec(self, spec: ImageSpec) -> ImageSpec:
         require_channels("Grayscale", spec)

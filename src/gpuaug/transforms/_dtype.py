@@ -12,6 +12,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -59,7 +60,9 @@ class ToDtype(Transform):
         return convert_values(x, domain, self.dtype, self.scale)
 
 
-def _floats(values: Sequence[float] | float, name: str) -> tuple[float, ...]:
+def _floats(values: Sequence[float] | float | Tensor | np.ndarray, name: str) -> tuple[float, ...]:
+    if isinstance(values, (Tensor, np.ndarray)) and values.ndim <= 1:  # torchvision's normalize takes them too
+        values = values.tolist()
     if isinstance(values, numbers.Real):
         values = [values]
     if not isinstance(values, Sequence) or not values or not all(isinstance(v, numbers.Real) for v in values):

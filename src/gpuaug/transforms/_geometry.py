@@ -32,6 +32,7 @@ from ._base import (
     parse_fill,
     parse_interpolation,
     parse_padding,
+    parse_pair,
     parse_range,
     parse_size,
     random_boxes,
@@ -352,10 +353,10 @@ class RandomResizedCrop(GeometricTransform):
     ) -> None:
         super().__init__(p)
         self.size = parse_size(size)
-        self.scale = parse_range(scale, "scale")
-        self.ratio = parse_range(ratio, "ratio")
-        if self.scale[0] <= 0 or self.ratio[0] <= 0:
-            raise ValueError(f"scale and ratio must be positive, got {self.scale} and {self.ratio}")
+        self.scale = parse_pair(scale, "scale")
+        self.ratio = parse_pair(ratio, "ratio")
+        if self.scale[0] < 0 or self.ratio[0] <= 0:  # a try of area 0 fails and is drawn again, as torchvision's
+            raise ValueError(f"scale must be non-negative and ratio positive, got {self.scale} and {self.ratio}")
         self.interpolation = parse_interpolation(interpolation, _RESIZE_MODES)
         self.antialias = bool(antialias)
 

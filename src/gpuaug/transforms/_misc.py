@@ -19,7 +19,7 @@ from ..functional import filters, misc
 from ..functional.color import Domain
 from ..params import Params, register_params
 from ..random import Stream
-from ._base import ImageSpec, PixelTransform, first_valid, parse_fill, parse_range, random_boxes, require_channels
+from ._base import ImageSpec, PixelTransform, first_valid, parse_fill, parse_pair, parse_range, random_boxes, require_channels
 
 __all__ = ["RandomAdjustSharpness", "GaussianBlur", "GaussianNoise", "RandomErasing"]
 
@@ -121,8 +121,8 @@ class NoiseParams(Params):
 class GaussianNoise(PixelTransform):
     """Add Gaussian noise N(mean, sigma) (in [0, 1] units), clipped to the value range if ``clip``.
 
-    torchvision takes float images only; on a uint8 image the noise is truncated toward zero and the
-    result always saturates to [0, 255], whatever ``clip`` says.
+    On a uint8 image the noise (times 255) is truncated toward zero, as torchvision's; the result
+    saturates to [0, 255] even with ``clip=False``, where torchvision's wraps around.
 
     Example:
         >>> import torch, gpuaug as ga
@@ -176,10 +176,10 @@ class RandomErasing(PixelTransform):
         inplace: bool = False,
     ) -> None:
         super().__init__(p)
-        self.scale = parse_range(scale, "scale")
+        self.scale = parse_pair(scale, "scale")
         if not (0.0 <= self.scale[0] and self.scale[1] <= 1.0):
             raise ValueError(f"scale must lie in [0, 1], got {self.scale}")
-        self.ratio = parse_range(ratio, "ratio")
+        self.ratio = parse_pair(ratio, "ratio")
         if self.ratio[0] <= 0:
             raise ValueError(f"ratio must be positive, got {self.ratio}")
         if value is None:  # torchvision raises too (parse_fill would read None as 0)
