@@ -109,6 +109,22 @@ def test_calls_without_ids_differ_and_replay_by_seed():
     assert torch.equal(b(images, labels)[0], first)
 
 
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+def test_a_standalone_mix_with_the_pipelines_seed_draws_numbers_of_its_own(kind):
+    """Partners and weights independent of what the Pipeline drew: a mix once hashed the Pipeline's
+    transform streams 0 to 2, so flipped samples were paired with flipped ones 99.8% of the time."""
+    size = 2000
+    ids, images = torch.arange(size), torch.zeros(size, 1, 4, 4)
+    _, params = ga.Pipeline([ga.RandomHorizontalFlip(), ga.RandomVerticalFlip()], seed=0)(
+        images, sample_ids=ids, return_params=True)
+    mix = (ga.MixUp(1.0, 2, mode="elem", seed=0) if kind == "mixup" else ga.CutMix(1.0, 2, mode="elem", seed=0))
+    mix = mix.sample(images, sample_ids=ids)
+    hflip, vflip = params.transforms[0].applied, params.transforms[1].applied
+    assert abs(float((hflip == hflip[mix.partner]).double().mean()) - 0.5) < 0.05  # 4.5 sigma
+    heavy = mix.lam > 0.5
+    assert abs(float((vflip == heavy).double().mean()) - 0.5) < 0.05
+
+
 @pytest.mark.parametrize("alpha", [0.2, 1.0, 2.5])
 def test_mixup_lam_is_beta_distributed(alpha):
     """Kolmogorov-Smirnov against scipy's Beta(alpha, alpha), over five seeds."""

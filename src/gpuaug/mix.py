@@ -47,6 +47,9 @@ __all__ = ["MixUp", "CutMix", "MixChoice", "MixParams", "MixChoiceParams", "spli
 
 Mode = Literal["batch", "pair", "elem"]
 _ORDER, _DRAWS, _CHOICE = 0, 1, 2  # stream numbers
+# What a standalone mix folds into its samples' keys: a Pipeline numbers its transforms from 0 (a mix
+# that ends one takes its own number), so a mix with the Pipeline's seed draws numbers of its own.
+_STANDALONE = -1
 
 
 @register_params
@@ -170,7 +173,7 @@ class _Mix(Transform):
         else:
             call, ids = -1, parse_sample_ids(sample_ids, size, images.device)
         keys = sample_keys(self.seed, self.epoch if epoch is None else int(epoch), call, ids)
-        return self.draw_batch(keys, ids, images.shape[2], images.shape[3])[0]
+        return self.draw_batch(Stream(keys, _STANDALONE).keys, ids, images.shape[2], images.shape[3])[0]
 
     def draw_batch(self, keys: Tensor, ids: Tensor, height: int, width: int) -> list[MixParams]:
         """The parameters of this mix and then of each of its mixes (MixChoice), depth first as a
