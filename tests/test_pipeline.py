@@ -588,10 +588,24 @@ def test_replay_params_from_another_pipeline_raises():
     ]
     for recorded, replaying in pairs:
         _, params = ga.Pipeline(recorded, seed=0)(x, return_params=True)
-        with pytest.raises(ValueError, match="params come from a different pipeline"):
+        with pytest.raises(ValueError, match="params come from a (different pipeline|pipeline with other arguments)"):
             ga.Pipeline(replaying, seed=0).replay(x, params)
-    old = dataclasses.replace(params, children=None, output_shape=None)  # params saved before these were recorded
+    old = dataclasses.replace(params, children=None, output_shape=None, arguments=None)  # saved before these were recorded
     assert ga.Pipeline([ga.RandomResizedCrop(16)], seed=1).replay(x, old).shape == (4, 3, 16, 16)
+    # the same transforms with other arguments (which the params do not hold): they once replayed, wrongly
+    recorded = ga.Pipeline([ga.RandomCrop(16, padding=4), ga.GaussianBlur(3), ga.GaussianNoise(sigma=0.05)], seed=0)
+    _, params = recorded(x, return_params=True)
+    for replaying in ([ga.RandomCrop(16), ga.GaussianBlur(3), ga.GaussianNoise(sigma=0.05)],
+                      [ga.RandomCrop(16, padding=4), ga.GaussianBlur(9), ga.GaussianNoise(sigma=0.05)],
+                      [ga.RandomCrop(16, padding=4), ga.GaussianBlur(3), ga.GaussianNoise(sigma=0.5)]):
+        with pytest.raises(ValueError, match="other arguments"):
+            ga.Pipeline(replaying, seed=0).replay(x, params)
+    # but another seed, or a mix's own seed, replays: the params hold what they drew
+    same = [ga.RandomCrop(16, padding=4), ga.GaussianBlur(3), ga.GaussianNoise(sigma=0.05)]
+    assert torch.equal(ga.Pipeline(same, seed=3).replay(x, params), recorded.replay(x, params))
+    batch = ga.Pipeline([ga.RandomInvert(), ga.MixUp(0.4, 5, seed=1)], seed=0)(x.float(), labels=torch.arange(4), return_params=True)
+    again = ga.Pipeline([ga.RandomInvert(), ga.MixUp(0.4, 5, seed=2)], seed=0).replay(x.float(), batch.params)
+    assert torch.equal(again, batch.images)
 
 
 # ---------------------------------------------------------------- containers

@@ -63,8 +63,9 @@ class BatchParams:
     ``transforms[i]`` holds the parameters of the i-th transform of the pipeline in depth-first
     order (containers included), named by ``names[i]``, with ``children[i]`` children;
     ``matrices[k]`` is the composed (B, 3, 3) output-to-source matrix of the k-th resampling pass;
-    ``output_shape`` the augmented images' (C, H, W). (``children`` and ``output_shape`` are None in
-    params saved before they were recorded.)
+    ``output_shape`` the augmented images' (C, H, W); ``arguments[i]`` the i-th transform's
+    arguments (fill, kernel size, noise sigma, ...: what its parameters are replayed with).
+    (``children``, ``output_shape`` and ``arguments`` are None in params saved before they were recorded.)
     """
 
     seed: int
@@ -80,6 +81,7 @@ class BatchParams:
     input_sizes: Tensor | None = None  # (B, 2) int64 on the CPU: each image's size in a RaggedBatch input
     children: list[int] | None = None
     output_shape: tuple[int, ...] | None = None
+    arguments: list[str] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -108,6 +110,7 @@ class BatchParams:
             "ragged": self.input_sizes is not None,
             "children": self.children,
             "output_shape": None if self.output_shape is None else list(self.output_shape),
+            "arguments": self.arguments,
         }
         state: dict[str, Any] = {"meta": json.dumps(meta), "sample_ids": self.sample_ids, "keys": self.keys}
         for i, p in enumerate(self.transforms):
@@ -141,6 +144,7 @@ class BatchParams:
             input_sizes=state["input_sizes"] if meta.get("ragged") else None,
             children=meta.get("children"),
             output_shape=None if meta.get("output_shape") is None else tuple(meta["output_shape"]),
+            arguments=meta.get("arguments"),
         )
 
     def save(self, path: str | Path) -> None:

@@ -84,6 +84,16 @@ def _spec(batch: Tensor, sizes: Tensor | None = None) -> ImageSpec:
     return ImageSpec(batch.shape[1], batch.shape[2], batch.shape[3], batch.dtype, sizes)
 
 
+def _arguments(node: Transform) -> str:
+    """``node``'s public attributes as its repr lists them, but its children, seed and epoch."""
+    children = node.children()
+    return ", ".join(
+        f"{name}={value!r}" for name, value in vars(node).items()
+        if not name.startswith("_") and name not in ("seed", "epoch")
+        and not (children and isinstance(value, (list, tuple)) and list(value) == children)
+    )
+
+
 class Pipeline:
     """A list of transforms applied to a whole batch, with different random parameters per sample.
 
@@ -353,6 +363,7 @@ class Pipeline:
             input_sizes=_sizes(images),
             children=self._children(),
             output_shape=self._output_shape(steps, _spec(batch)),
+            arguments=self._arguments(),
         )
         return params, steps, stages
 
@@ -363,6 +374,9 @@ class Pipeline:
         if params.names != names or params.children not in (None, children):  # None: saved before it was recorded
             raise ValueError(f"params come from a different pipeline: {params.names} with {params.children} children "
                              f"vs {names} with {children}")
+        if params.arguments is not None and params.arguments != self._arguments():
+            differ = [f"{name}({a}) vs ({b})" for name, a, b in zip(names, params.arguments, self._arguments()) if a != b]
+            raise ValueError(f"params come from a pipeline with other arguments: {'; '.join(differ)}")
         recorded = params.to(device).transforms
         spec = ImageSpec(*params.input_shape[-3:], params.input_dtype, params.input_sizes)
         steps, _ = expand(self._body, spec, lambda index, t, spec: recorded[index])
@@ -418,6 +432,11 @@ class Pipeline:
     def _children(self) -> list[int]:
         """How many children each node of ``_names`` has: the nesting, which the names alone do not say."""
         return [len(node.children()) for t in self.transforms for node in t.nodes()]
+
+    def _arguments(self) -> list[str]:
+        """Each node's arguments but its children (``_children`` has the nesting) and a mix's seed and
+        epoch (its params hold what they drew): what the node's recorded parameters are replayed with."""
+        return [_arguments(node) for t in self.transforms for node in t.nodes()]
 
     @staticmethod
     def _output_shape(steps: list[Step], spec_in: ImageSpec) -> tuple[int, int, int]:
