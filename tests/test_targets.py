@@ -536,6 +536,32 @@ def test_inverse_images_undoes_flips_and_crops():
     assert pipe.inverse_images(labels, params, fill=255).dtype == torch.uint8
 
 
+def test_inverse_images_cover_only_what_every_step_showed_of_its_input():
+    """Input pixels that land in a later step's fill (a pad after a crop, a rotation's corners) are not
+    covered: they once got the pad's or fill's values back as if they were predictions."""
+    x = torch.arange(1.0, 65.0).view(1, 1, 8, 8)
+    pipe = ga.Pipeline([ga.CenterCrop(4), ga.Pad(2, fill=-5)], seed=0)
+    out, params = pipe(x, return_params=True)
+    covered = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    covered[..., 2:6, 2:6] = True  # the centre crop of 8 by 4: offset 2
+    for interpolation in ("nearest", "bilinear"):
+        assert torch.equal(pipe.inverse_images(torch.ones_like(out), params, interpolation=interpolation) == 1, covered)
+        back = pipe.inverse_images(out, params, interpolation=interpolation, fill=0.0)
+        assert torch.equal(back, torch.where(covered, x, 0.0))
+    assert torch.equal(pipe.inverse_images(out.long(), params, interpolation="nearest", fill=-1), torch.where(covered, x, -1).long())
+    # a crop then a rotation: nothing outside each sample's crop box is covered
+    images = torch.rand(6, 3, 48, 40, generator=_gen(3))
+    pipe = ga.Pipeline([ga.RandomResizedCrop(32, scale=(0.2, 0.3)), ga.RandomRotation((30, 30), fill=1.0)], seed=0)
+    out, params = pipe(images, return_params=True)
+    coverage = pipe.inverse_images(torch.ones_like(out), params, interpolation="nearest")[:, 0] == 1
+    crop = params.transforms[0]
+    for b in range(6):
+        top, left, height, width = (int(v[b]) for v in (crop.top, crop.left, crop.height, crop.width))
+        box = torch.zeros(48, 40, dtype=torch.bool)
+        box[top : top + height, left : left + width] = True
+        assert bool(coverage[b].any()) and not bool((coverage[b] & ~box).any())
+
+
 def test_tta_example_runs():
     example = runpy.run_path(str(Path(__file__).parent.parent / "examples" / "tta.py"))
     report = example["main"]()
@@ -702,6 +728,8 @@ def test_bad_options_and_inverse_arguments_raise():
     out, params = pipe(torch.zeros(2, 3, 8, 10), return_params=True)
     with pytest.raises(ValueError, match="augmented size"):
         pipe.inverse_images(torch.zeros(2, 3, 8, 10), params)
+    with pytest.raises(ValueError, match=r"give masks a channel dimension \(masks\[:, None\]\)"):
+        pipe.inverse_images(torch.zeros(2, 4, 5, dtype=torch.uint8), params)
     with pytest.raises(ValueError, match="interpolation"):
         pipe.inverse_images(out, params, interpolation="bicubic")
     with pytest.raises(ValueError, match="different pipeline"):

@@ -280,7 +280,8 @@ class Pipeline:
             >>> torch.equal(pipe.inverse_images(out, params), x)
             True
         """
-        return targets.inverse_images(images, params, self._output_hw(params), interpolation, fill)
+        stages = group(self._recorded_steps(params, params.keys.device))
+        return targets.inverse_images(images, params, stages, self._output_hw(params), interpolation, fill)
 
     def _soft_labels(self, batch: Tensor, labels: Any, given: dict[str, Any]) -> Tensor:
         """The targets the pipeline's mix mixes: (B, num_classes) from ``labels``, or a clear error."""

@@ -601,10 +601,11 @@ def inverse_keypoints(points: Any, params: BatchParams, out_hw: tuple[int, int],
 
 
 def inverse_images(
-    images: Tensor, params: BatchParams, out_hw: tuple[int, int], interpolation: str, fill: float
+    images: Tensor, params: BatchParams, stages: list[Stage], out_hw: tuple[int, int], interpolation: str, fill: float
 ) -> Tensor:
-    """Maps on the augmented images (of ``out_hw``) resampled into the input frame of ``params``;
-    ``fill`` where the augmented image does not reach."""
+    """Maps on the augmented images (of ``out_hw``, made by ``stages``) resampled into the input frame
+    of ``params``; ``fill`` where the augmented image does not reach, or shows what one of its steps
+    showed outside its input there (a pad's or a rotation's fill, an edge or a mirror image)."""
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a tensor, got {type(images).__name__}")
     single = len(params.input_shape) == 3
@@ -612,8 +613,9 @@ def inverse_images(
     expected = (params.batch_size, *out_hw)
     if images.ndim != len(params.input_shape) or (batch.shape[0], *batch.shape[2:]) != expected:
         layout = "(C, H, W)" if single else "(B, C, H, W)"
+        hint = "; give masks a channel dimension (masks[:, None])" if images.ndim == len(params.input_shape) - 1 else ""
         raise ValueError(
-            f"images must be {layout} with (B, H, W) = {expected} (the augmented size), got {tuple(images.shape)}"
+            f"images must be {layout} with (B, H, W) = {expected} (the augmented size), got {tuple(images.shape)}{hint}"
         )
     if interpolation not in ("nearest", "bilinear"):
         raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
@@ -625,7 +627,15 @@ def inverse_images(
     if exact:
         x, fills = _split_with_fill(x, fill)
     link = Link(matrix, out_hw[0], out_hw[1], Padding("constant", fills))
-    y = warp_grid(x, [link], tuple(params.input_shape[-2:]), interpolation)
+    in_hw = tuple(params.input_shape[-2:])
+    y = warp_grid(x, [link], in_hw, interpolation)
+    legs = Geometry.forward(stages, in_hw, out_hw, params.batch_size, images.device).legs[:-1]
+    if legs:  # the last leg's canvas is the augmented image, whose edge the warp's fill already shows
+        rows, cols = torch.meshgrid(torch.arange(in_hw[0], dtype=_F64, device=images.device) + 0.5,
+                                    torch.arange(in_hw[1], dtype=_F64, device=images.device) + 0.5, indexing="ij")
+        centres = torch.stack([cols, rows], dim=-1).view(1, -1, 2).expand(params.batch_size, -1, -1)
+        covered = _carry_points(centres, legs)[1].view(-1, 1, *in_hw)
+        y = torch.where(covered, y, torch.tensor(fills, dtype=y.dtype, device=y.device).view(1, -1, 1, 1))
     if exact:
         y = _join(y, images.dtype)
     elif images.dtype == torch.bool:
