@@ -324,6 +324,60 @@ def test_op_rejects_an_output_larger_than_an_unresampled_input(monkeypatch):
         torch.ops.gpuaug.fused_augment(*bad)
 
 
+def test_op_rejects_arguments_that_disagree(monkeypatch):
+    """Taps past a sample's own size (read past the CPU pass's row buffer), output sizes past int, flags
+    that the CUDA kernels trust (contrast_passes, all_separable) and tensors on another device raise."""
+    sizes = [(30, 34), (20, 24)]
+    ragged = ga.RaggedBatch.pack([_input((1, 3, h, w), torch.uint8, i)[0] for i, (h, w) in enumerate(sizes)])
+    (args,) = _captured_arguments(monkeypatch, [ga.RandomResizedCrop(16), ga.ColorJitter(0.4, 0.4)], ragged)
+    assert args[1].tolist() == [list(s) for s in sizes]
+    taps_x, taps_y = args[3].clone(), args[5].clone()
+    taps_x[1, 0, 0], taps_y[1, 0, 0] = 30, 22  # inside the padded images, past sample 1's 24 x 20
+    for field, taps, message in ((3, taps_x, "taps_x must be column indices within each sample's src_size"),
+                                 (5, taps_y, "taps_y must be row indices within each sample's src_size")):
+        bad = list(args)
+        bad[field] = taps
+        with pytest.raises(RuntimeError, match=message):
+            torch.ops.gpuaug.fused_augment(*bad)
+    assert args[13] == 1  # one contrast slot
+    bad = list(args)
+    bad[13] = 0
+    with pytest.raises(RuntimeError, match="contrast_passes must be at least"):
+        torch.ops.gpuaug.fused_augment(*bad)
+    bad = list(args)
+    bad[2] = torch.full_like(args[2], 2)  # every sample through its matrix, yet all_separable
+    with pytest.raises(RuntimeError, match="all_separable"):
+        torch.ops.gpuaug.fused_augment(*bad)
+    bad = list(args)
+    bad[14] = 2**31  # output height: the kernels index rows with int
+    bad[5], bad[6] = torch.zeros(2, 1, 0, dtype=torch.int32).expand(2, 2**31, 0), torch.zeros(2, 1, 0).expand(2, 2**31, 0)
+    with pytest.raises(RuntimeError, match="below 2\\*\\*31"):
+        torch.ops.gpuaug.fused_augment(*bad)
+    bad = list(args)
+    bad[9] = args[9].to("meta")  # the program: the call would go to the fake kernel and return garbage
+    with pytest.raises(RuntimeError, match="program is on meta"):
+        torch.ops.gpuaug.fused_augment(*bad)
+    torch.ops.gpuaug.fused_augment(*args)  # the arguments as captured pass
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_an_infinite_pixel_stays_infinite_through_grid_sampling(interpolation):
+    """Taps of weight 0 (outside the image, or nearest's unused three) add nothing: 0 * inf once made
+    NaNs where grid_sample reads no pixel."""
+    x = torch.rand(1, 1, 9, 9, generator=torch.Generator().manual_seed(0))
+    x[0, 0, 0, :] = float("inf")
+    x[0, 0, 4, 4] = float("inf")
+    transforms = [ga.RandomRotation((30, 30), interpolation=interpolation)]
+    expected = ga.Pipeline(transforms, seed=0, backend="torch")(x)
+    for op in ("fused_augment", "fused_augment_pixelwise"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(torch.ops.gpuaug, "fused_augment", getattr(torch.ops.gpuaug, op))
+            actual = ga.Pipeline(transforms, seed=0, backend="ext")(x)
+        assert not bool((actual.isnan() & ~expected.isnan()).any()), op
+        if interpolation == "nearest":  # (bilinear: grid_sample makes NaN of an inside tap of weight 0 too)
+            assert torch.equal(actual.isnan(), expected.isnan()) and torch.equal(actual.isinf(), expected.isinf()), op
+
+
 def test_torch_compile_traces_a_pipeline_without_graph_breaks():
     pipe = ga.Pipeline([ga.RandomHorizontalFlip(), ga.ColorJitter(0.4, 0.4), ga.ToDtype(torch.float32, scale=True)],
                        seed=0, backend="ext")
@@ -391,8 +445,48 @@ def test_cuda_kernel_equals_its_pixel_code_on_the_cpu(dtype):
             ref = pipe(x, sample_ids=ids)
         out = pipe(x.cuda(), sample_ids=ids.cuda()).cpu()
         diff = (out.double() - ref.double()).abs()
-        assert not bool((diff > _tolerance(ref, transforms, x)).any()), _describe(transforms)
+        assert int((diff > _tolerance(ref, transforms, x)).sum()) <= _straddles_allowed(transforms, x, diff.numel()), \
+            _describe(transforms)
         assert float((diff == 0).double().mean()) > 0.99, _describe(transforms)
+
+
+CUDA_PIPELINES = [
+    *NAMED_PIPELINES,
+    # a rotation after a shrink: supersampled grid taps
+    [ga.RandomResizedCrop(16, scale=(0.9, 1.0)), ga.RandomRotation(10), ga.ToDtype(torch.bfloat16, scale=True)],
+    # noise in a uint8 domain (truncated, saturated) and a uint8 output
+    [ga.RandomHorizontalFlip(), ga.GaussianNoise(sigma=0.1, clip=False), ga.ColorJitter(0.5, 0.5)],
+]
+
+
+@cuda
+@pytest.mark.parametrize("transforms", CUDA_PIPELINES, ids=[*NAMED_IDS, "supersampled-bf16", "uint8-noise"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_cuda_kernels_match_their_pixel_code_on_named_pipelines(transforms, dtype, layout):
+    """Every geometry mode, padding, fill, colour op and output dtype of the CUDA kernels against the same
+    per-pixel code on the CPU, for the same parameters."""
+    x = _input((6, 3, 40, 44), dtype, 2)
+    pipe, ids = ga.Pipeline(transforms, seed=5, backend="ext", memory_format=layout), torch.arange(6)
+    with cuda_pixel_code():
+        ref = pipe(x, sample_ids=ids)
+    out = pipe(x.cuda(), sample_ids=ids.cuda()).cpu()
+    assert out.shape == ref.shape and out.dtype == ref.dtype and out.is_contiguous(memory_format=layout)
+    diff = (out.double() - ref.double()).abs()
+    bad = (diff > _tolerance(ref, transforms, x)) | (out.double().isnan() != ref.double().isnan())
+    assert int(bad.sum()) <= _straddles_allowed(transforms, x, bad.numel()), _describe(transforms)
+
+
+@cuda
+def test_cuda_batches_beyond_the_grid_limit():
+    """More samples than a grid dimension holds (65,535): the batch is launched in parts."""
+    x = torch.randint(0, 256, (70_000, 3, 2, 3), dtype=torch.uint8)
+    transforms = [ga.RandomHorizontalFlip(), ga.ColorJitter(0.4, 0.4, 0.4, 0.1), ga.ToDtype(torch.float32, scale=True)]
+    pipe, ids = ga.Pipeline(transforms, seed=1, backend="ext"), torch.arange(70_000)
+    with cuda_pixel_code():
+        ref = pipe(x, sample_ids=ids)
+    out = pipe(x.cuda(), sample_ids=ids.cuda()).cpu()
+    assert bool(((out - ref).abs() <= 1e-3 * ref.abs().clamp(min=1.0)).all())
 
 
 @cuda

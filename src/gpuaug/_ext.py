@@ -110,12 +110,22 @@ def build(verbose: bool = False, with_cuda: bool | None = None) -> bool:
     return with_cuda
 
 
+_TENSOR_ARGUMENTS = ("src_size", "geometry", "taps_x", "weights_x", "taps_y", "weights_y", "matrix", "fill", "program",
+                     "keys", "out_scale", "out_shift")
+
+
 @functools.cache
 def _register_fake() -> None:
     def fake(images, src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, fill, program, keys,
              out_scale, out_shift, contrast_passes, out_height, out_width, out_channels, interpolation,
              padding_mode, supersample, warp_rounding, has_fill, final_mode, final_mult, out_dtype, channels_last,
              all_separable):
+        # the real kernels refuse tensors on two devices; one on the meta device would otherwise send
+        # the call here and return an unwritten tensor
+        for name, t in zip(_TENSOR_ARGUMENTS, (src_size, geometry, taps_x, weights_x, taps_y, weights_y, matrix, fill,
+                                                program, keys, out_scale, out_shift)):
+            torch._check(t.device == images.device,
+                         lambda: f"fused_augment: {name} is on {t.device}, images on {images.device}")
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         return torch.empty(
             (images.shape[0], out_channels, out_height, out_width),
