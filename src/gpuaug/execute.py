@@ -20,7 +20,7 @@ from .plan import FinalWrite, Stage, Step, Warp
 from .transforms._base import ImageSpec, apply_selected
 from .transforms._dtype import Normalize, ToDtype
 
-__all__ = ["run", "run_stage", "final_coefficients", "FinalCoefficients"]
+__all__ = ["run", "run_stage", "slice_stage", "final_coefficients", "FinalCoefficients"]
 
 _CHUNK_BYTES = 8 << 20
 
@@ -40,7 +40,7 @@ def _warp(x: Tensor, warp: Warp, domain: Domain) -> Tensor:
     if not bool(skipped.any()):
         return _resample(x, warp, domain)
     rows = skipped.nonzero().squeeze(1), (~skipped).nonzero().squeeze(1)
-    parts = [_resample(x[r], _slice(w, r), domain) for r, w in zip(rows, (unrotated, warp))]
+    parts = [_resample(x[r], slice_stage(w, r), domain) for r, w in zip(rows, (unrotated, warp))]
     y = torch.empty((x.shape[0], *parts[0].shape[1:]), dtype=torch.float32, device=x.device)
     y[rows[0]], y[rows[1]] = parts[0].to(torch.float32), parts[1]
     return y
@@ -143,15 +143,16 @@ def _run_chunk(images: Tensor, stages: list[Stage], out: Tensor) -> None:
             x, domain = run_stage(x, stage, domain, images)
 
 
-def _slice(stage: Stage, rows: slice | Tensor) -> Stage:
-    """The part of a stage that concerns the samples ``rows``."""
+def slice_stage(stage: Stage, rows: slice | Tensor) -> Stage:
+    """The part of a stage that concerns the samples ``rows`` (a Warp's ``sample_scales`` kept whole:
+    its samples supersample alike already, see plan.supersample_groups)."""
     if isinstance(stage, Step):
         return dataclasses.replace(stage, params=stage.params.select(rows), applied=stage.applied[rows])
     if isinstance(stage, Warp):
         links = [dataclasses.replace(link, matrix=link.matrix[rows]) for link in stage.links]
         sizes = None if stage.source_sizes is None else stage.source_sizes[rows]
         skipped = None if stage.skipped is None else stage.skipped[rows]
-        unrotated = None if stage.unrotated is None else _slice(stage.unrotated, rows)
+        unrotated = None if stage.unrotated is None else slice_stage(stage.unrotated, rows)
         grid_window = None if stage.grid_window is None else stage.grid_window[rows]
         resampled = None if stage.resampled is None else stage.resampled._replace(matrix=stage.resampled.matrix[rows])
         return dataclasses.replace(stage, matrix=stage.matrix[rows], window=stage.window[rows], links=links,
@@ -185,5 +186,5 @@ def run(
         return out
     for start in range(0, batch, chunk):
         rows = slice(start, start + chunk)
-        _run_chunk(images[rows], [_slice(s, rows) for s in stages], out[rows])
+        _run_chunk(images[rows], [slice_stage(s, rows) for s in stages], out[rows])
     return out

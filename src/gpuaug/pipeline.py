@@ -33,6 +33,7 @@ finished images and turns ``labels``, (B,) integer classes, into (B, num_classes
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -45,7 +46,7 @@ from . import targets
 from ._ext import resolve_backend
 from .mix import AnyMix, mix_images, mix_labels, split_mix
 from .params import BatchParams, Params
-from .plan import Stage, Step, expand, group, matrices
+from .plan import Stage, Step, Warp, expand, group, matrices, supersample_groups
 from .ragged import RaggedBatch
 from .random import Draws, Stream, position_keys, sample_keys
 from .targets import Batch, TargetOptions
@@ -82,6 +83,14 @@ def _sizes(images: Tensor | RaggedBatch) -> Tensor | None:
 
 def _spec(batch: Tensor, sizes: Tensor | None = None) -> ImageSpec:
     return ImageSpec(batch.shape[1], batch.shape[2], batch.shape[3], batch.dtype, sizes)
+
+
+def _group_stage(stage: Stage, rows: Tensor, samples: list[int]) -> Stage:
+    """The part of ``stage`` that concerns the samples ``rows`` (``samples`` on the host)."""
+    part = execute.slice_stage(stage, rows)
+    if isinstance(part, Warp) and part.sample_scales is not None:
+        part = dataclasses.replace(part, sample_scales=[part.sample_scales[b] for b in samples])
+    return part
 
 
 def _arguments(node: Transform) -> str:
@@ -197,9 +206,7 @@ class Pipeline:
         A :class:`~gpuaug.RaggedBatch` of differently sized images goes through in one pass when the
         pipeline starts with RandomResizedCrop, RandomCrop, CenterCrop or Resize((h, w))
         (:meth:`takes_ragged`): each sample is cropped and resized from its own size, as it would be
-        alone (no targets; a final mix and labels are fine). One exception: a rotation, affine or
-        perspective folded into the same pass that shrinks the image is supersampled by a factor set
-        from the batch's largest image.
+        alone (no targets; a final mix and labels are fine).
         """
         batch = _check_images(images)
         given = {"masks": masks, "boxes": boxes, "keypoints": keypoints, "boxes_valid": boxes_valid,
@@ -401,7 +408,17 @@ class Pipeline:
 
     def _execute(self, batch: Tensor, steps: list[Step], stages: list[Stage], ndim: int) -> Tensor:
         spec_out = self._spec_out(steps, batch)
-        out = (fused.run if self.backend == "ext" else execute.run)(batch, stages, spec_out, self.memory_format)
+        run = fused.run if self.backend == "ext" else execute.run
+        groups = supersample_groups(stages)
+        if groups is None:
+            out = run(batch, stages, spec_out, self.memory_format)
+        else:  # a ragged batch whose samples shrink by different factors: each group supersampled as its own
+            out = torch.empty((batch.shape[0], spec_out.channels, spec_out.height, spec_out.width), dtype=spec_out.dtype,
+                              device=batch.device, memory_format=self.memory_format)
+            for samples in groups:
+                rows = torch.tensor(samples).to(batch.device, non_blocking=True)
+                part = [_group_stage(s, rows, samples) for s in stages]
+                out[rows] = run(batch[rows], part, spec_out, self.memory_format)
         return out if ndim == 4 else out[0]
 
     def takes_ragged(self) -> bool:

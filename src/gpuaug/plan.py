@@ -27,7 +27,7 @@ from .transforms._base import GeometricTransform, ImageSpec, Transform
 from .transforms._container import Compose, RandomApply, RandomChoice, RandomOrder
 from .transforms._dtype import Normalize, ToDtype
 
-__all__ = ["Step", "Warp", "FinalWrite", "Stage", "expand", "group", "matrices"]
+__all__ = ["Step", "Warp", "FinalWrite", "Stage", "expand", "group", "matrices", "supersample_groups"]
 
 ParamsSource = Callable[[int, Transform, ImageSpec], Params]
 
@@ -136,11 +136,32 @@ class Warp:
     # crop's edge pixels: where the first step never looks outside its input (a crop, a resize) and the
     # steps before the last interpolating one are axis-aligned (the window is then exact); else None
     grid_window: Tensor | None = None
+    # (scale_y, scale_x) of each sample of a ragged batch whose first step interpolates (each shrinks
+    # from its own size; max_scale bounds them all), on the host; else None. A pass supersamples its
+    # samples alike: Pipeline runs a ragged batch's samples in groups that need the same factor.
+    sample_scales: list[tuple[float, float]] | None = None
 
     @property
     def supersample(self) -> int:
         """Samples per output pixel and axis when the general path shrinks (antialias approximation)."""
-        return min(max(round(max(self.max_scale)), 1), 4) if self.antialias else 1
+        return _supersample(max(max(s) for s in self.sample_scales) if self.sample_scales else max(self.max_scale),
+                            self.antialias)
+
+
+def _supersample(scale: float, antialias: bool) -> int:
+    return min(max(round(scale), 1), 4) if antialias else 1
+
+
+def supersample_groups(stages: list[Stage]) -> list[list[int]] | None:
+    """The samples of a ragged batch in groups whose grid-sampling passes supersample alike (each sample
+    as it would alone, from its own size), or None where every sample's are alike already."""
+    warps = [s for s in stages if isinstance(s, Warp) and s.sample_scales is not None and not s.axis_aligned]
+    if not warps:
+        return None
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for b, factors in enumerate(zip(*([_supersample(max(s), w.antialias) for s in w.sample_scales] for w in warps))):
+        groups.setdefault(factors, []).append(b)
+    return list(groups.values()) if len(groups) > 1 else None
 
 
 @dataclass
@@ -224,6 +245,8 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], source_
     interpolations = []
     links = []
     scale_y = scale_x = 1.0
+    later_y = later_x = 1.0  # the interpolating steps' after the first
+    first_interpolates = False
     for i, s in enumerate(steps):
         t = s.transform
         interpolates = t.interpolation is not None and not (rotations_skipped and not aligned[i])  # a rotation that does nothing
@@ -234,10 +257,20 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], source_
             resampled, kept = Resampled(prefixes[i], s.spec_out.height, s.spec_out.width), i + 1
             scale_y *= max(s.spec_in.height / s.spec_out.height, 1.0)  # a crop shrinks nothing
             scale_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
+            if i == 0:
+                first_interpolates = True
+            else:
+                later_y *= max(s.spec_in.height / s.spec_out.height, 1.0)
+                later_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
         links.append(Link(maps[i], s.spec_in.height, s.spec_in.width, t.padding_for(s.spec_in), interpolates))
     if resampled is not None and _same_canvas(steps[-1].spec_out, resampled, links[kept:]):
         resampled = None  # later steps only flip it: the output's rows are the resampled ones
     exact = all(aligned[: max(kept - 1, 0)])  # the window is exact only through axis-aligned maps
+    sample_scales = None
+    if first_interpolates and steps[0].spec_in.sizes is not None:
+        first = steps[0].spec_out
+        sample_scales = [(max(h / first.height, 1.0) * later_y, max(w / first.width, 1.0) * later_x)
+                         for h, w in steps[0].spec_in.sizes.tolist()]
     grid_window = window if window is not None and links[0].padding is None and exact else None
     return Warp(
         matrix=prefixes[-1],
@@ -252,6 +285,7 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], source_
         grid_window=grid_window,
         source_sizes=source_sizes,
         resampled=resampled,
+        sample_scales=sample_scales,
     )
 
 
