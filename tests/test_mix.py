@@ -6,6 +6,7 @@ and ragged batches), bad inputs, CUDA."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import scipy.stats
 import torch
@@ -137,16 +138,33 @@ def test_mixup_lam_is_beta_distributed(alpha):
 
 
 def test_cutmix_box_follows_timm():
-    """Sides int(H * sqrt(1 - lam)) around a uniform centre, clipped; lam corrected to the area."""
-    size, h, w = 3000, 20, 30
+    """timm's rand_bbox: sides int(H * r) and int(W * r) for one r = sqrt(1 - lam), rows cy - cut_h // 2
+    to cy + (cut_h + 1) // 2 around a uniform centre, clipped; lam corrected to the area."""
+    size, h, w = 3000, 15, 17
     p = ga.CutMix(1.0, 5, mode="elem", seed=0).sample(torch.zeros(size, 1, h, w), sample_ids=torch.arange(size))
     top, bottom, left, right = p.box.unbind(1)
     assert (top >= 0).all() and (bottom <= h).all() and (left >= 0).all() and (right <= w).all()
     assert (top <= bottom).all() and (left <= right).all()
     unclipped = (top > 0) & (bottom < h) & (left > 0) & (right < w)
-    assert ((bottom - top)[unclipped] % 2 == 0).all(), "timm's box is centre -/+ cut // 2"
+    cut_h, cut_w = (bottom - top)[unclipped].double(), (right - left)[unclipped].double()
+    assert bool(((cut_h % 2) == 1).any()), "odd sides occur: the box is not centre -/+ cut // 2"
+    # some r in [cut_h / h, (cut_h + 1) / h) and [cut_w / w, (cut_w + 1) / w): both sides from one ratio
+    assert bool((torch.maximum(cut_h / h, cut_w / w) < torch.minimum((cut_h + 1) / h, (cut_w + 1) / w)).all())
+    # the centre: a uniform integer in [0, h); a box clipped on neither side lies cut_h // 2 above it
+    centre = top[unclipped] + (bottom - top)[unclipped] // 2
+    assert bool(((centre >= 0) & (centre < h)).all())
     assert 0.4 < float(p.lam.mean()) < 0.75  # Beta(1, 1) lam, raised by clipping
     assert p.weight.eq(1).all()
+    # the corrected lam's mean against timm's rand_bbox + correct_lam written in numpy (0.705 on 15 x 17;
+    # the box of cut // 2 either side gave 0.721)
+    n, rng = 20000, np.random.default_rng(0)
+    cut = np.sqrt(1.0 - rng.beta(1.0, 1.0, n))
+    ch, cw = (h * cut).astype(int), (w * cut).astype(int)
+    cy, cx = rng.integers(0, h, n), rng.integers(0, w, n)
+    area = (np.clip(cy + (ch + 1) // 2, 0, h) - np.clip(cy - ch // 2, 0, h)) * \
+           (np.clip(cx + (cw + 1) // 2, 0, w) - np.clip(cx - cw // 2, 0, w))
+    ours = ga.CutMix(1.0, 5, mode="elem", seed=1).sample(torch.zeros(n, 1, h, w), sample_ids=torch.arange(n)).lam
+    assert abs(float(ours.mean()) - float((1.0 - area / (h * w)).mean())) < 0.008  # about 3 sigma
 
 
 def test_p_zero_leaves_images_and_one_hot_labels():

@@ -291,9 +291,9 @@ class MixUp(_Mix):
 class CutMix(_Mix):
     """Paste a box of the partner into each image, as timm does.
 
-    lam ~ Beta(alpha, alpha); the box has sides of the even sizes ``2 * (int(H * sqrt(1 - lam)) // 2)``
-    by ``2 * (int(W * sqrt(1 - lam)) // 2)`` (timm's, a half-size either side of the centre) around a
-    uniformly drawn centre, clipped to the image; the label weight is the part of the image
+    lam ~ Beta(alpha, alpha); the box has sides ``cut_h = int(H * sqrt(1 - lam))`` by ``cut_w = int(W *
+    sqrt(1 - lam))`` around a uniformly drawn centre (rows ``cy - cut_h // 2`` to ``cy + (cut_h + 1) //
+    2``, as timm's ``rand_bbox``), clipped to the image; the label weight is the part of the image
     left uncovered (timm's ``correct_lam``).
 
     Example:
@@ -321,11 +321,11 @@ class CutMix(_Mix):
         rng = Stream(keys, _DRAWS)
         applied = self._coin(rng, leader)
         cut = torch.sqrt(1.0 - _beta(rng, self.alpha)[leader])
-        half_h, half_w = (height * cut).floor() // 2, (width * cut).floor() // 2
+        cut_h, cut_w = (height * cut).floor(), (width * cut).floor()
         cy, cx = rng.uniform(2)[leader].unbind(1)
         cy, cx = (cy * height).floor(), (cx * width).floor()
-        box = torch.stack([(cy - half_h).clamp(0, height), (cy + half_h).clamp(0, height),
-                           (cx - half_w).clamp(0, width), (cx + half_w).clamp(0, width)], dim=1)
+        box = torch.stack([(cy - cut_h // 2).clamp(0, height), (cy + (cut_h + 1) // 2).clamp(0, height),
+                           (cx - cut_w // 2).clamp(0, width), (cx + (cut_w + 1) // 2).clamp(0, width)], dim=1)
         box = torch.where(applied[:, None], box, 0.0).to(torch.int64)
         area = (box[:, 1] - box[:, 0]) * (box[:, 3] - box[:, 2])
         lam = 1.0 - area.to(torch.float64) / (height * width)
