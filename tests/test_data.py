@@ -5,6 +5,8 @@ CUDA tests (side-stream prefetch) skip without a GPU."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -228,6 +230,19 @@ def test_collate_errors():
             ga.data.Collate()([{"image": x, key: 1, **extra}, {"image": other, key: 2, **extra}])
     detection = ga.data.Collate()([{"image": x, "labels": [1, 2]}, {"image": x, "labels": [3]}])  # no collision
     assert detection["labels"] == [[1, 2], [3]]
+    # "sizes" is the batch's own even where the batch's images share one size: no crash mid-epoch
+    with pytest.raises(ValueError, match="key 'sizes' would overwrite"):
+        ga.data.Collate()([{"image": x, "sizes": 1}, {"image": x, "sizes": 2}])
+    with pytest.raises(TypeError, match="sample 1: the index .* must be an integer dataset index, got 'b.png'"):
+        ga.data.Collate()([(x, 0, 3), (x, 1, "b.png")])
+    # labels all None: no "labels" (as dict samples without one); file bytes as bytes or a numpy array
+    unlabelled = ga.data.Collate()([(x, None, 0), (x, None, 1)])
+    assert "labels" not in unlabelled and unlabelled["sample_ids"].tolist() == [0, 1]
+    png = io.BytesIO()
+    Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(png, format="PNG")
+    decoded = ga.data.Collate()([(png.getvalue(), 0), (np.frombuffer(png.getvalue(), dtype=np.uint8), 1)])["images"]
+    assert torch.equal(decoded[0], torch.arange(48, dtype=torch.uint8).view(4, 4, 3).permute(2, 0, 1))
+    assert torch.equal(decoded[1], decoded[0])
     for mode in ("I;16", "I", "F"):  # values beyond uint8, which a conversion to RGB would clip
         with pytest.raises(ValueError, match=f"sample 0: PIL mode '{mode}'"):
             ga.data.Collate()([(Image.new(mode, (4, 4)), 0)])

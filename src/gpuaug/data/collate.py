@@ -4,14 +4,14 @@ A sample is an ``(image, label)`` or ``(image, label, index)`` tuple, or a dict 
 and optionally ``"label"``, ``"index"`` and other keys (targets, paths). The image is an HWC (or
 HW) numpy array, a PIL image (in a mode other than L, RGB or RGBA converted to RGB, as torchvision's
 ImageFolder loads it; 16- and 32-bit modes raise), a CHW (or HW) tensor, or encoded file bytes (a 1-D
-uint8 tensor, as :class:`~gpuaug.data.ImageFiles` gives). :class:`WithIndex` makes any dataset's samples carry
+uint8 tensor, as :class:`~gpuaug.data.ImageFiles` gives, a 1-D uint8 numpy array or ``bytes``). :class:`WithIndex` makes any dataset's samples carry
 their index, which keys the augmentation of a sample whatever batch, worker or rank it lands in.
 
 A batch is a dict: ``"images"`` (B, C, H, W), or a :class:`~gpuaug.data.RaggedBatch` plus
 ``"sizes"`` (B, 2) for differently sized images (or an :class:`~gpuaug.data.EncodedBatch` of file
-bytes, left encoded); ``"labels"`` (collated by torch's default_collate), ``"sample_ids"`` (B,)
-int64 when the samples have indices; every other key as a list (a sample key that would overwrite
-one of these raises).
+bytes, left encoded); ``"labels"`` (collated by torch's default_collate; none where every label is
+None), ``"sample_ids"`` (B,) int64 when the samples have indices; every other key as a list (a sample
+key ``"images"`` or ``"sizes"``, or one that would overwrite ``"labels"`` or ``"sample_ids"``, raises).
 
 Example:
     >>> import numpy as np, torch, gpuaug as ga
@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,6 +76,10 @@ def _as_chw(image: Any, position: int) -> Tensor:
             raise ValueError(f"sample {position}: PIL mode {image.mode!r} holds values beyond uint8: "
                              "convert the image to 'L' or 'RGB' (with your own scaling) first")
         image = np.array(image if image.mode in ("L", "RGB", "RGBA") else image.convert("RGB"))
+    if isinstance(image, (bytes, bytearray, memoryview)):  # a file's bytes
+        return torch.frombuffer(bytearray(image), dtype=torch.uint8)
+    if isinstance(image, np.ndarray) and image.ndim == 1 and image.dtype == np.uint8:
+        return torch.from_numpy(image.copy())
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3):
             raise ValueError(f"sample {position}: a numpy image must be HW or HWC, got shape {image.shape}")
@@ -88,6 +93,14 @@ def _as_chw(image: Any, position: int) -> Tensor:
             return image[None]
         raise ValueError(f"sample {position}: a tensor image must be CHW or HW, got shape {tuple(image.shape)}")
     raise TypeError(f"sample {position}: the image must be a numpy array, PIL image or tensor, got {type(image).__name__}")
+
+
+def _index(value: Any, position: int) -> int:
+    try:
+        return operator.index(value)
+    except TypeError as error:
+        raise TypeError(f"sample {position}: the index (a tuple's third item, or 'index') must be an integer dataset "
+                        f"index, got {value!r}: wrap the dataset in ga.data.WithIndex") from error
 
 
 def _fields(sample: Any, position: int) -> dict[str, Any]:
@@ -218,12 +231,13 @@ class Collate:
             batch: dict[str, Any] = image_fields(images)
         else:  # decoded below (with the labels and ids at hand), or packed for DeviceLoader
             batch = {"images": images if self.decode else EncodedBatch.pack(images)}
-        if "label" in keys:
+        if "label" in keys and any(record["label"] is not None for record in records):  # (image, None) samples: none
             batch["labels"] = default_collate([record["label"] for record in records])
         if "index" in keys:
-            batch["sample_ids"] = torch.as_tensor([int(record["index"]) for record in records], dtype=torch.int64)
+            batch["sample_ids"] = torch.as_tensor([_index(record["index"], i) for i, record in enumerate(records)],
+                                                  dtype=torch.int64)
         for key in keys:
-            if key in batch:
+            if key in batch or key in ("images", "sizes"):  # "sizes" in every batch whose images differ in size
                 raise ValueError(f"a sample's key {key!r} would overwrite the batch's own {key!r}: rename it")
             if key not in ("image", "label", "index"):
                 batch[key] = [record[key] for record in records]
