@@ -61,6 +61,9 @@ def test_image_files_from_folder_labels_by_class(folder):
     sample = files[0]
     assert set(sample) == {"image", "label", "path"} and sample["image"].dtype == torch.uint8 and sample["image"].ndim == 1
     assert bytes(sample["image"].numpy()) == (folder / "cat" / "1.png").read_bytes()
+    # extensions with or without the dot, any case
+    assert [_index(str(f)) for f in ga.data.ImageFiles.from_folder(folder, extensions=("JPG",)).files] == [6]
+    assert len(ga.data.ImageFiles.from_folder(folder, extensions=("png", ".Png")).files) == 6
 
 
 @pytest.mark.parametrize("workers", [0, 2])

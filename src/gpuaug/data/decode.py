@@ -69,14 +69,15 @@ class ImageFiles(Dataset):
 
     @classmethod
     def from_folder(
-        cls, root: str | os.PathLike[str], extensions: Sequence[str] = (".jpg", ".jpeg", ".png")
+        cls, root: str | os.PathLike[str], extensions: Sequence[str] = (".jpg", ".jpeg", ".png", ".webp")
     ) -> ImageFiles:
-        """Every file under ``root/<class>/`` with one of ``extensions``, labelled by its class's
-        index in the sorted class names."""
+        """Every file under ``root/<class>/`` with one of ``extensions`` (with or without the dot; the
+        default: ImageFolder's that torchvision's decoders read), labelled by its class's index in the
+        sorted class names."""
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"{root} is not a directory")
-        suffixes = {e.lower() for e in extensions}
+        suffixes = {"." + e.lower().lstrip(".") for e in extensions}
         classes = sorted(d.name for d in root.iterdir() if d.is_dir())
         files, labels = [], []
         for label, name in enumerate(classes):
