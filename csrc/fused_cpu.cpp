@@ -190,7 +190,7 @@ void combine_rows(const FusedView& f, int b, const Scratch& s, int lo, int64_t i
     for (int a = 0; a < ky; ++a) {
       const float w = wy[a];
       if (w == 0.0f) continue;
-      const float* src = s.rows.data() + ((ty[a] - lo) * kMaxChannels + c) * width;
+      const float* src = s.rows.data() + (static_cast<int64_t>(ty[a] - lo) * kMaxChannels + c) * width;
       for (int j = 0; j < width; ++j) out[j] += w * src[j];
     }
   }
@@ -260,14 +260,17 @@ inline __attribute__((always_inline)) void prefetch_taps(const SourceImage<T>& i
   }
 }
 
-// out[j] += channel plane `src` read through a row's taps (MatrixScratch), in read_taps' order of
-// additions, plus `fill` weighted by the share outside the image (0 without a fill).
+// out[j] += channel plane `src` read through a row's taps (MatrixScratch), as read_taps adds them,
+// plus `fill` weighted by the share outside the image (0 without a fill).
 template <typename T, typename Index>
 void gather_row(const T* __restrict__ src, const Index* __restrict__ offset, const float* __restrict__ weight,
                 const float* __restrict__ outside, float fill, int width, float* __restrict__ out) {
   for (int j = 0; j < width; ++j) {
     float v = 0.0f;
-    for (int a = 0; a < 4; ++a) v += weight[a * width + j] * static_cast<float>(src[offset[a * width + j]]);
+    for (int a = 0; a < 4; ++a) {
+      const float w = weight[a * width + j], p = static_cast<float>(src[offset[a * width + j]]);
+      v += w != 0.0f ? w * p : 0.0f;
+    }
     out[j] += v + outside[j] * fill;
   }
 }

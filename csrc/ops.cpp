@@ -3,6 +3,8 @@
 // (meta) implementation, so torch.compile and torch.export trace through the op.
 #include <torch/library.h>
 
+#include <limits>
+
 #include "fused.h"
 #include "pixel_ops.h"
 #include "fused_view.h"
@@ -83,11 +85,23 @@ void check_indices(const FusedArgs& a) {
               "fused_augment: src_size must hold sizes within the images' (", height, ", ", width, ")");
   TORCH_CHECK(within(a.taps_x, 0, width - 1), "fused_augment: taps_x must be column indices in [0, ", width - 1, "]");
   TORCH_CHECK(within(a.taps_y, 0, height - 1), "fused_augment: taps_y must be row indices in [0, ", height - 1, "]");
+  // each sample's taps within its own size (a ragged batch's padding is never read)
+  const auto sizes = a.src_size.to(at::kLong);
+  TORCH_CHECK(a.taps_x.numel() == 0 || !a.taps_x.ge(sizes.select(1, 1).view({-1, 1, 1})).any().item<bool>(),
+              "fused_augment: taps_x must be column indices within each sample's src_size");
+  TORCH_CHECK(a.taps_y.numel() == 0 || !a.taps_y.ge(sizes.select(1, 0).view({-1, 1, 1})).any().item<bool>(),
+              "fused_augment: taps_y must be row indices within each sample's src_size");
   TORCH_CHECK(within(a.geometry, kIdentity, kMatrix), "fused_augment: geometry must hold modes in [", kIdentity,
               ", ", kMatrix, "]");
   TORCH_CHECK((a.out_height <= height && a.out_width <= width) || !a.geometry.eq(kIdentity).any().item<bool>(),
               "fused_augment: a sample that is not resampled (geometry ", kIdentity, ") needs an output size within "
               "the images'");
+  // what the CUDA kernels take from these flags instead of reading the program and modes per sample
+  TORCH_CHECK(a.program.numel() == 0 || a.program.select(2, 0).eq(kContrast).sum(1).max().item<int64_t>() <=
+                                            a.contrast_passes,
+              "fused_augment: contrast_passes must be at least the number of contrast ops of any sample");
+  TORCH_CHECK(!a.all_separable || a.geometry.eq(kSeparable).all().item<bool>(),
+              "fused_augment: all_separable needs every sample's geometry to be ", kSeparable);
 }
 
 void check(const FusedArgs& a) {
@@ -98,7 +112,9 @@ void check(const FusedArgs& a) {
   const int64_t batch = x.size(0), channels = x.size(1);
   TORCH_CHECK(channels >= 1 && channels <= kMaxChannels, "fused_augment: images must have 1 to ", kMaxChannels,
               " channels, got ", channels);
-  TORCH_CHECK(a.out_height > 0 && a.out_width > 0, "fused_augment: output size must be positive");
+  constexpr int64_t kIntMax = std::numeric_limits<int>::max();  // the kernels index rows and columns with int
+  TORCH_CHECK(a.out_height > 0 && a.out_width > 0 && a.out_height <= kIntMax && a.out_width <= kIntMax,
+              "fused_augment: output size must be positive and below 2**31, got ", a.out_height, " x ", a.out_width);
   TORCH_CHECK(a.out_channels >= 1 && a.out_channels <= channels, "fused_augment: out_channels must be in [1, ",
               channels, "], got ", a.out_channels);
   const int64_t h = a.out_height, w = a.out_width;
@@ -108,6 +124,8 @@ void check(const FusedArgs& a) {
   check_tensor(a.weights_x, "weights_x", at::kFloat, {batch, w, a.taps_x.size(2)}, x);
   check_tensor(a.taps_y, "taps_y", at::kInt, {batch, h, -1}, x);
   check_tensor(a.weights_y, "weights_y", at::kFloat, {batch, h, a.taps_y.size(2)}, x);
+  TORCH_CHECK(a.taps_x.size(2) * w <= kIntMax && a.taps_y.size(2) * h <= kIntMax,
+              "fused_augment: output size times taps must be below 2**31");
   check_tensor(a.matrix, "matrix", at::kDouble, {batch, 3, 3}, x);
   check_tensor(a.fill, "fill", at::kFloat, {channels}, x);
   check_tensor(a.program, "program", at::kFloat, {batch, -1, kOpWidth}, x);

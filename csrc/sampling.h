@@ -165,10 +165,15 @@ GA_HD GridTaps grid_taps(const double* m, double ox, double oy, int width, int h
 }
 
 // Channel c of the pixel that `t` reads (pixels outside the image count 0, as grid_sample's zeros).
+// A tap of weight 0 adds nothing, not 0 * its pixel: grid_sample reads no pixel outside the image, and
+// nearest reads one, so an inf there must not become NaN.
 template <typename T>
 GA_HD float read_taps(const SourceImage<T>& img, int c, const GridTaps& t) {
   float v = 0.0f;
-  for (int k = 0; k < 4; ++k) v += t.w[k] * img.at(c, t.y[k], t.x[k]);
+  for (int k = 0; k < 4; ++k) {
+    const float p = img.at(c, t.y[k], t.x[k]);
+    v += t.w[k] != 0.0f ? t.w[k] * p : 0.0f;
+  }
   return v;
 }
 

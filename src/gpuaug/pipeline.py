@@ -287,7 +287,8 @@ class Pipeline:
             >>> torch.equal(pipe.inverse_images(out, params), x)
             True
         """
-        stages = group(self._recorded_steps(params, params.keys.device))
+        device = images.device if isinstance(images, Tensor) else params.keys.device  # (a non-tensor raises there)
+        stages = group(self._recorded_steps(params, device))
         return targets.inverse_images(images, params, stages, self._output_hw(params), interpolation, fill)
 
     def _soft_labels(self, batch: Tensor, labels: Any, given: dict[str, Any]) -> Tensor:

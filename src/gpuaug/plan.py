@@ -255,13 +255,13 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], source_
             box = t.source_box(s.params, s.spec_in)  # whole pixel indices: the window itself, seen directly
             window = box if i == 0 else _window(prefixes[i - 1], box, window)
             resampled, kept = Resampled(prefixes[i], s.spec_out.height, s.spec_out.width), i + 1
-            scale_y *= max(s.spec_in.height / s.spec_out.height, 1.0)  # a crop shrinks nothing
-            scale_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
+            step_y = max(s.spec_in.height / s.spec_out.height, 1.0)  # a crop shrinks nothing
+            step_x = max(s.spec_in.width / s.spec_out.width, 1.0)
+            scale_y, scale_x = scale_y * step_y, scale_x * step_x
             if i == 0:
                 first_interpolates = True
             else:
-                later_y *= max(s.spec_in.height / s.spec_out.height, 1.0)
-                later_x *= max(s.spec_in.width / s.spec_out.width, 1.0)
+                later_y, later_x = later_y * step_y, later_x * step_x
         links.append(Link(maps[i], s.spec_in.height, s.spec_in.width, t.padding_for(s.spec_in), interpolates))
     if resampled is not None and _same_canvas(steps[-1].spec_out, resampled, links[kept:]):
         resampled = None  # later steps only flip it: the output's rows are the resampled ones
