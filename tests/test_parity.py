@@ -94,6 +94,24 @@ def test_random_resized_crop(dtype, channels, size, interpolation, antialias, se
         assert_close_resampled(out[b], ref, what=f"sample {b} crop {box}")
 
 
+@pytest.mark.parametrize("interpolation, antialias", [("bilinear", True), ("bilinear", False), ("bicubic", True),
+                                                     ("bicubic", False)])
+def test_float_crop_resizes_are_torchvisions_bit_for_bit_on_the_cpu(interpolation, antialias):
+    """On the CPU the plain-PyTorch backend resizes each float32 crop with torch's own kernel, as
+    torchvision's resized_crop does (its taps came within float rounding, several times slower)."""
+    x = make_images(B, 3, H, W, torch.float32, 4)
+    for t in (ga.RandomResizedCrop((24, 20), scale=(0.25, 1.0), interpolation=interpolation, antialias=antialias),
+              ga.Resize((19, 41), interpolation=interpolation, antialias=antialias)):
+        out, params = ga.Pipeline([t, ga.RandomHorizontalFlip()], seed=3, backend="torch")(x, return_params=True)
+        crop, flip = params.transforms
+        for b in range(B):
+            ref = x[b]
+            if isinstance(t, ga.RandomResizedCrop):
+                ref = F.crop(ref, as_int(crop.top, b), as_int(crop.left, b), as_int(crop.height, b), as_int(crop.width, b))
+            ref = F.resize(ref, list(out.shape[-2:]), interpolation=mode(interpolation), antialias=antialias)
+            assert_equal(out[b], F.horizontal_flip(ref) if bool(flip.applied[b]) else ref, what=f"{t} sample {b}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=_id)
 def test_random_resized_crop_nearest_is_exact(dtype):
     bad = []

@@ -408,8 +408,8 @@ def _filter_rows_then_columns(
     Accelerators gather every sample's taps at once (_gather_taps). On the CPU each sample gathers
     only the rows and columns its taps read and sums its few taps per output pixel; a sample with a
     box from _plain_boxes instead calls torch's own resize (``native``: its interpolation and
-    antialias), which computes the same numbers several times faster. Both sum the taps in order
-    with the same products, so they agree bit for bit.
+    antialias), several times faster: for uint8 values both sum the taps in order with the same
+    products, so they agree bit for bit; for float ones it is torchvision's own resize.
     """
     batch, channels, height, width = x.shape
     (tx, wx), (ty, wy) = horizontal, vertical
@@ -465,8 +465,9 @@ def _plain_box(m: list, window: list, out_hw: tuple[int, int], size: list) -> tu
 def _native_resize(image: Tensor, box: tuple[int, ...], out_hw: tuple[int, int], interpolation: str, antialias: bool) -> Tensor:
     """One (C, H, W) image's ``box`` from _plain_boxes through torch's resize, flipped where the box says."""
     top, left, height, width, flip_y, flip_x = box
-    # channels-last: torch's uint8 kernel works on packed pixels and packs a planar crop more slowly
-    crop = image[None, :, top : top + height, left : left + width].contiguous(memory_format=torch.channels_last)
+    crop = image[None, :, top : top + height, left : left + width]
+    if crop.dtype == torch.uint8:  # channels-last: torch's uint8 kernel works on packed pixels, and packs a planar crop more slowly
+        crop = crop.contiguous(memory_format=torch.channels_last)
     y = F.interpolate(crop, size=tuple(out_hw), mode=interpolation, antialias=antialias, align_corners=False)[0]
     return _flipped(y, flip_y, flip_x)
 
@@ -497,13 +498,19 @@ def _sum_taps(x: Tensor, taps: Tensor, weights: Tensor, used: list[bool], out: T
 
 
 def _native_resizes(x: Tensor, out_w: int, interpolation: str, antialias: bool, integer: bool) -> bool:
-    """Whether torch's own CPU resize of ``x`` computes what the taps do, bit for bit: uint8 images,
-    whose fixed-point arithmetic _fixed_point reproduces (checked for bilinear, and antialiased bicubic),
-    through torch's AVX2 kernel (up to 4 channels; its generic kernel differs at output width 1, and the
-    AVX2 one fails on 3 channels there)."""
+    """Whether torch's own CPU resize of ``x`` computes what torchvision's resize does: float32 images
+    (whose resize torchvision calls; the taps' float sums come within float rounding of it), unless they
+    hold a uint8 image's values, which the taps round after each pass as torchvision's uint8 resize does;
+    and uint8 images, whose fixed-point arithmetic _fixed_point reproduces in the taps bit for bit
+    (checked for bilinear, and antialiased bicubic), through torch's AVX2 kernel (up to 4 channels;
+    its generic kernel differs at output width 1, and the AVX2 one fails on 3 channels there)."""
+    if not _device.on_host(x.device) or interpolation not in ("bilinear", "bicubic"):
+        return False
+    if x.dtype == torch.float32:
+        return not integer
     return (
-        _device.on_host(x.device) and x.dtype == torch.uint8 and integer and x.shape[1] <= 4 and out_w > 1
-        and (interpolation == "bilinear" or (interpolation == "bicubic" and antialias))
+        x.dtype == torch.uint8 and integer and x.shape[1] <= 4 and out_w > 1
+        and (interpolation == "bilinear" or antialias)
         and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
     )
 
@@ -530,9 +537,9 @@ def warp_separable(
     ``integer`` the intermediate (after the horizontal pass) is rounded and clamped to uint8 values,
     as torchvision's native uint8 resize does. ``sizes`` (B, 2): the (height, width) of each image
     of a ragged batch, which is all each sample reads. ``resampled``: see separable_taps.
-    Returns (B, C, Ho, Wo): in the input's dtype for nearest maps, and for a uint8 batch whose every
-    sample is a plain crop-resize (torch's own uint8 resize, per sample; channels-last, as that
-    kernel writes); float32 otherwise.
+    Returns (B, C, Ho, Wo): in the input's dtype for nearest maps, and on the CPU for a batch whose every
+    sample is a plain crop-resize (torch's own resize, per sample; uint8 channels-last, as that kernel
+    writes); float32 otherwise.
     """
     batch, channels, height, width = x.shape
     out_h, out_w = out_hw
@@ -542,11 +549,11 @@ def warp_separable(
     if not covered and _native_resizes(x, out_w, interpolation, antialias, integer):  # never nearest
         full = constant((height, width), torch.int64, x.device).expand(batch, 2)
         boxes = _plain_boxes(matrix, window, out_hw, full if sizes is None else sizes)
-        if all(box is not None for box in boxes):  # no taps needed, nor rounding: uint8 out
-            # channels-last, as torch's uint8 resize writes: a plain copy per sample, and the float
+        if all(box is not None for box in boxes):  # no taps needed, nor rounding: the input's dtype out
+            # uint8 channels-last, as torch's uint8 resize writes: a plain copy per sample, and the float
             # conversion that follows changes the layout in the same pass
-            y = torch.empty(batch, channels, out_h, out_w, dtype=x.dtype, device=x.device,
-                            memory_format=torch.channels_last)
+            layout = torch.channels_last if x.dtype == torch.uint8 else torch.contiguous_format
+            y = torch.empty(batch, channels, out_h, out_w, dtype=x.dtype, device=x.device, memory_format=layout)
             for s, box in enumerate(boxes):
                 y[s] = _native_resize(x[s], box, out_hw, interpolation, antialias)
             return y
