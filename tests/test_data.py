@@ -243,6 +243,9 @@ def test_collate_errors():
     decoded = ga.data.Collate()([(png.getvalue(), 0), (np.frombuffer(png.getvalue(), dtype=np.uint8), 1)])["images"]
     assert torch.equal(decoded[0], torch.arange(48, dtype=torch.uint8).view(4, 4, 3).permute(2, 0, 1))
     assert torch.equal(decoded[1], decoded[0])
+    with pytest.warns(UserWarning, match="skipping 1 image"):  # an empty file's bytes
+        kept = ga.data.Collate(on_error="skip")([(png.getvalue(), 0, 0), (b"", 1, 1)])
+    assert kept["sample_ids"].tolist() == [0]
     for mode in ("I;16", "I", "F"):  # values beyond uint8, which a conversion to RGB would clip
         with pytest.raises(ValueError, match=f"sample 0: PIL mode '{mode}'"):
             ga.data.Collate()([(Image.new(mode, (4, 4)), 0)])

@@ -38,6 +38,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -94,13 +95,25 @@ def _group_stage(stage: Stage, rows: Tensor, samples: list[int]) -> Stage:
 
 
 def _arguments(node: Transform) -> str:
-    """``node``'s public attributes as its repr lists them, but its children, seed and epoch."""
+    """``node``'s public attributes as its repr lists them, but its children, its seed and epoch and
+    ``inplace`` (none changes what its parameters replay to); numbers and sequences as plain Python's."""
     children = node.children()
     return ", ".join(
-        f"{name}={value!r}" for name, value in vars(node).items()
-        if not name.startswith("_") and name not in ("seed", "epoch")
+        f"{name}={_plain_repr(value)}" for name, value in vars(node).items()
+        if not name.startswith("_") and name not in ("seed", "epoch", "inplace")
         and not (children and isinstance(value, (list, tuple)) and list(value) == children)
     )
+
+
+def _plain_repr(value: Any) -> str:
+    """repr of ``value`` with numpy and tensor numbers as Python's and sequences as tuples (equal values
+    given either way compare equal); an object whose repr holds its address by its type's name."""
+    if isinstance(value, (np.generic, np.ndarray, Tensor)):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_plain_repr(v) for v in value) + ",)"
+    text = repr(value)
+    return type(value).__name__ if " at 0x" in text else text
 
 
 class Pipeline:
@@ -154,6 +167,9 @@ class Pipeline:
         self._body: list[Transform] = body
         self.mix: AnyMix | None = mix
         self._mix_index = sum(1 for t in self._body for _ in t.nodes())  # the mix's place in the params
+        # each node's arguments (but its children, and a mix's seed and epoch, which its params hold): what
+        # its recorded parameters are replayed with; once here, where no torch.compile traces the reprs
+        self._arguments = [_arguments(node) for t in self.transforms for node in t.nodes()]
         if seed is not None and not isinstance(seed, int):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.seed = secrets.randbits(63) if seed is None else seed
@@ -372,7 +388,7 @@ class Pipeline:
             input_sizes=_sizes(images),
             children=self._children(),
             output_shape=self._output_shape(steps, _spec(batch)),
-            arguments=self._arguments(),
+            arguments=self._arguments,
         )
         return params, steps, stages
 
@@ -383,8 +399,8 @@ class Pipeline:
         if params.names != names or params.children not in (None, children):  # None: saved before it was recorded
             raise ValueError(f"params come from a different pipeline: {params.names} with {params.children} children "
                              f"vs {names} with {children}")
-        if params.arguments is not None and params.arguments != self._arguments():
-            differ = [f"{name}({a}) vs ({b})" for name, a, b in zip(names, params.arguments, self._arguments()) if a != b]
+        if params.arguments is not None and params.arguments != self._arguments:
+            differ = [f"{name}({a}) vs ({b})" for name, a, b in zip(names, params.arguments, self._arguments) if a != b]
             raise ValueError(f"params come from a pipeline with other arguments: {'; '.join(differ)}")
         recorded = params.to(device).transforms
         spec = ImageSpec(*params.input_shape[-3:], params.input_dtype, params.input_sizes)
@@ -451,11 +467,6 @@ class Pipeline:
     def _children(self) -> list[int]:
         """How many children each node of ``_names`` has: the nesting, which the names alone do not say."""
         return [len(node.children()) for t in self.transforms for node in t.nodes()]
-
-    def _arguments(self) -> list[str]:
-        """Each node's arguments but its children (``_children`` has the nesting) and a mix's seed and
-        epoch (its params hold what they drew): what the node's recorded parameters are replayed with."""
-        return [_arguments(node) for t in self.transforms for node in t.nodes()]
 
     @staticmethod
     def _output_shape(steps: list[Step], spec_in: ImageSpec) -> tuple[int, int, int]:

@@ -136,9 +136,9 @@ class Warp:
     # crop's edge pixels: where the first step never looks outside its input (a crop, a resize) and the
     # steps before the last interpolating one are axis-aligned (the window is then exact); else None
     grid_window: Tensor | None = None
-    # (scale_y, scale_x) of each sample of a ragged batch whose first step interpolates (each shrinks
-    # from its own size; max_scale bounds them all), on the host; else None. A pass supersamples its
-    # samples alike: Pipeline runs a ragged batch's samples in groups that need the same factor.
+    # (scale_y, scale_x) of each sample of a ragged batch whose first step interpolates, in a pass that
+    # is not axis-aligned (each shrinks from its own size; max_scale bounds them all), on the host; else
+    # None. A pass supersamples its samples alike: Pipeline runs them in groups that need one factor.
     sample_scales: list[tuple[float, float]] | None = None
 
     @property
@@ -267,7 +267,7 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], source_
         resampled = None  # later steps only flip it: the output's rows are the resampled ones
     exact = all(aligned[: max(kept - 1, 0)])  # the window is exact only through axis-aligned maps
     sample_scales = None
-    if first_interpolates and steps[0].spec_in.sizes is not None:
+    if first_interpolates and steps[0].spec_in.sizes is not None and not (rotations_skipped or all(aligned)):
         first = steps[0].spec_out
         sample_scales = [(max(h / first.height, 1.0) * later_y, max(w / first.width, 1.0) * later_x)
                          for h, w in steps[0].spec_in.sizes.tolist()]

@@ -76,8 +76,8 @@ def _as_chw(image: Any, position: int) -> Tensor:
             raise ValueError(f"sample {position}: PIL mode {image.mode!r} holds values beyond uint8: "
                              "convert the image to 'L' or 'RGB' (with your own scaling) first")
         image = np.array(image if image.mode in ("L", "RGB", "RGBA") else image.convert("RGB"))
-    if isinstance(image, (bytes, bytearray, memoryview)):  # a file's bytes
-        return torch.frombuffer(bytearray(image), dtype=torch.uint8)
+    if isinstance(image, (bytes, bytearray, memoryview)):  # a file's bytes (none: a file that fails to decode)
+        return torch.frombuffer(bytearray(image), dtype=torch.uint8) if len(image) else torch.empty(0, dtype=torch.uint8)
     if isinstance(image, np.ndarray) and image.ndim == 1 and image.dtype == np.uint8:
         return torch.from_numpy(image.copy())
     if isinstance(image, np.ndarray):
