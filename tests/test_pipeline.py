@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -600,6 +601,14 @@ def test_replay_params_from_another_pipeline_raises():
                       [ga.RandomCrop(16, padding=4), ga.GaussianBlur(3), ga.GaussianNoise(sigma=0.5)]):
         with pytest.raises(ValueError, match="other arguments"):
             ga.Pipeline(replaying, seed=0).replay(x, params)
+    # the same arguments given as numpy or Python numbers, and inplace either way, replay
+    given = [ga.RandomChoice([ga.RandomInvert(), ga.RandomHorizontalFlip()], p=[1, 3]), ga.Resize((8, 8)),
+             ga.ToDtype(torch.float32, scale=True), ga.Normalize([0.5] * 3, [0.2] * 3)]
+    as_numpy = [ga.RandomChoice([ga.RandomInvert(), ga.RandomHorizontalFlip()], p=np.array([1, 3])),
+                ga.Resize((np.int64(8), 8)), ga.ToDtype(torch.float32, scale=True),
+                ga.Normalize(np.array([0.5] * 3), torch.tensor([0.2] * 3), inplace=True)]
+    out, numbers = ga.Pipeline(given, seed=0)(x, return_params=True)
+    assert torch.equal(ga.Pipeline(as_numpy, seed=0).replay(x, numbers), out)
     # but another seed, or a mix's own seed, replays: the params hold what they drew
     same = [ga.RandomCrop(16, padding=4), ga.GaussianBlur(3), ga.GaussianNoise(sigma=0.05)]
     assert torch.equal(ga.Pipeline(same, seed=3).replay(x, params), recorded.replay(x, params))
