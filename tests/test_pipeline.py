@@ -606,7 +606,7 @@ def test_replay_params_from_another_pipeline_raises():
              ga.ToDtype(torch.float32, scale=True), ga.Normalize([0.5] * 3, [0.2] * 3)]
     as_numpy = [ga.RandomChoice([ga.RandomInvert(), ga.RandomHorizontalFlip()], p=np.array([1, 3])),
                 ga.Resize((np.int64(8), 8)), ga.ToDtype(torch.float32, scale=True),
-                ga.Normalize(np.array([0.5] * 3), torch.tensor([0.2] * 3), inplace=True)]
+                ga.Normalize(np.array([0.5] * 3), torch.tensor([0.2] * 3, dtype=torch.float64), inplace=True)]
     out, numbers = ga.Pipeline(given, seed=0)(x, return_params=True)
     assert torch.equal(ga.Pipeline(as_numpy, seed=0).replay(x, numbers), out)
     # but another seed, or a mix's own seed, replays: the params hold what they drew
