@@ -10,7 +10,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet "torch>=2.4" "torchvision>=0.19"
+	$(PY) -m pip install --quiet "torch>=2.11" "torchvision>=0.26"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m pip install --quiet --no-deps torchaug
 	$(VENV)/bin/gpuaug build-ext || echo "warning: the fused extension did not build; gpuaug falls back to plain PyTorch"

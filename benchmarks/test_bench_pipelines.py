@@ -1,7 +1,9 @@
 """pytest-benchmark suite: the main pipelines for every library, via the same builders as ``gpuaug bench``.
 
 Run with ``make bench`` (``pytest benchmarks --benchmark-only``); results are grouped per pipeline.
-Batch 64 on CPU, 256 on CUDA, 256x256 uint8 photos in.
+Batch 64 on CPU, 256 on CUDA, 256x256 uint8 photos in. Here the libraries run one after the other,
+each with pytest-benchmark's rounds; ``gpuaug bench`` (whose figures benchmarks/RESULTS.md records)
+has them take turns call by call, which a noisy machine skews less.
 """
 
 import pytest
@@ -13,7 +15,7 @@ DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 BATCH = 256 if DEVICE.type == "cuda" else 64
 SIZE = 256
 PIPELINES = ["imagenet-train", "affine-heavy"] + (["imagenet-train-fp16"] if DEVICE.type == "cuda" else [])
-LIBS, UNAVAILABLE = bench.select_libraries(list(bench.LIBRARY_NAMES))
+LIBS, UNAVAILABLE = bench.select_libraries(list(bench.LIBRARY_NAMES), DEVICE)
 
 
 @pytest.fixture(scope="module")

@@ -212,6 +212,18 @@ def test_libraries_take_turns_and_warm_up_for_the_time_asked(monkeypatch):
     assert rows["a"]["images_per_s"] == pytest.approx(200.0)
 
 
+@pytest.mark.parametrize("transform", ["RandomPerspective", "RandomErasing", "RandomGrayscale"])
+def test_every_library_leaves_the_shared_batch_intact(transform):
+    """torchaug wrote its result into the batch that every later row then ran on (mostly black images)."""
+    cfg = bench.BenchConfig(device="cpu", batch_size=4, size=32, repeats=1, warmup=1, warmup_seconds=0.0)
+    case = bench.build_cases([], [transform], 32)[0]
+    libs, _ = bench.select_libraries(list(bench.LIBRARY_NAMES), torch.device("cpu"))
+    x = bench.sample_batch(4, 32, torch.float32, torch.device("cpu"))
+    keep = x.clone()
+    rows = bench.run_case(case, libs, x, cfg, torch.device("cpu"), None)
+    assert torch.equal(x, keep) and all(r["status"] != "error" for r in rows), rows
+
+
 def test_the_warm_up_must_be_finite():
     with pytest.raises(bench.BenchError, match="finite"):
         bench.validate(bench.BenchConfig(**{**TINY, "warmup_seconds": float("inf")}))

@@ -109,10 +109,12 @@ def test_max_seconds_ends_a_slow_row_early():
             yield torch.zeros(1)
 
     calls = []
-    assert bench_loader._take(slow(), 3, lambda: calls.append(1), None)[0] == 3
-    assert bench_loader._take(slow(), 50, lambda: None, 0.05)[0] < 10
-    assert bench_loader._take(slow(), 50, lambda: None, 1e-9)[0] == 1  # at least one batch
-    assert bench_loader._take(slow(), 0, lambda: None, None) == (0, None)
+    assert bench_loader._take(slow(), 3, lambda: calls.append(1), None, 1)[0] == 3
+    assert bench_loader._take(slow(), 50, lambda: None, 0.05, 1)[0] < 10
+    assert bench_loader._take(slow(), 50, lambda: None, 1e-9, 1)[0] == 1  # at least one batch
+    assert bench_loader._take(slow(), 50, lambda: None, 1e-9, 4)[0] == 4  # the whole wave of 4 workers' batches
+    assert bench_loader._take(slow(), 3, lambda: None, 1e-9, 4)[0] == 3  # but no more than asked for
+    assert bench_loader._take(slow(), 0, lambda: None, None, 1) == (0, None)
     assert len(calls) == 3  # the consumer waits after every batch
 
 

@@ -103,6 +103,22 @@ def test_resize_to_nothing_raises():
         _run([ga.Resize(5, max_size=20)], _u8(1, 3, 1, 21))
 
 
+@pytest.mark.parametrize("kwargs", [dict(size=(8, 5), pad_if_needed=True), dict(size=(4, 5), padding=[5, 0]),
+                                    dict(size=(6, 13), padding=[2, 1], pad_if_needed=True),
+                                    dict(size=(6, 5), pad_if_needed=True), dict(size=(6, 11), padding=[2, 1], pad_if_needed=True)])
+def test_random_crop_reflect_padding_as_large_as_the_image_raises_as_torchvisions(kwargs):
+    """torchvision pads the padding and what pad_if_needed adds at once, and torch refuses a reflect pad
+    as large as the image (gpuaug once tiled it silently)."""
+    x = torch.rand(1, 3, 4, 5)
+    try:
+        T.RandomCrop(padding_mode="reflect", **kwargs)(x[0])
+    except RuntimeError:
+        with pytest.raises(ValueError, match="reflect padding must be smaller"):
+            ga.Pipeline([ga.RandomCrop(padding_mode="reflect", **kwargs)])(x)
+    else:
+        assert ga.Pipeline([ga.RandomCrop(padding_mode="reflect", **kwargs)])(x).shape == (1, 3, *kwargs["size"])
+
+
 def test_crop_larger_than_image_with_padding_is_fine():
     assert _run([ga.RandomCrop(10, padding=1)], _u8(2, 3, 8, 8)).shape == (2, 3, 10, 10)
     assert _run([ga.RandomCrop((12, 3), pad_if_needed=True)], _u8(2, 3, 8, 8)).shape == (2, 3, 12, 3)

@@ -316,7 +316,9 @@ def _build_torchaug(case: Case, device: torch.device) -> Fn:
     from torchaug import transforms as TA
 
     compose = TA.Compose([_torchaug_step(s) for s in case.steps])
-    return lambda x: compose(ta_tensors.BatchImages(x)).as_subclass(torch.Tensor)
+    # torchaug writes its result into its input where every sample is transformed: the row transforms a
+    # copy (in its time, as the other rows allocate their output), so that the shared batch stays intact
+    return lambda x: compose(ta_tensors.BatchImages(x.clone())).as_subclass(torch.Tensor)
 
 
 def _albumentations_steps() -> dict[str, Callable[[Step], Any]]:
@@ -554,7 +556,21 @@ def machine_meta(device: torch.device) -> dict[str, Any]:
         "cpu_threads": torch.get_num_threads(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+        "libraries": _library_versions(),
     }
+
+
+def _library_versions() -> dict[str, str | None]:
+    """The compared libraries' versions (None: not installed), and OpenCV's threads (albumentations')."""
+    versions: dict[str, str | None] = {}
+    for name in ("kornia", "torchaug", "albumentations", "cv2"):
+        try:
+            versions[name] = getattr(importlib.import_module(name), "__version__", "unknown")
+        except ImportError:
+            versions[name] = None
+    if versions["cv2"] is not None:
+        versions["cv2_threads"] = str(importlib.import_module("cv2").getNumThreads())
+    return versions
 
 
 def _meta(cfg: BenchConfig, device: torch.device, bandwidth: float | None,
@@ -611,7 +627,9 @@ class _Runner:
         try:
             _sync(device)
             start = time.perf_counter()
-            out = self.fn(x)
+            # a contiguous NCHW output from every row: a lazy view (an expanded grayscale) or a
+            # channels-last array pays the copy that the other rows' outputs have made
+            out = self.fn(x).contiguous()
             _sync(device)
             seconds = time.perf_counter() - start
             self.output = (out.shape, out.dtype, out.nbytes)
@@ -869,9 +887,8 @@ def write_chart(report: dict[str, Any], path: str) -> None:
 
 
 def _colour(row: dict[str, Any]) -> str:
-    order = ["gpuaug", *LIBRARIES]
-    base = row["library"].split("[")[0]
-    return f"C{order.index(base) if base in order else len(order)}"
+    order = ["gpuaug[torch]", "gpuaug[ext]", "gpuaug[ext]+graph", "gpuaug[ext]+compile", *LIBRARIES]
+    return f"C{order.index(row['library']) % 10 if row['library'] in order else 9}"
 
 
 def _style(ax: Any, title: str, log: bool) -> None:

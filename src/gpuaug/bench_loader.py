@@ -333,11 +333,14 @@ def _wait_for(device: torch.device) -> Callable[[], None]:
     return wait
 
 
-def _take(batches: Iterator[Tensor], count: int, wait: Callable[[], None], max_seconds: float | None
+def _take(batches: Iterator[Tensor], count: int, wait: Callable[[], None], max_seconds: float | None, wave: int
           ) -> tuple[int, Tensor | None]:
-    """Consume up to ``count`` batches, stopping early after ``max_seconds``; (batches taken, the last one)."""
+    """Consume up to ``count`` batches, stopping early after ``max_seconds`` but only at the end of a wave
+    of ``wave`` batches (the workers deliver theirs at about the same time: a window cut after a wave's
+    first batch counts one batch for a whole wave's time); (batches taken, the last one)."""
     start, taken, images = time.perf_counter(), 0, None
-    while taken < count and (taken == 0 or max_seconds is None or time.perf_counter() - start < max_seconds):
+    while taken < count and (taken == 0 or taken % wave != 0 or max_seconds is None
+                             or time.perf_counter() - start < max_seconds):
         images = next(batches)
         wait()
         taken += 1
@@ -358,9 +361,10 @@ def _run_row(row: Row, root: Path, cfg: LoaderBenchConfig, device: torch.device)
     batches = row.load(root, cfg, device)
     try:
         with torch.inference_mode():
-            _take(batches, cfg.resolved_warmup(), wait, cfg.max_seconds)
+            wave = max(cfg.workers, 1)
+            _take(batches, cfg.resolved_warmup(), wait, cfg.max_seconds, wave)
             cpu_start, start = process_tree_cpu_seconds(), time.perf_counter()
-            taken, images = _take(batches, cfg.batches, wait, cfg.max_seconds)
+            taken, images = _take(batches, cfg.batches, wait, cfg.max_seconds, wave)
             seconds = time.perf_counter() - start
             cpu_end = process_tree_cpu_seconds()
     except Exception as exc:  # a failing row must not hide the others

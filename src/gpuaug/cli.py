@@ -1,4 +1,5 @@
-"""The ``gpuaug`` command: ``gpuaug info``, ``gpuaug preview``, ``gpuaug bench``, ``gpuaug bench-loader``."""
+"""The ``gpuaug`` command: ``gpuaug info``, ``gpuaug build-ext``, ``gpuaug preview``, ``gpuaug bench``,
+``gpuaug bench-loader``."""
 
 from __future__ import annotations
 
@@ -244,22 +245,34 @@ def _positive_seconds(text: str) -> float:
     return _seconds(text, positive=True)
 
 
+def _command(sub: argparse._SubParsersAction, name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` starts with its ``summary`` (and ``details``)."""
+    return sub.add_parser(name, help=summary, description=f"{summary}: {details}" if details else summary)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``gpuaug`` command."""
+    """The argument parser of the ``gpuaug`` command.
+
+    Example:
+        >>> build_parser().parse_args(["preview", "-o", "grid.png"]).output
+        'grid.png'
+    """
     parser = argparse.ArgumentParser(prog="gpuaug", description="Batched per-sample image augmentation for PyTorch.")
     parser.add_argument("--version", action="version", version=f"gpuaug {ga.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{info,build-ext,preview,bench,bench-loader}")
 
-    info = sub.add_parser("info", help="versions, devices and available backends")
+    info = _command(sub, "info", "versions, devices and available backends")
     info.set_defaults(func=cmd_info)
 
-    build = sub.add_parser("build-ext", help="compile the fused C++/CUDA extension now (cached by torch)")
+    build = _command(sub, "build-ext", "compile the fused C++/CUDA extension now (cached by torch)")
     build.add_argument("--verbose", action="store_true", help="show the compiler's output")
     build.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=None,
                        help="build the CUDA part (default: when torch sees a CUDA device and finds CUDA_HOME)")
     build.set_defaults(func=cmd_build_ext)
 
-    preview = sub.add_parser("preview", help="write a grid PNG of augmented photos")
+    preview = _command(sub, "preview", "write a grid PNG of augmented photos",
+                       "per image, a row of the ImageNet training recipe (without Normalize) and a row of a "
+                       "stronger geometric recipe with random erasing")
     preview.add_argument("images", nargs="*", metavar="IMAGE",
                          help="image files (JPEG, PNG, ...); default: the photos bundled with gpuaug")
     preview.add_argument("-o", "--output", required=True, help="output PNG path")
@@ -268,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--size", type=_positive, default=224, help="tile size in pixels (default 224)")
     preview.set_defaults(func=cmd_preview)
 
-    b = sub.add_parser("bench", help="side-by-side throughput against kornia, torchvision, torchaug, albumentations")
+    b = _command(sub, "bench", "side-by-side throughput against kornia, torchvision, torchaug, albumentations")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu",
                    help="default: cuda when available")
     b.add_argument("--batch-size", type=_positive, default=None, help="default: 64 on CPU, 256 on CUDA")
@@ -297,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     defaults = bench_loader.LoaderBenchConfig()
-    bl = sub.add_parser("bench-loader", help="end to end: JPEG files -> DataLoader -> augmented batches on the "
-                                             "device, gpuaug against torchvision's per-sample recipe")
+    bl = _command(sub, "bench-loader", "end to end: JPEG files -> DataLoader -> augmented batches on the "
+                                       "device, gpuaug against torchvision's per-sample recipe")
     bl.add_argument("--device", choices=("cpu", "cuda"), default=defaults.device, help="default: cuda when available")
     bl.add_argument("--workers", type=_non_negative, default=defaults.workers,
                     help=f"DataLoader workers, the same for every row (default: the CPU count, {defaults.workers})")

@@ -164,7 +164,9 @@ class Collate:
         pipeline: augments each batch on the CPU at collate time (in the DataLoader's workers),
             keyed by the samples' indices, which it then needs (wrap the dataset in
             :class:`WithIndex`). Differently sized images go through it in one pass, each from its
-            own size, so it must start with RandomResizedCrop, RandomCrop, CenterCrop or Resize((h, w)).
+            own size, when it starts with RandomResizedCrop, RandomCrop, CenterCrop or Resize((h, w));
+            any other pipeline must give one output size (e.g. Resize(256) then CenterCrop(224)) and
+            runs once per distinct input size.
         mix: a MixUp, CutMix or MixChoice applied after the pipeline; it turns labels into soft labels.
             A pipeline ending in a mix does that itself, keyed by its own seed (then leave ``mix`` None).
         decode: decode encoded images here (True), or pack them into one

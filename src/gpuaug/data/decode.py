@@ -71,9 +71,9 @@ class ImageFiles(Dataset):
     def from_folder(
         cls, root: str | os.PathLike[str], extensions: Sequence[str] = (".jpg", ".jpeg", ".png", ".webp")
     ) -> ImageFiles:
-        """Every file under ``root/<class>/`` with one of ``extensions`` (with or without the dot; the
-        default: ImageFolder's that torchvision's decoders read), labelled by its class's index in the
-        sorted class names."""
+        """Every file under ``root/<class>/`` with one of ``extensions`` (with or without the dot; by
+        default .jpg, .jpeg, .png and .webp: ImageFolder's that torchvision's decoders read, not its
+        .bmp, .ppm, .pgm, .tif), labelled by its class's index in the sorted class names."""
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"{root} is not a directory")

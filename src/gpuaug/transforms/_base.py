@@ -40,8 +40,9 @@ class ImageSpec:
     """The static shape of the batch at a point of the pipeline (the same for every sample).
 
     A :class:`~gpuaug.RaggedBatch` input has per-sample ``sizes`` (B, 2) int64 (height, width) on
-    the CPU, within ``height`` x ``width``, the padded size; only transforms with ``sizes_samples``
-    take it, and they give every sample the same size.
+    the CPU, within ``height`` x ``width``, the padded size; only the transforms that can start a
+    pipeline of ragged batches take it (RandomResizedCrop, RandomCrop, CenterCrop, Resize((h, w))),
+    and they give every sample the same size.
     """
 
     channels: int

@@ -73,6 +73,8 @@ def _floats(values: Sequence[float] | float | Tensor | np.ndarray, name: str) ->
 class Normalize(Transform):
     """(x - mean) / std per channel, on float images (an error on uint8, as torchvision).
 
+    ``inplace`` is accepted for torchvision compatibility and changes nothing: the input is never modified.
+
     Example:
         >>> import torch, gpuaug as ga
         >>> ga.Pipeline([ga.Normalize([0.5], [0.25])])(torch.ones(1, 1, 1)).item()

@@ -296,6 +296,14 @@ class RandomCrop(GeometricTransform):
             raise ValueError(f"RandomCrop on a RaggedBatch pads with a constant fill only, got padding_mode={self.padding.mode!r}")
         smallest = torch.tensor(_smallest(spec), dtype=torch.float64)
         height, width, _, _ = (int(v) for v in self._padded(smallest[0], smallest[1]))
+        left, top, right, bottom = self.pad
+        extra_h = (height - spec.height - top - bottom) // 2  # what pad_if_needed adds on either side
+        extra_w = (width - spec.width - left - right) // 2
+        if self.padding.mode == "reflect" and (  # torchvision pads both at once, and torch's reflect pad refuses
+            max(left, right) + extra_w >= spec.width or max(top, bottom) + extra_h >= spec.height  # the image's size
+        ):
+            raise ValueError(f"reflect padding must be smaller than the image it pads ({spec.height}x{spec.width}, "
+                             f"padding {self.pad}, pad_if_needed to {self.size})")
         if height < self.size[0] or width < self.size[1]:
             raise ValueError(
                 f"Required crop size {self.size} is larger than the (padded) input image size {(height, width)}"

@@ -158,6 +158,8 @@ class ErasingParams(Params):
 class RandomErasing(PixelTransform):
     """Erase a random box per sample with ``value`` (a number, one per channel, or "random").
 
+    ``inplace`` is accepted for torchvision compatibility and changes nothing: the input is never modified.
+
     Example:
         >>> import torch, gpuaug as ga
         >>> out = ga.Pipeline([ga.RandomErasing(p=1.0, value=0)], seed=0)(torch.ones(4, 3, 32, 32))
