@@ -112,6 +112,27 @@ def test_float_crop_resizes_are_torchvisions_bit_for_bit_on_the_cpu(interpolatio
             assert_equal(out[b], F.horizontal_flip(ref) if bool(flip.applied[b]) else ref, what=f"{t} sample {b}")
 
 
+@pytest.mark.parametrize("backend", ["torch", "ext"])
+def test_hue_of_float_values_outside_the_unit_range_is_torchvisions(backend):
+    """torchvision's HSV round trip clamps two channels to [0, 1] and leaves V (the largest) as it is:
+    a float image after unclipped noise once lost its highlights and negative values to a clamp."""
+    x = torch.rand(16, 3, 9, 11, generator=torch.Generator().manual_seed(0)) * 3.0 - 1.0
+    x[:, :, 0, :3] = 1.3  # grey pixels outside the range
+    out, params = ga.Pipeline([ga.ColorJitter(hue=0.3)], seed=0, backend=backend)(x, return_params=True)
+    hue = params.transforms[0].hue
+    ref = torch.stack([F.adjust_hue(x[b], float(hue[b])) for b in range(16)])
+    assert_close(out, ref, 1e-5, what=backend)
+
+
+def test_a_float_resize_to_one_column_blends_its_rows_on_both_backends():
+    """torch's antialiased float kernel leaves enlarged rows unblended at an output width of 1
+    (torchvision's F.resize gives [0, 0, 0] here): both backends take the taps there."""
+    x = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]).view(1, 1, 2, 4)
+    expected = torch.nn.functional.interpolate(x[..., :1], size=(3, 1), mode="bilinear", align_corners=False)
+    for backend in ("torch", "ext"):
+        assert_close(ga.Pipeline([ga.Resize((3, 1))], backend=backend)(x), expected, 1e-6, what=backend)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=_id)
 def test_random_resized_crop_nearest_is_exact(dtype):
     bad = []

@@ -139,10 +139,13 @@ def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     k.add_(torch.ge(k, 6.0, out=t), alpha=-6.0)  # mod 6, as k = H + n < 11
     four = _device.constant((4.0,), torch.float32, x.device)  # ``sub`` takes no number first
     t = torch.minimum(k, torch.sub(four, k, out=t), out=t).clamp_(0.0, 1.0)
+    holds_value = None if domain.integer else t == 0.0  # the channel that is V (t = 0)
     out = torch.sub(maxc.unsqueeze(1), t.mul_(chroma.unsqueeze(1)), out=x)
     if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999
         return out.mul_(255.999 / 255.0).floor_().clamp_(0.0, 255.0)
-    return out.clamp_(0.0, 1.0)
+    # torchvision clamps the other two channels to [0, 1] and leaves V as it is (a float image may
+    # hold values outside [0, 1], e.g. after unclipped noise)
+    return torch.where(holds_value, out, out.clamp(0.0, 1.0))
 
 
 def invert(x: Tensor, domain: Domain) -> Tensor:

@@ -502,14 +502,15 @@ def _native_resizes(x: Tensor, out_w: int, interpolation: str, antialias: bool, 
     (whose resize torchvision calls; the taps' float sums come within float rounding of it), unless they
     hold a uint8 image's values, which the taps round after each pass as torchvision's uint8 resize does;
     and uint8 images, whose fixed-point arithmetic _fixed_point reproduces in the taps bit for bit
-    (checked for bilinear, and antialiased bicubic), through torch's AVX2 kernel (up to 4 channels;
-    its generic kernel differs at output width 1, and the AVX2 one fails on 3 channels there)."""
-    if not _device.on_host(x.device) or interpolation not in ("bilinear", "bicubic"):
+    (checked for bilinear, and antialiased bicubic), through torch's AVX2 kernel (up to 4 channels).
+    Not to an output width of 1, where torch's kernels go wrong (the float one leaves enlarged rows
+    unblended, the generic uint8 one differs, and the AVX2 one fails on 3 channels)."""
+    if not _device.on_host(x.device) or interpolation not in ("bilinear", "bicubic") or out_w == 1:
         return False
     if x.dtype == torch.float32:
         return not integer
     return (
-        x.dtype == torch.uint8 and integer and x.shape[1] <= 4 and out_w > 1
+        x.dtype == torch.uint8 and integer and x.shape[1] <= 4
         and (interpolation == "bilinear" or antialias)
         and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
     )
