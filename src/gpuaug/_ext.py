@@ -150,7 +150,13 @@ def extension_error() -> str | None:
 
 
 def available_backends() -> dict[str, str]:
-    """Each backend's name mapped to "available" or the reason it is not (builds the extension if needed)."""
+    """Each backend's name mapped to "available" or the reason it is not (builds the extension if needed).
+
+    Example:
+        >>> import gpuaug as ga
+        >>> ga.available_backends()["torch"]
+        'available'
+    """
     return {"torch": "available", "ext": extension_error() or "available"}
 
 

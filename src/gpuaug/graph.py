@@ -79,5 +79,11 @@ def capture(pipeline: Pipeline, images: Tensor) -> CapturedPipeline:
 
     One eager call warms up first (on a side stream): it loads the extension and uploads the
     pipeline's constants, the only host-to-device copies a pipeline makes.
+
+    Example (on a CUDA device)::
+
+        >>> pipe = ga.Pipeline([ga.RandomResizedCrop(224), ga.ToDtype(torch.float16, scale=True)], seed=0)  # doctest: +SKIP
+        >>> augment = ga.capture(pipe, torch.empty(256, 3, 256, 256, dtype=torch.uint8, device="cuda"))  # doctest: +SKIP
+        >>> out = augment(images, ids)  # doctest: +SKIP
     """
     return CapturedPipeline(pipeline, images)

@@ -60,6 +60,12 @@ class MixParams(Params):
     weight (B,) float64: the weight of the sample's own pixels (outside ``box``).
     box (B, 4) int64: (top, bottom, left, right), the half-open region showing the partner's pixels.
     lam (B,) float64: the weight of the sample's own label.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> p = ga.MixUp(1.0, num_classes=3, mode="pair", seed=0).sample(torch.rand(4, 3, 8, 8))
+        >>> p.partner[p.partner].tolist()  # pairs: each sample's partner has it as partner
+        [0, 1, 2, 3]
     """
 
     partner: Tensor

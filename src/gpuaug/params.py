@@ -18,7 +18,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import torch
 from torch import Tensor
@@ -38,7 +38,14 @@ def register_params(cls: type[P]) -> type[P]:
 
 @dataclass
 class Params:
-    """Base of every transform's parameters; ``applied`` (B,) bool is the sample's own coin."""
+    """Base of every transform's parameters; ``applied`` (B,) bool is the sample's own coin.
+
+    Example:
+        >>> import torch
+        >>> p = Params(applied=torch.tensor([True, False, True]))
+        >>> p.select(torch.tensor([2, 1])).applied.tolist(), sorted(p.tensors())
+        ([True, False], ['applied'])
+    """
 
     applied: Tensor
 
@@ -47,9 +54,11 @@ class Params:
         return dataclasses.replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     def to(self: P, device: torch.device | str) -> P:
+        """These parameters on ``device``."""
         return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     def tensors(self) -> dict[str, Tensor]:
+        """The fields by name, as ``BatchParams.state_dict`` saves them."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -66,6 +75,19 @@ class BatchParams:
     ``output_shape`` the augmented images' (C, H, W); ``arguments[i]`` the i-th transform's
     arguments (fill, kernel size, noise sigma, ...: what its parameters are replayed with).
     (``children``, ``output_shape`` and ``arguments`` are None in params saved before they were recorded.)
+
+    Example:
+        >>> import io, torch, gpuaug as ga
+        >>> pipe = ga.Pipeline([ga.RandomResizedCrop(8), ga.ColorJitter(0.4)], seed=0)
+        >>> x = torch.rand(4, 3, 16, 16)
+        >>> out, params = pipe(x, return_params=True)
+        >>> params.names, params.batch_size, params.transforms[0].height.shape
+        (['RandomResizedCrop', 'ColorJitter'], 4, torch.Size([4]))
+        >>> file = io.BytesIO()
+        >>> params.save(file)
+        >>> _ = file.seek(0)
+        >>> torch.equal(pipe.replay(x, ga.BatchParams.load(file)), out)
+        True
     """
 
     seed: int
@@ -85,9 +107,11 @@ class BatchParams:
 
     @property
     def batch_size(self) -> int:
+        """The number of samples of the call."""
         return int(self.sample_ids.shape[0])
 
     def to(self, device: torch.device | str) -> BatchParams:
+        """These parameters on ``device`` (a replay there reads them without copies)."""
         return dataclasses.replace(
             self,
             sample_ids=self.sample_ids.to(device),
@@ -124,6 +148,7 @@ class BatchParams:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> BatchParams:
+        """The params of a :meth:`state_dict`."""
         meta = json.loads(state["meta"])
         transforms = []
         for i, type_name in enumerate(meta["types"]):
@@ -147,11 +172,13 @@ class BatchParams:
             arguments=meta.get("arguments"),
         )
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path | BinaryIO) -> None:
+        """Write :meth:`state_dict` with ``torch.save`` (a path or a binary file)."""
         torch.save(self.state_dict(), path)
 
     @classmethod
-    def load(cls, path: str | Path, map_location: str | torch.device | None = None) -> BatchParams:
+    def load(cls, path: str | Path | BinaryIO, map_location: str | torch.device | None = None) -> BatchParams:
+        """What :meth:`save` wrote (tensors only: ``weights_only`` loading)."""
         return cls.from_state_dict(torch.load(path, map_location=map_location, weights_only=True))
 
     def to_json(self) -> str:

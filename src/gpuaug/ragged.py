@@ -32,6 +32,14 @@ class RaggedBatch:
     ``(h, w) = sizes[i]`` and zeros to its right and below. ``sizes`` is (B, 2) int64 and stays on
     the CPU when the images move: size checks and grouping by size read it without waiting for the
     device. DataLoader's ``pin_memory=True`` pins both.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> batch = ga.RaggedBatch.pack([torch.ones(3, 4, 6), torch.ones(3, 5, 2)])
+        >>> batch.images.shape, batch.sizes.tolist()
+        (torch.Size([2, 3, 5, 6]), [[4, 6], [5, 2]])
+        >>> ga.Pipeline([ga.RandomResizedCrop(3)], seed=0)(batch, sample_ids=torch.arange(2)).shape
+        torch.Size([2, 3, 3, 3])
     """
 
     images: Tensor

@@ -303,6 +303,14 @@ def decode_batch(
     when present, names the failures. With ``on_error="skip"`` the samples that fail are dropped
     from every field (``"labels"`` as torch's default_collate collates them, every other list or
     tensor along its first dimension); a batch with none left raises a ValueError.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> from torchvision.io import encode_png
+        >>> files = [encode_png(torch.zeros(3, 4, 6, dtype=torch.uint8)), encode_png(torch.ones(3, 4, 6, dtype=torch.uint8))]
+        >>> decoded = ga.data.decode_batch({"images": files, "labels": torch.tensor([0, 1])})
+        >>> decoded["images"].shape, decoded["labels"].tolist()
+        (torch.Size([2, 3, 4, 6]), [0, 1])
     """
     data, names = list(batch["images"]), batch.get("path")
     images, kept = decode_images(data, device=device, names=names, on_error=on_error, mode=mode)

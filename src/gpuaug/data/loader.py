@@ -79,6 +79,15 @@ class DeviceLoader:
 
     ``len()`` is the loader's; :meth:`set_epoch` forwards to the loader's sampler and collate_fn,
     the pipeline and the mix.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> data = ga.data.WithIndex(TensorDataset(torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)))
+        >>> loader = DataLoader(data, batch_size=4, collate_fn=ga.data.Collate())
+        >>> batches = ga.data.DeviceLoader(loader, ga.Pipeline([ga.RandomResizedCrop(8)], seed=0), device="cpu")
+        >>> [tuple(b["images"].shape) for b in batches], len(batches)
+        ([(4, 3, 8, 8), (2, 3, 8, 8)], 2)
     """
 
     def __init__(

@@ -132,7 +132,19 @@ class GeometricTransform(Transform):
 
 
 class PixelTransform(Transform):
-    """A transform that changes pixel values, through one functional kernel."""
+    """A transform that changes pixel values, through one functional kernel: the base of a transform
+    of one's own (it runs on the plain-PyTorch backend, between the fused passes of ``ext``).
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> class Half(ga.PixelTransform):
+        ...     def draw(self, rng, spec):  # per-sample parameters, from the counter-based stream
+        ...         return ga.Params(applied=self._coin(rng))
+        ...     def apply(self, x, params, domain):  # float32 working values in the image's range
+        ...         return x * 0.5
+        >>> ga.Pipeline([Half()], seed=0)(torch.full((2, 1, 1, 1), 200, dtype=torch.uint8)).flatten().tolist()
+        [100, 100]
+    """
 
     kind = "pixel"
 
