@@ -694,8 +694,9 @@ def run_case(case: Case, libs: list[Library], x: torch.Tensor, cfg: BenchConfig,
                 break
             for r in due:
                 r.call(x, device, timed=False)
-        for _ in range(max((r.repeats for r in runners), default=0)):
-            for r in runners:
+        for round_ in range(max((r.repeats for r in runners), default=0)):
+            shift = round_ % max(len(runners), 1)  # each round starts with the next library: none always follows one
+            for r in runners[shift:] + runners[:shift]:
                 if r.problem is None and len(r.times) < r.repeats:
                     r.call(x, device, timed=True)
         for r in runners:
@@ -826,7 +827,8 @@ def format_table(report: dict[str, Any]) -> str:
     head = (f"gpuaug {meta['gpuaug']} | torch {meta['torch']} | torchvision {meta['torchvision']} | "
             f"{meta['device_name']} ({meta['device']}, {meta['cpu_threads']} CPU threads) | batch "
             f"{meta['batch_size']}, {meta['size']}x{meta['size']} input, median of {meta['repeats']} "
-            f"after {meta['warmup']} warm-up calls and {meta['warmup_seconds']:g} s of rounds")
+            f"after {meta['warmup']} warm-up calls and {meta['warmup_seconds']:g} s of rounds (per-sample rows: "
+            f"median of {min(meta['repeats'], SLOW_REPEATS)} after {min(meta['warmup'], SLOW_WARMUP)})")
     if cuda:
         head += f" | copy bandwidth {meta['bandwidth_bytes_per_s'] / 1e9:,.0f} GB/s"
     else:
