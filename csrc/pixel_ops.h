@@ -142,13 +142,14 @@ GA_HD float wrap6(float k) { return k - floorf(k * (1.0f / 6.0f)) * 6.0f; }
 
 // One channel of the hue-rotated pixel from its hue `h` in sixths of a turn: the closed form
 // f(n) = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + h) mod 6 (functional.color.adjust_hue). A float
-// image's channel that is V (t = 0) stays as it is, the others are clamped to [0, 1], as torchvision's.
+// image's channel with k in [4, 6) is V and stays as it is; the others are clamped to [0, 1], as
+// torchvision's.
 GA_HD float hue_channel(float h, float n, float maxc, float chroma, bool integer) {
   const float k = wrap6(h + n);
   const float t = clampf(minf(k, 4.0f - k), 0.0f, 1.0f);
   const float v = maxc - t * chroma;
   if (integer) return clampf(floorf(v * static_cast<float>(255.999 / 255.0)), 0.0f, 255.0f);
-  return t > 0.0f ? clampf(v, 0.0f, 1.0f) : v;
+  return k >= 4.0f ? maxc : clampf(v, 0.0f, 1.0f);
 }
 
 // Rotate the HSV hue by `shift` turns (functional.color.adjust_hue).

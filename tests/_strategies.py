@@ -288,7 +288,8 @@ def _tolerance(reference: torch.Tensor, transforms: list, x: torch.Tensor) -> to
     """Per element: 1 uint8 level for uint8 output; for float output 1e-3 relative or two steps of the
     output dtype, and at least: 1e-5 at the input's scale (on the CPU the torch backend resizes float crops with torch's own
     kernel, as torchvision, which places its taps in float32 arithmetic; the fused pass's taps come
-    within a few 1e-6 of it, where a resize's negative lobes cancel to a small value too); where values
+    within a few 1e-6 of it at the suite's sizes, about 2e-5 at 224 px, where a resize's negative lobes
+    cancel to a small value too); where values
     passed through uint8, one uint8 level; for a float16 or bfloat16 input, two steps of that dtype at
     the input's scale (the torch backend crops and pads in the input dtype, rounding a fill to it; the
     fused pass keeps float32); all amplified by the Normalize factors."""

@@ -212,7 +212,7 @@ def test_libraries_take_turns_and_warm_up_for_the_time_asked(monkeypatch):
     assert rows["a"]["images_per_s"] == pytest.approx(200.0)
 
 
-@pytest.mark.parametrize("transform", ["RandomPerspective", "RandomErasing", "RandomGrayscale"])
+@pytest.mark.parametrize("transform", ["RandomPerspective", "RandomErasing", "ColorJitter"])
 def test_every_library_leaves_the_shared_batch_intact(transform):
     """torchaug wrote its result into the batch that every later row then ran on (mostly black images)."""
     cfg = bench.BenchConfig(device="cpu", batch_size=4, size=32, repeats=1, warmup=1, warmup_seconds=0.0)

@@ -122,6 +122,11 @@ def test_hue_of_float_values_outside_the_unit_range_is_torchvisions(backend):
     hue = params.transforms[0].hue
     ref = torch.stack([F.adjust_hue(x[b], float(hue[b])) for b in range(16)])
     assert_close(out, ref, 1e-5, what=backend)
+    # shifts that land a channel exactly on a sextant's start (k = 0: clamped, as torchvision's q)
+    pixels = torch.tensor([[1.5, 0.0, 0.0], [1.3, 1.3, 1.3], [-0.2, 0.4, 1.2]]).view(3, 3, 1, 1)
+    for shift in (0.5, -0.5, 1 / 6, -1 / 6):
+        out = ga.Pipeline([ga.ColorJitter(hue=(shift, shift))], seed=0, backend=backend)(pixels)
+        assert_close(out, F.adjust_hue(pixels, shift), 1e-5, what=f"{backend} shift {shift}")
 
 
 def test_a_float_resize_to_one_column_blends_its_rows_on_both_backends():

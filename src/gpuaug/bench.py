@@ -20,12 +20,14 @@ import ctypes
 import datetime
 import functools
 import importlib
+import importlib.metadata
 import importlib.util
 import inspect
 import math
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -561,15 +563,20 @@ def machine_meta(device: torch.device) -> dict[str, Any]:
 
 
 def _library_versions() -> dict[str, str | None]:
-    """The compared libraries' versions (None: not installed), and OpenCV's threads (albumentations')."""
+    """The compared libraries' installed versions (None: not installed), read without importing them,
+    and OpenCV's threads where albumentations loaded it."""
     versions: dict[str, str | None] = {}
-    for name in ("kornia", "torchaug", "albumentations", "cv2"):
-        try:
-            versions[name] = getattr(importlib.import_module(name), "__version__", "unknown")
-        except ImportError:
-            versions[name] = None
-    if versions["cv2"] is not None:
-        versions["cv2_threads"] = str(importlib.import_module("cv2").getNumThreads())
+    for name, packages in (("kornia", ["kornia"]), ("torchaug", ["torchaug"]), ("albumentations", ["albumentations"]),
+                           ("cv2", ["opencv-python-headless", "opencv-python", "opencv-contrib-python"])):
+        versions[name] = None
+        for package in packages:
+            try:
+                versions[name] = importlib.metadata.version(package)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    if "cv2" in sys.modules:
+        versions["cv2_threads"] = str(sys.modules["cv2"].getNumThreads())
     return versions
 
 
@@ -643,7 +650,7 @@ class _Runner:
     def measure_peak(self, x: torch.Tensor, device: torch.device) -> None:
         """The peak memory of one more call (CUDA); a failure makes the row an error row."""
         try:
-            self.peak = _peak_memory(device, self.fn, x)
+            self.peak = _peak_memory(device, lambda x: self.fn(x).contiguous(), x)  # as the timed call
         except Exception as exc:
             self._fail(exc)
 
@@ -695,8 +702,9 @@ def run_case(case: Case, libs: list[Library], x: torch.Tensor, cfg: BenchConfig,
             for r in due:
                 r.call(x, device, timed=False)
         for round_ in range(max((r.repeats for r in runners), default=0)):
-            shift = round_ % max(len(runners), 1)  # each round starts with the next library: none always follows one
-            for r in runners[shift:] + runners[:shift]:
+            live = [r for r in runners if r.problem is None]
+            shift = round_ % max(len(live), 1)  # each round starts with the next library: none always follows one
+            for r in live[shift:] + live[:shift]:
                 if r.problem is None and len(r.times) < r.repeats:
                     r.call(x, device, timed=True)
         for r in runners:

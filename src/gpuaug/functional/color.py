@@ -117,8 +117,9 @@ def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     formula, red before green before blue on ties (lerp by a 0/1 weight returns one end exactly).
     Back to RGB with the closed form f(n) = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + H) mod 6,
     which is torchvision's sextant table without the table, for the three channels at once. Every
-    pass writes into ``x`` or into planes of one scratch tensor: on CPUs, a handful of separately
-    allocated temporaries are returned to the system and page-faulted in again at every call.
+    pass writes into ``x`` or into planes of one scratch tensor (and, for a float image, one mask of
+    its V channels): on CPUs, a handful of separately allocated temporaries are returned to the system
+    and page-faulted in again at every call.
     """
     if x.shape[1] == 1:
         return x
@@ -137,15 +138,15 @@ def adjust_hue(x: Tensor, shift: Tensor, domain: Domain) -> Tensor:
     k = torch.add(hue.unsqueeze(1), offsets, out=x)  # x is free: r, g, b are read
     t = scratch[:, 2:]  # hue, other and weight are free: hue is read into k
     k.add_(torch.ge(k, 6.0, out=t), alpha=-6.0)  # mod 6, as k = H + n < 11
+    # a float image's channel with k in [4, 6) is V, which torchvision leaves as it is (a float image
+    # may hold values outside [0, 1], e.g. after unclipped noise); it clamps the other two
+    holds_value = None if domain.integer else k >= 4.0
     four = _device.constant((4.0,), torch.float32, x.device)  # ``sub`` takes no number first
     t = torch.minimum(k, torch.sub(four, k, out=t), out=t).clamp_(0.0, 1.0)
-    holds_value = None if domain.integer else t == 0.0  # the channel that is V (t = 0)
     out = torch.sub(maxc.unsqueeze(1), t.mul_(chroma.unsqueeze(1)), out=x)
     if domain.integer:  # torchvision converts to float in [0, 1] and back with x * 255.999
         return out.mul_(255.999 / 255.0).floor_().clamp_(0.0, 255.0)
-    # torchvision clamps the other two channels to [0, 1] and leaves V as it is (a float image may
-    # hold values outside [0, 1], e.g. after unclipped noise)
-    return torch.where(holds_value, out, out.clamp(0.0, 1.0))
+    return torch.where(holds_value, maxc.unsqueeze(1), out.clamp_(0.0, 1.0), out=out)
 
 
 def invert(x: Tensor, domain: Domain) -> Tensor:
