@@ -360,7 +360,7 @@ class MixChoice(_Mix):
         for m in mixes:
             if (m.mode, m.num_classes, m.label_smoothing) != (first.mode, first.num_classes, first.label_smoothing):
                 raise ValueError(f"the mixes chosen from must share mode, num_classes and label_smoothing, got {mixes!r}")
-        weights = choice_weights(p, len(mixes), "mix")
+        weights = choice_weights(p, len(mixes), "mix")  # checked before the base class takes the mixes' settings
         super().__init__(first.num_classes, first.mode, 1.0, first.label_smoothing, seed)
         self.mixes = list(mixes)
         self.weights = weights

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import execute, fused
+from . import _alloc, execute, fused
 from . import targets
 from ._ext import resolve_backend
 from .mix import AnyMix, mix_images, mix_labels, split_mix
@@ -273,7 +273,7 @@ class Pipeline:
             >>> pipe.inverse_boxes([torch.tensor([[0.0, 2.0, 4.0, 8.0]])], params)
             [tensor([[24.,  4., 32., 16.]])]
         """
-        return targets.inverse_boxes(boxes, params, self._output_hw(params), self.targets)
+        return targets.inverse_boxes(boxes, params, self._recorded_output(params, params.keys.device)[1], self.targets)
 
     def inverse_keypoints(self, keypoints: Tensor | Sequence[Tensor], params: BatchParams) -> Tensor | list[Tensor]:
         """Map keypoints on the augmented images of ``params`` back to the input frame (undoing ``flip_map``).
@@ -285,7 +285,8 @@ class Pipeline:
             >>> pipe.inverse_keypoints(torch.tensor([[[2.0, 7.0]]]), params)
             tensor([[[1., 2.]]])
         """
-        return targets.inverse_keypoints(keypoints, params, self._output_hw(params), self.targets)
+        return targets.inverse_keypoints(keypoints, params, self._recorded_output(params, params.keys.device)[1],
+                                         self.targets)
 
     def inverse_images(
         self, images: Tensor, params: BatchParams, *, interpolation: str = "bilinear", fill: float = 0.0
@@ -304,8 +305,8 @@ class Pipeline:
             True
         """
         device = images.device if isinstance(images, Tensor) else params.keys.device  # (a non-tensor raises there)
-        stages = group(self._recorded_steps(params, device))
-        return targets.inverse_images(images, params, stages, self._output_hw(params), interpolation, fill)
+        steps, out_hw = self._recorded_output(params, device)
+        return targets.inverse_images(images, params, group(steps), out_hw, interpolation, fill)
 
     def _soft_labels(self, batch: Tensor, labels: Any, given: dict[str, Any]) -> Tensor:
         """The targets the pipeline's mix mixes: (B, num_classes) from ``labels``, or a clear error."""
@@ -411,13 +412,13 @@ class Pipeline:
                              f"this pipeline's is {shape}")
         return steps
 
-    def _output_hw(self, params: BatchParams) -> tuple[int, int]:
-        """The augmented images' (height, width) of the call that drew ``params``."""
+    def _recorded_output(self, params: BatchParams, device: torch.device) -> tuple[list[Step], tuple[int, int]]:
+        """The steps of the call that drew ``params`` (on ``device``) and its augmented images' (height, width)."""
         if params.input_sizes is not None:
             raise ValueError("mapping back to the input frame of a RaggedBatch call is not supported")
-        steps = self._recorded_steps(params, params.keys.device)
-        spec = steps[-1].spec_out if steps else ImageSpec(*params.input_shape[-3:], params.input_dtype)
-        return spec.height, spec.width
+        steps = self._recorded_steps(params, device)
+        _, height, width = self._output_shape(steps, ImageSpec(*params.input_shape[-3:], params.input_dtype))
+        return steps, (height, width)
 
     @staticmethod
     def _spec_out(steps: list[Step], batch: Tensor) -> ImageSpec:
@@ -430,8 +431,8 @@ class Pipeline:
         if groups is None:
             out = run(batch, stages, spec_out, self.memory_format)
         else:  # a ragged batch whose samples shrink by different factors: each group supersampled as its own
-            out = torch.empty((batch.shape[0], spec_out.channels, spec_out.height, spec_out.width), dtype=spec_out.dtype,
-                              device=batch.device, memory_format=self.memory_format)
+            out = _alloc.empty((batch.shape[0], spec_out.channels, spec_out.height, spec_out.width), spec_out.dtype,
+                               batch.device, self.memory_format)
             for samples in groups:
                 rows = torch.tensor(samples).to(batch.device, non_blocking=True)
                 part = [_group_stage(s, rows, samples) for s in stages]

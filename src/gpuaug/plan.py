@@ -144,12 +144,11 @@ class Warp:
     @property
     def supersample(self) -> int:
         """Samples per output pixel and axis when the general path shrinks (antialias approximation)."""
-        return _supersample(max(max(s) for s in self.sample_scales) if self.sample_scales else max(self.max_scale),
-                            self.antialias)
+        return max(self.supersamples(self.sample_scales or [self.max_scale]))
 
-
-def _supersample(scale: float, antialias: bool) -> int:
-    return min(max(round(scale), 1), 4) if antialias else 1
+    def supersamples(self, scales: list[tuple[float, float]]) -> list[int]:
+        """The supersampling factor of each of these (scale_y, scale_x)."""
+        return [min(max(round(max(scale)), 1), 4) if self.antialias else 1 for scale in scales]
 
 
 def supersample_groups(stages: list[Stage]) -> list[list[int]] | None:
@@ -159,7 +158,7 @@ def supersample_groups(stages: list[Stage]) -> list[list[int]] | None:
     if not warps:
         return None
     groups: dict[tuple[int, ...], list[int]] = {}
-    for b, factors in enumerate(zip(*([_supersample(max(s), w.antialias) for s in w.sample_scales] for w in warps))):
+    for b, factors in enumerate(zip(*(w.supersamples(w.sample_scales) for w in warps))):
         groups.setdefault(factors, []).append(b)
     return list(groups.values()) if len(groups) > 1 else None
 
