@@ -6,8 +6,9 @@ Prints, and writes to ``$OUT/profile.json``:
   pipelines, by GPU time;
 - a ladder of sub-pipelines (uint8 256x256 -> 224x224 float16, batch 256): eager and CUDA-graph
   ms per batch, so that each step's cost is the difference between two rows;
-- the fused op alone on imagenet-train's arguments, through the kernels built for calls whose
-  samples are all separable and through the general ones (the same arguments, side by side);
+- the fused op alone on imagenet-train's arguments, through the tiled kernels of calls whose
+  samples are all separable (csrc/tile.h) and through the per-pixel ones (the same arguments, side
+  by side);
 - the DataLoader stages of bench-loader's rows, one batch of 256 ragged images (300-600 px):
   pinning the padded batch, its host-to-device copy, the ext pipeline on it, CPU and nvJPEG decode.
 

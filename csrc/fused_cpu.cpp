@@ -94,7 +94,8 @@ int used_taps(const float* w, int width, int k) {
 }
 
 // One source row filtered along x: dst[c][j] = sum over the column's taps of weight * lines[c][tap],
-// added in tap order (as sample_separable), the K taps of a column read once for all C channels.
+// added in tap order (as filter_source_row), the K taps of a column read once for all C channels; a
+// tap of weight 0 adds nothing (an inf pixel there must not become NaN).
 // The taps are (width, k) and the first `used` of each column carry weight (K = used, or 0 for any).
 template <int C, int K>
 void filter_row(const float* lines, int line_width, const int* taps, const float* weights, int k, int used,
@@ -104,8 +105,10 @@ void filter_row(const float* lines, int line_width, const int* taps, const float
     const int* t = taps + j * k;
     const float* w = weights + j * k;
     float acc[C] = {};
-    for (int a = 0; a < count; ++a)
+    for (int a = 0; a < count; ++a) {
+      if (w[a] == 0.0f) continue;
       for (int c = 0; c < C; ++c) acc[c] += w[a] * lines[c * line_width + t[a]];
+    }
     for (int c = 0; c < C; ++c) dst[c * dst_stride_c + j] = acc[c];
   }
 }

@@ -1,21 +1,53 @@
-// The CUDA kernels' per-pixel path (compute_pixel, write_pixel and contrast_term in fused_view.h)
-// run on the CPU, one output pixel at a time, as the op gpuaug::fused_augment_pixelwise. CI has no
-// GPU: with this op the tests check the code the CUDA kernels run (everything but the launch and
-// the order in which a contrast slot's luma sum is added) against the plain-PyTorch backend.
+// The CUDA kernels' per-pixel path run on the CPU, as the op gpuaug::fused_augment_pixelwise: calls
+// whose samples are all separable through the tiles of tile.h (each block's steps run thread after
+// thread), the others one output pixel at a time through warp_pixel; then run_program and
+// finish_pixel or contrast_term (fused_view.h). CI has no GPU: with this op the tests check the code
+// the CUDA kernels run (everything but the launch and the order in which a contrast slot's luma sum
+// is added) against the plain-PyTorch backend.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <memory>
+
 #include "fused.h"
 #include "fused_view.h"
+#include "tile.h"
 
 namespace gpuaug {
 
 namespace {
 
+// Runs a tile's step for each thread of a block, one after the other (resample_tile's each_thread).
+struct EachThreadInTurn {
+  template <typename Step>
+  void operator()(Step&& step) const {
+    for (int tid = 0; tid < kTileThreads; ++tid) step(tid);
+  }
+};
+
+// visit(i, j, v) for every output pixel (i, j) of sample b with its resampled values v, as the CUDA
+// kernels resample them.
+template <bool AllSeparable, typename T, typename Visit>
+void each_pixel(const FusedView& f, const T* images, int b, Visit&& visit) {
+  if constexpr (AllSeparable) {
+    const auto shared = std::make_unique<TileShared>();
+    for (int i0 = 0; i0 < f.out_h; i0 += kTileHeight)
+      for (int j0 = 0; j0 < f.out_w; j0 += kTileWidth)
+        resample_tile(f, images, Tile{b, i0, j0}, *shared, EachThreadInTurn(), visit);
+  } else {
+    for (int i = 0; i < f.out_h; ++i) {
+      for (int j = 0; j < f.out_w; ++j) {
+        float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
+        warp_pixel<false>(f, images, b, i, j, v);
+        visit(i, j, v);
+      }
+    }
+  }
+}
+
 template <bool AllSeparable, typename T>
 void pixelwise(const FusedArgs& a, const T* images, at::Tensor& out) {
   const int batch = static_cast<int>(a.images.size(0));
-  const int height = static_cast<int>(a.out_height), width = static_cast<int>(a.out_width);
   at::Tensor sums = at::zeros({batch, a.program.size(1)}, a.images.options().dtype(at::kDouble));
   const FusedView stats = make_view(a, sums, nullptr);  // reads the sums that earlier contrast ops wrote
   double* slot_sums = sums.data_ptr<double>();
@@ -25,8 +57,7 @@ void pixelwise(const FusedArgs& a, const T* images, at::Tensor& out) {
         const int slot = stats.contrast_slot(b, ordinal);
         if (slot < 0) continue;
         double sum = 0.0;
-        for (int i = 0; i < height; ++i)
-          for (int j = 0; j < width; ++j) sum += contrast_term<AllSeparable>(stats, images, b, i, j, slot);
+        each_pixel<AllSeparable>(stats, images, b, [&](int i, int j, float* v) { sum += contrast_term(stats, b, i, j, slot, v); });
         slot_sums[static_cast<int64_t>(b) * stats.slots + slot] = sum;
       }
     });
@@ -34,10 +65,9 @@ void pixelwise(const FusedArgs& a, const T* images, at::Tensor& out) {
   const FusedView f = make_view(a, sums, &out);
   AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kByte, out.scalar_type(), "gpuaug_pixelwise", [&] {
     auto* dst = out.data_ptr<scalar_t>();
-    at::parallel_for(0, static_cast<int64_t>(batch) * height, 1, [&](int64_t first, int64_t last) {
-      for (int64_t row = first; row < last; ++row)
-        for (int j = 0; j < width; ++j)
-          write_pixel<AllSeparable>(f, images, static_cast<int>(row / height), static_cast<int>(row % height), j, dst);
+    at::parallel_for(0, batch, 1, [&](int64_t first, int64_t last) {
+      for (int b = static_cast<int>(first); b < last; ++b)
+        each_pixel<AllSeparable>(f, images, b, [&](int i, int j, float* v) { finish_pixel(f, b, i, j, v, dst); });
     });
   });
 }

@@ -44,14 +44,48 @@ struct FusedView {
   GA_HD Site site(int i, int j) const {
     return Site{i, j, static_cast<int64_t>(i) * out_w + j, static_cast<int64_t>(out_h) * out_w};
   }
+  // The separable taps of output row i and column j of sample b (ky and kx of them).
+  GA_HD const int* row_taps(int b, int i) const { return taps_y + (static_cast<int64_t>(b) * out_h + i) * ky; }
+  GA_HD const float* row_weights(int b, int i) const { return weights_y + (static_cast<int64_t>(b) * out_h + i) * ky; }
+  GA_HD const int* column_taps(int b, int j) const { return taps_x + (static_cast<int64_t>(b) * out_w + j) * kx; }
+  GA_HD const float* column_weights(int b, int j) const {
+    return weights_x + (static_cast<int64_t>(b) * out_w + j) * kx;
+  }
+  template <typename T>
+  GA_HD SourceImage<T> source(const T* images, int b) const {
+    return SourceImage<T>{images + b * in_sb, in_sc, in_sh, in_sw, src_size[2 * b], src_size[2 * b + 1]};
+  }
 };
 
+// What of a separable sample of output pixel (i, j) of sample b fell outside the image, times the
+// fill, added to v (constant padding).
+GA_HD void add_separable_fill(const FusedView& f, int b, int i, int j, float* v) {
+  if (!f.has_fill) return;
+  const float outside = outside_share(tap_sum(f.row_weights(b, i), f.ky), tap_sum(f.column_weights(b, j), f.kx),
+                                      f.warp_rounding > 0);
+  GA_UNROLL
+  for (int c = 0; c < kMaxChannels; ++c) {
+    if (c < f.channels_in) v[c] += outside * f.fill[c];
+  }
+}
+
+// A resampled pixel to whole values where the warp rounds (halves up after separable resampling,
+// see round_half_up; to even after grid sampling), clamped to 0..255 where it also clamps.
+GA_HD void round_warp(const FusedView& f, bool separable, float* v) {
+  if (f.warp_rounding == 0) return;
+  GA_UNROLL
+  for (int c = 0; c < kMaxChannels; ++c) {
+    v[c] = separable ? round_half_up(v[c]) : nearbyintf(v[c]);
+    if (f.warp_rounding == 2) v[c] = clampf(v[c], 0.0f, 255.0f);
+  }
+}
+
 // The resampled value of output pixel (i, j) of sample b, `channels_in` values into v. With
-// AllSeparable (every sample is kSeparable: crops, resizes, flips) the other paths compile away,
-// and a GPU kernel needs far fewer registers.
+// AllSeparable (every sample is kSeparable: crops, resizes, flips; the tiles' fallback) the other
+// paths compile away.
 template <bool AllSeparable, typename T>
 GA_HD void warp_pixel(const FusedView& f, const T* images, int b, int i, int j, float* v) {
-  const SourceImage<T> img{images + b * f.in_sb, f.in_sc, f.in_sh, f.in_sw, f.src_size[2 * b], f.src_size[2 * b + 1]};
+  const SourceImage<T> img = f.source(images, b);
   const int channels = f.channels_in;
   const int mode = AllSeparable ? static_cast<int>(kSeparable) : f.geometry[b];
   if (mode == kIdentity) {
@@ -62,17 +96,9 @@ GA_HD void warp_pixel(const FusedView& f, const T* images, int b, int i, int j, 
     return;
   }
   if (mode == kSeparable) {
-    const int64_t row = static_cast<int64_t>(b) * f.out_h + i, col = static_cast<int64_t>(b) * f.out_w + j;
-    const int *ty = f.taps_y + row * f.ky, *tx = f.taps_x + col * f.kx;
-    const float *wy = f.weights_y + row * f.ky, *wx = f.weights_x + col * f.kx;
-    sample_separable(img, channels, ty, wy, f.ky, tx, wx, f.kx, f.warp_rounding > 0, v);
-    if (f.has_fill) {
-      const float outside = outside_share(tap_sum(wy, f.ky), tap_sum(wx, f.kx), f.warp_rounding > 0);
-      GA_UNROLL
-      for (int c = 0; c < kMaxChannels; ++c) {
-        if (c < channels) v[c] += outside * f.fill[c];
-      }
-    }
+    sample_separable(img, channels, f.row_taps(b, i), f.row_weights(b, i), f.ky, f.column_taps(b, j),
+                     f.column_weights(b, j), f.kx, f.warp_rounding > 0, v);
+    add_separable_fill(f, b, i, j, v);
   } else {
     const int k = f.supersample;
     float acc[kMaxChannels] = {0.0f, 0.0f, 0.0f}, sub[kMaxChannels] = {0.0f, 0.0f, 0.0f};
@@ -87,13 +113,7 @@ GA_HD void warp_pixel(const FusedView& f, const T* images, int b, int i, int j, 
     GA_UNROLL
     for (int c = 0; c < kMaxChannels; ++c) v[c] = k > 1 ? acc[c] / static_cast<float>(k * k) : acc[c];
   }
-  if (f.warp_rounding > 0) {
-    GA_UNROLL
-    for (int c = 0; c < kMaxChannels; ++c) {
-      v[c] = mode == kSeparable ? round_half_up(v[c]) : nearbyintf(v[c]);
-      if (f.warp_rounding == 2) v[c] = clampf(v[c], 0.0f, 255.0f);
-    }
-  }
+  round_warp(f, mode == kSeparable, v);
 }
 
 // The luma (or the single channel) that contrast averages, as functional.color.adjust_contrast.
@@ -101,13 +121,12 @@ GA_HD float contrast_gray(const float* op, const float* v, int channels) {
   return channels == 3 ? luma(v[0], v[1], v[2], op[1] != 0.0f) : v[0];
 }
 
-// The CUDA kernels' per-pixel path (fused_pixelwise.cpp runs the same code on the CPU for the tests;
-// the CPU pass works row by row instead).
+// The rest of a CUDA kernel's per-pixel path, after resampling (fused_pixelwise.cpp runs the same
+// code on the CPU for the tests; the CPU pass works row by row instead).
 
-// Resample pixel (i, j) of sample b and run program slots [0, stop); returns the channel count.
-template <bool AllSeparable, typename T>
-GA_HD int compute_pixel(const FusedView& f, const T* images, int b, int i, int j, int stop, float* v) {
-  warp_pixel<AllSeparable>(f, images, b, i, j, v);
+// Program slots [0, stop) on the resampled values v of output pixel (i, j) of sample b; returns the
+// channel count.
+GA_HD int run_program(const FusedView& f, int b, int i, int j, int stop, float* v) {
   int channels = f.channels_in;
   const Site site = f.site(i, j);
   for (int s = 0; s < stop; ++s) {
@@ -120,11 +139,10 @@ GA_HD int compute_pixel(const FusedView& f, const T* images, int b, int i, int j
   return channels;
 }
 
-// Output pixel (i, j) of sample b: resampled, through every program slot and the final write.
-template <bool AllSeparable, typename T, typename O>
-GA_HD void write_pixel(const FusedView& f, const T* __restrict__ images, int b, int i, int j, O* __restrict__ out) {
-  float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
-  compute_pixel<AllSeparable>(f, images, b, i, j, f.slots, v);
+// Output pixel (i, j) of sample b from its resampled values v: every program slot, then the final write.
+template <typename O>
+GA_HD void finish_pixel(const FusedView& f, int b, int i, int j, float* v, O* __restrict__ out) {
+  run_program(f, b, i, j, f.slots, v);
   O* dst = out + b * f.out_sb + i * f.out_sh + j * f.out_sw;
   GA_UNROLL
   for (int c = 0; c < kMaxChannels; ++c) {
@@ -132,12 +150,10 @@ GA_HD void write_pixel(const FusedView& f, const T* __restrict__ images, int b, 
   }
 }
 
-// What pixel (i, j) of sample b adds to the luma sum of contrast slot `slot` (which holds kContrast).
-template <bool AllSeparable, typename T>
-GA_HD double contrast_term(const FusedView& f, const T* images, int b, int i, int j, int slot) {
-  float v[kMaxChannels] = {0.0f, 0.0f, 0.0f};
-  const int channels = compute_pixel<AllSeparable>(f, images, b, i, j, slot, v);
-  return contrast_gray(f.op(b, slot), v, channels);
+// What output pixel (i, j) of sample b, resampled to v, adds to the luma sum of contrast slot `slot`
+// (which holds kContrast): the luma after the slots before it.
+GA_HD double contrast_term(const FusedView& f, int b, int i, int j, int slot, float* v) {
+  return contrast_gray(f.op(b, slot), v, run_program(f, b, i, j, slot, v));
 }
 
 // f(std::bool_constant<flag>()) for a run-time flag (a call's all_separable, ...): code compiled

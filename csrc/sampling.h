@@ -18,11 +18,36 @@ struct SourceImage {
   }
 };
 
+// The first pass of axis-aligned resampling on source row y: its columns `tx` weighted by `wx`
+// (rounded to a uint8 value when `round_row`). A tap of weight 0 adds nothing, not 0 * its pixel:
+// an upscaled sample's last tap weighs 0, and an inf there must not become NaN. Channel loops here
+// and in the rest of the per-pixel path run over kMaxChannels, unrolled, up to the run-time
+// `channels`: a pixel's values then stay in GPU registers (an array indexed by a run-time loop
+// lives in local memory); `row` receives kMaxChannels values (0 past `channels`).
+template <typename T>
+GA_HD void filter_source_row(const SourceImage<T>& img, int channels, int y, const int* tx, const float* wx, int kx,
+                             bool round_row, float* row) {
+  GA_UNROLL
+  for (int c = 0; c < kMaxChannels; ++c) row[c] = 0.0f;
+  const T* line = img.data + y * img.stride_h;
+  for (int k = 0; k < kx; ++k) {
+    const float w = wx[k];
+    if (w == 0.0f) continue;
+    const T* pixel = line + tx[k] * img.stride_w;
+    GA_UNROLL
+    for (int c = 0; c < kMaxChannels; ++c) {
+      if (c < channels) row[c] += w * static_cast<float>(pixel[c * img.stride_c]);
+    }
+  }
+  if (round_row) {
+    GA_UNROLL
+    for (int c = 0; c < kMaxChannels; ++c) row[c] = clampf(round_half_up(row[c]), 0.0f, 255.0f);
+  }
+}
+
 // Axis-aligned resampling: rows `ty` with weights `wy`, columns `tx` with weights `wx`. Each
-// source row is filtered first (and rounded to a uint8 value when `round_rows`), then the rows
-// are combined, as torchvision's separable uint8 resize does. Channel loops here and in the rest
-// of the per-pixel path run over kMaxChannels, unrolled, up to the run-time `channels`: a pixel's
-// values then stay in GPU registers (an array indexed by a run-time loop lives in local memory).
+// source row is filtered first (filter_source_row), then the rows are combined, as torchvision's
+// separable uint8 resize does.
 template <typename T>
 GA_HD void sample_separable(const SourceImage<T>& img, int channels, const int* ty, const float* wy, int ky,
                             const int* tx, const float* wx, int kx, bool round_rows, float* v) {
@@ -30,21 +55,10 @@ GA_HD void sample_separable(const SourceImage<T>& img, int channels, const int* 
   for (int c = 0; c < kMaxChannels; ++c) v[c] = 0.0f;
   for (int a = 0; a < ky; ++a) {
     if (wy[a] == 0.0f) continue;
-    const T* line = img.data + ty[a] * img.stride_h;
-    float row[kMaxChannels] = {0.0f, 0.0f, 0.0f};
-    for (int k = 0; k < kx; ++k) {
-      const T* pixel = line + tx[k] * img.stride_w;
-      const float w = wx[k];
-      GA_UNROLL
-      for (int c = 0; c < kMaxChannels; ++c) {
-        if (c < channels) row[c] += w * static_cast<float>(pixel[c * img.stride_c]);
-      }
-    }
+    float row[kMaxChannels];
+    filter_source_row(img, channels, ty[a], tx, wx, kx, round_rows, row);
     GA_UNROLL
-    for (int c = 0; c < kMaxChannels; ++c) {
-      if (round_rows) row[c] = clampf(round_half_up(row[c]), 0.0f, 255.0f);
-      v[c] += wy[a] * row[c];
-    }
+    for (int c = 0; c < kMaxChannels; ++c) v[c] += wy[a] * row[c];
   }
 }
 

@@ -127,9 +127,10 @@ def test_named_pipelines_match(transforms, dtype):
 
 @contextlib.contextmanager
 def cuda_pixel_code():
-    """The ext backend through gpuaug::fused_augment_pixelwise: the code the CUDA kernels run per pixel
-    (compute_pixel, write_pixel, contrast_term in csrc/fused_view.h) compiled for the CPU, so that CI
-    checks it without a GPU (the CPU pass itself works row by row, with code of its own)."""
+    """The ext backend through gpuaug::fused_augment_pixelwise: the code the CUDA kernels run (the tiles
+    of csrc/tile.h, warp_pixel, run_program, finish_pixel, contrast_term in csrc/fused_view.h) compiled
+    for the CPU, so that CI checks it without a GPU (the CPU pass itself works row by row, with code of
+    its own)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(torch.ops.gpuaug, "fused_augment", torch.ops.gpuaug.fused_augment_pixelwise)
         yield
@@ -272,16 +273,59 @@ def test_opcheck(monkeypatch, transforms, op):
     torch.library.opcheck(getattr(torch.ops.gpuaug, op).default, args)
 
 
-def test_all_separable_kernels_compute_what_the_general_ones_do(monkeypatch):
-    """A call whose samples are all resampled through separable taps runs the per-pixel code compiled
-    without the other geometry paths: the same bits as the general code on the same arguments."""
-    x = _input((4, 3, 37, 53), torch.uint8, 0)
-    (args,) = _captured_arguments(monkeypatch, imagenet_train(), x)
-    assert args[-1] is True  # RandomResizedCrop and flips: every sample separable
+def _tile_row_spans(args: tuple) -> list[int]:
+    """How many source rows each tile of a call's separable kernels reads (csrc/tile.h: tiles of 16
+    output rows; a tile whose rows of nonzero weight span more than 64 resamples pixel by pixel)."""
+    taps, weights = args[5], args[6]  # (B, Ho, Ky)
+    spans = []
+    for b in range(taps.shape[0]):
+        for i0 in range(0, taps.shape[1], 16):
+            used = taps[b, i0:i0 + 16][weights[b, i0:i0 + 16] != 0]
+            spans.append(int(used.max() - used.min()) + 1 if used.numel() else 0)
+    return spans
+
+
+@pytest.mark.parametrize("transforms,shape,spans", [
+    (imagenet_train(), (4, 3, 37, 53), "fit"),
+    # crops of 0.5-100% of 300 px to 12: some tiles read 64 rows or fewer, the others more (pixel by pixel)
+    ([ga.RandomResizedCrop(12, scale=(0.005, 1.0)), ga.ColorJitter(0.4, 0.4), ga.ToDtype(torch.float32, scale=True)],
+     (6, 3, 300, 300), "both"),
+    # mostly padding: constant fill, and tiles that read no row at all
+    ([ga.RandomCrop((47, 41), padding=20, fill=1), ga.ColorJitter(contrast=0.5), ga.ToDtype(torch.float32, scale=True)],
+     (2, 3, 12, 8), "empty"),
+], ids=["imagenet-train", "tiles-that-do-not-fit", "fill"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_all_separable_kernels_compute_what_the_general_ones_do(monkeypatch, transforms, shape, spans, dtype):
+    """A call whose samples are all resampled through separable taps runs the tiled kernels (csrc/tile.h:
+    source rows filtered once into shared memory per tile, or pixel by pixel where they do not fit):
+    the same bits as the general per-pixel code on the same arguments, contrast sums included."""
+    (args,) = _captured_arguments(monkeypatch, transforms, _input(shape, dtype, 0))
+    assert args[-1] is True  # crops, resizes and flips: every sample separable
+    rows = _tile_row_spans(args)
+    assert {"fit": max(rows) <= 64, "both": min(rows) <= 64 < max(rows), "empty": min(rows) == 0}[spans], rows
     general = torch.ops.gpuaug.fused_augment_pixelwise(*args[:-1], False)
     assert torch.equal(torch.ops.gpuaug.fused_augment_pixelwise(*args), general)
-    (args,) = _captured_arguments(monkeypatch, [ga.RandomRotation(20, p=0.5), ga.ToDtype(torch.float32)], x)
+
+
+def test_a_call_with_a_sample_that_is_not_separable_runs_the_general_kernels(monkeypatch):
+    (args,) = _captured_arguments(monkeypatch, [ga.RandomRotation(20, p=0.5), ga.ToDtype(torch.float32)],
+                                  _input((4, 3, 37, 53), torch.uint8, 0))
     assert args[-1] is False  # samples that skip the rotation are separable, the others not
+
+
+def test_an_infinite_pixel_stays_infinite_through_separable_resampling():
+    """Taps of weight 0 add nothing on both ext paths: an upscaled sample's last tap weighs 0, and 0 * inf
+    once made NaNs next to an infinite pixel."""
+    x = torch.rand(2, 1, 9, 9, generator=torch.Generator().manual_seed(0))
+    x[:, 0, 4, 4] = float("inf")
+    transforms = [ga.RandomResizedCrop(24, scale=(0.5, 1.0)), ga.ToDtype(torch.float32)]
+    outputs = []
+    for op in ("fused_augment", "fused_augment_pixelwise"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(torch.ops.gpuaug, "fused_augment", getattr(torch.ops.gpuaug, op))
+            outputs.append(ga.Pipeline(transforms, seed=0, backend="ext")(x))
+    assert all(bool(out.isinf().any()) and not bool(out.isnan().any()) for out in outputs)
+    assert torch.equal(outputs[0], outputs[1])
 
 
 def test_op_rejects_bad_arguments(monkeypatch):
