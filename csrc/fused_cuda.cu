@@ -30,7 +30,11 @@ struct EachThread {
   }
 };
 
-// *target += the sum of `value` over the block's threads (one atomic addition per block).
+static_assert(kTileThreads % 32 == 0 && kBlockX * kBlockY % 32 == 0, "add_block_sum needs whole warps");
+
+// *target += the sum of `value` over the block's threads (one atomic addition per block). Every
+// thread of the block calls it, once per kernel (thread 0 reads warp_sums after the barrier while
+// lane 0 of each warp would write it again).
 __device__ void add_block_sum(double value, double* target) {
   constexpr int kMaxWarps = 32;
   __shared__ double warp_sums[kMaxWarps];

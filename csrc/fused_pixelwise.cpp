@@ -7,6 +7,8 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 
 #include "fused.h"
@@ -17,13 +19,24 @@ namespace gpuaug {
 
 namespace {
 
-// Runs a tile's step for each thread of a block, one after the other (resample_tile's each_thread).
+// Runs a tile's step for each thread of a block, one after the other (resample_tile's each_thread);
+// every other tile in reverse order, so that a step that reads what another thread writes in the same
+// step (a race on the GPU) gives other bits.
 struct EachThreadInTurn {
+  bool reverse;
   template <typename Step>
   void operator()(Step&& step) const {
-    for (int tid = 0; tid < kTileThreads; ++tid) step(tid);
+    for (int n = 0; n < kTileThreads; ++n) step(reverse ? kTileThreads - 1 - n : n);
   }
 };
+
+// Shared memory as a GPU block finds it: garbage (NaN rows, nonsense lo and hi), so that a read of a
+// cell that no step wrote shows.
+void poison(TileShared& s) {
+  std::fill(&s.rows[0][0][0], &s.rows[0][0][0] + sizeof(s.rows) / sizeof(float), NAN);
+  s.lo = -7;
+  s.hi = 1 << 20;
+}
 
 // visit(i, j, v) for every output pixel (i, j) of sample b with its resampled values v, as the CUDA
 // kernels resample them.
@@ -31,9 +44,13 @@ template <bool AllSeparable, typename T, typename Visit>
 void each_pixel(const FusedView& f, const T* images, int b, Visit&& visit) {
   if constexpr (AllSeparable) {
     const auto shared = std::make_unique<TileShared>();
-    for (int i0 = 0; i0 < f.out_h; i0 += kTileHeight)
-      for (int j0 = 0; j0 < f.out_w; j0 += kTileWidth)
-        resample_tile(f, images, Tile{b, i0, j0}, *shared, EachThreadInTurn(), visit);
+    for (int i0 = 0; i0 < f.out_h; i0 += kTileHeight) {
+      for (int j0 = 0; j0 < f.out_w; j0 += kTileWidth) {
+        poison(*shared);
+        resample_tile(f, images, Tile{b, i0, j0}, *shared, EachThreadInTurn{(i0 / kTileHeight + j0 / kTileWidth) % 2 == 1},
+                      visit);
+      }
+    }
   } else {
     for (int i = 0; i < f.out_h; ++i) {
       for (int j = 0; j < f.out_w; ++j) {

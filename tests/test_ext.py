@@ -285,7 +285,7 @@ def _tile_row_spans(args: tuple) -> list[int]:
     return spans
 
 
-@pytest.mark.parametrize("transforms,shape,spans", [
+SEPARABLE_CALLS = [
     (imagenet_train(), (4, 3, 37, 53), "fit"),
     # crops of 0.5-100% of 300 px to 12: some tiles read 64 rows or fewer, the others more (pixel by pixel)
     ([ga.RandomResizedCrop(12, scale=(0.005, 1.0)), ga.ColorJitter(0.4, 0.4), ga.ToDtype(torch.float32, scale=True)],
@@ -293,7 +293,11 @@ def _tile_row_spans(args: tuple) -> list[int]:
     # mostly padding: constant fill, and tiles that read no row at all
     ([ga.RandomCrop((47, 41), padding=20, fill=1), ga.ColorJitter(contrast=0.5), ga.ToDtype(torch.float32, scale=True)],
      (2, 3, 12, 8), "empty"),
-], ids=["imagenet-train", "tiles-that-do-not-fit", "fill"])
+]
+SEPARABLE_IDS = ["imagenet-train", "tiles-that-do-not-fit", "fill"]
+
+
+@pytest.mark.parametrize("transforms,shape,spans", SEPARABLE_CALLS, ids=SEPARABLE_IDS)
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
 def test_all_separable_kernels_compute_what_the_general_ones_do(monkeypatch, transforms, shape, spans, dtype):
     """A call whose samples are all resampled through separable taps runs the tiled kernels (csrc/tile.h:
@@ -520,6 +524,17 @@ def test_cuda_kernels_match_their_pixel_code_on_named_pipelines(transforms, dtyp
     diff = (out.double() - ref.double()).abs()
     bad = (diff > _tolerance(ref, transforms, x)) | (out.double().isnan() != ref.double().isnan())
     assert int(bad.sum()) <= _straddles_allowed(transforms, x, bad.numel()), _describe(transforms)
+
+
+@cuda
+@pytest.mark.parametrize("transforms,shape,spans", SEPARABLE_CALLS, ids=SEPARABLE_IDS)
+def test_cuda_tiles_compute_what_the_per_pixel_kernels_do(monkeypatch, transforms, shape, spans):
+    """The tiled CUDA kernels (barriers, shared memory, atomics) against the per-pixel ones on the device,
+    on the same arguments: the same bits (uint8 input: the contrast sums are exact in any order)."""
+    (args,) = _captured_arguments(monkeypatch, transforms, _input(shape, torch.uint8, 0).cuda())
+    assert args[-1] is True
+    per_pixel = torch.ops.gpuaug.fused_augment(*args[:-1], False)
+    assert torch.equal(torch.ops.gpuaug.fused_augment(*args), per_pixel)
 
 
 @cuda
