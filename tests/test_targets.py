@@ -139,7 +139,8 @@ def test_targets_match_torchvision(name):
         assert type(out.boxes[b]) is T.BoundingBoxes and tuple(out.boxes[b].canvas_size) == out_hw
         _assert_boxes(out.boxes[b], expected, f"{name} sample {b} boxes")
         assert torch.equal(out.labels[b], labels[b][valid]), f"{name} sample {b} labels"
-        # keypoints: torchvision's kernel (plus one pixel for its flips); visible as its SanitizeKeyPoints
+        # keypoints: torchvision's kernel (plus one pixel for its flips); visible as its SanitizeKeyPoints (which
+        # drops x = W and y = H, where gpuaug keeps them: no random point lands exactly there)
         expected = _plain(ref(keypoints[b])).clone()
         if applied and name in KEYPOINT_FLIP_OFFSET:
             expected += torch.tensor(KEYPOINT_FLIP_OFFSET[name])
@@ -396,6 +397,17 @@ def test_integer_and_empty_boxes():
     assert out.boxes[1].shape == (0, 4) and out.labels[1].shape == (0,)
 
 
+def test_an_empty_batch_with_targets():
+    pipe = ga.Pipeline([ga.RandomHorizontalFlip()], seed=0)
+    images = torch.zeros(0, 3, 8, 10)
+    assert pipe(images, boxes=[]).boxes == []
+    assert pipe(images, keypoints=[]).keypoints == []
+    out = pipe(images, keypoints=torch.zeros(0, 4, 2), return_params=True)
+    assert out.keypoints.shape == (0, 4, 2) and out.keypoints_visible.shape == (0, 4)
+    assert pipe.inverse_keypoints(out.keypoints, out.params).shape == (0, 4, 2)
+    assert pipe.inverse_boxes([], out.params) == []
+
+
 # ---------------------------------------------------------------- masks
 
 
@@ -467,6 +479,25 @@ def test_flip_map_swaps_points_of_mirrored_samples():
     listed = pipe(torch.zeros(B, 3, H, W), keypoints=list(points), sample_ids=ids)
     torch.testing.assert_close(torch.stack(listed.keypoints), out.keypoints)
     torch.testing.assert_close(pipe.inverse_keypoints(out.keypoints, out.params), points)
+
+
+def test_flip_map_follows_the_orientation_of_a_perspective_map():
+    """A sample is mirrored where its map turns a small triangle at the input's centre over: a perspective
+    map can have a negative determinant without mirroring anything (w < 0 over its canvas)."""
+    cx, cy = W / 2, H / 2
+    triangle = torch.tensor([[cx, cy], [cx + 0.5, cy], [cx, cy + 0.5]]).expand(200, 3, 2)
+    ids = torch.arange(200)
+    for flip in (0.0, 1.0):
+        transforms = [ga.RandomPerspective(0.8, p=1.0), ga.RandomHorizontalFlip(flip)]
+        plain = ga.Pipeline(transforms, seed=0)(torch.zeros(200, 1, H, W), keypoints=triangle, sample_ids=ids).keypoints
+        options = ga.TargetOptions(flip_map=(0, 2, 1))
+        swapped = ga.Pipeline(transforms, seed=0, targets=options)(
+            torch.zeros(200, 1, H, W), keypoints=triangle, sample_ids=ids).keypoints
+        edges = plain[:, 1:] - plain[:, :1]
+        turned = edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0] < 0  # the input's is > 0
+        assert int(turned.sum()) == (200 if flip else 0)  # (none of these 200 draws is degenerate)
+        expected = torch.where(turned[:, None, None], plain[:, [0, 2, 1]], plain)
+        torch.testing.assert_close(swapped, expected)
 
 
 def test_two_flips_do_not_swap():
@@ -732,6 +763,9 @@ def test_bad_options_and_inverse_arguments_raise():
         pipe.inverse_images(torch.zeros(2, 4, 5, dtype=torch.uint8), params)
     with pytest.raises(ValueError, match="interpolation"):
         pipe.inverse_images(out, params, interpolation="bicubic")
+    for fill in (-1, 256, 2.5):  # once wrapped around (-1 gave 255)
+        with pytest.raises(ValueError, match=f"fill {fill} is not a value of torch.uint8 images"):
+            pipe.inverse_images(out.to(torch.uint8), params, interpolation="nearest", fill=fill)
     with pytest.raises(ValueError, match="different pipeline"):
         ga.Pipeline([ga.RandomVerticalFlip()]).inverse_boxes([BOX, BOX], params)
 

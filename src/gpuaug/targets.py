@@ -173,9 +173,18 @@ class Geometry:
 
     @property
     def mirrored(self) -> Tensor:
-        """(B,) bool: the sample's map reverses orientation (an odd number of flips)."""
-        det = torch.stack([torch.linalg.det(m) for m, _ in self.legs]).prod(dim=0)
-        return det < 0
+        """(B,) bool: the sample's map reverses orientation (an odd number of flips).
+
+        A leg's orientation at a point p is the sign of its Jacobian, det(m) / w(p)**3 with w(p) the
+        third row of m at p: taken at the centre of the leg's source canvas (a perspective map can
+        have det(m) < 0 where it mirrors nothing, with w < 0 over its canvas)."""
+        mirrored = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
+        canvas = self.src_hw
+        for m, next_canvas in self.legs:
+            w = m[:, 2, 0] * (canvas[1] / 2) + m[:, 2, 1] * (canvas[0] / 2) + m[:, 2, 2]
+            mirrored ^= torch.linalg.det(m) * w < 0
+            canvas = next_canvas
+        return mirrored
 
     def rows(self, index: Tensor) -> Geometry:
         """The geometry of the samples ``index`` (one row per box or point of a list)."""
@@ -285,7 +294,8 @@ def _carry_points(points: Tensor, legs: list[Leg]) -> tuple[Tensor, Tensor]:
 
 def _rows(counts: list[int], device: torch.device) -> Tensor:
     """The sample of each row of a list's concatenated items."""
-    return torch.repeat_interleave(torch.arange(len(counts), device=device), torch.tensor(counts, device=device))
+    return torch.repeat_interleave(torch.arange(len(counts), device=device),
+                                   torch.tensor(counts, dtype=torch.int64, device=device))
 
 
 def _check_list(items: Any, batch: int, what: str) -> Sequence:
@@ -411,7 +421,7 @@ def _points_padded(points: Tensor, visible: Any, geo: Geometry, options: TargetO
             f"for a batch of {batch}, keypoints must be a (B, K, 2) tensor or a list, got {tuple(points.shape)}"
         )
     _check_flip(points, perm)
-    flat = _read(points, geo.src_hw, options, 2, "keypoints", geo.device).reshape(batch, -1, 2)
+    flat = _read(points, geo.src_hw, options, 2, "keypoints", geo.device).reshape(batch, math.prod(points.shape[1:-1]), 2)
     mapped, inside = _carry_points(flat, geo.legs)
     mapped, inside = mapped.view(points.shape), inside.view(points.shape[:-1])
     if visible is not None:
@@ -492,14 +502,14 @@ def _separable_masks(x: Tensor, warp: Warp, fills: tuple[float, ...]) -> Tensor:
     return warp_separable(x, warp.matrix, _mask_links(warp, fills), warp.window, out_hw, "nearest", False, warp.max_scale)
 
 
-def _check_mask_fill(fill: float, dtype: torch.dtype) -> None:
-    """``fill`` must be a value of the masks' dtype: it is written into them as it is."""
+def _check_fill(fill: float, dtype: torch.dtype, name: str = "mask_fill", what: str = "masks") -> None:
+    """``fill`` must be a value of the ``what``'s dtype: it is written into them as it is."""
     if dtype.is_floating_point:
         return
     info = torch.iinfo(dtype) if dtype != torch.bool else None
     low, high = (0, 1) if info is None else (info.min, info.max)
     if not math.isfinite(fill) or fill != int(fill) or not low <= fill <= high:
-        raise ValueError(f"mask_fill {fill!r} is not a value of {dtype} masks (an integer in [{low}, {high}])")
+        raise ValueError(f"{name} {fill!r} is not a value of {dtype} {what} (an integer in [{low}, {high}])")
 
 
 def _masks(masks: Any, stages: list[Stage], options: TargetOptions, batch_shape: tuple[int, ...], single: bool,
@@ -517,7 +527,7 @@ def _masks(masks: Any, stages: list[Stage], options: TargetOptions, batch_shape:
         raise ValueError(f"masks must be {expected} for images of {(batch, height, width)}, got {tuple(masks.shape)}")
     if masks.device != device:
         raise ValueError(f"masks are on {masks.device} but the images on {device}")
-    _check_mask_fill(options.mask_fill, masks.dtype)
+    _check_fill(options.mask_fill, masks.dtype)
     layers = masks.shape[-3] if masks.ndim == ranks[1] else 1
     grouped = masks.as_subclass(Tensor).reshape(1 if single else batch, layers, height, width)
     out = _warp_masks(grouped, stages, options.mask_fill)
@@ -621,6 +631,7 @@ def inverse_images(
         raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
     if images.dtype.is_complex:
         raise TypeError(f"images must be real, got {images.dtype}")
+    _check_fill(fill, images.dtype, "fill", "images")
     matrix = geometry.invert(composed(params, images.device))
     x, fills = batch.as_subclass(Tensor), (float(fill),)
     exact = interpolation == "nearest" and images.dtype in _PIECES  # else float32 arithmetic
