@@ -249,6 +249,16 @@ def test_auto_falls_back_with_one_warning(monkeypatch):
     assert _ext.extension_error() is None
 
 
+@pytest.mark.parametrize("value", ["0", "false", "No", ""])
+def test_a_false_gpuaug_no_ext_leaves_the_extension_on(monkeypatch, value):
+    monkeypatch.setenv("GPUAUG_NO_EXT", value)
+    _ext.extension_error.cache_clear()
+    try:
+        assert _ext.extension_error() is None
+    finally:
+        _ext.extension_error.cache_clear()
+
+
 def _captured_arguments(monkeypatch, transforms: list, x: torch.Tensor) -> list[tuple]:
     """The arguments of every fused_augment call that a pipeline makes."""
     calls = []

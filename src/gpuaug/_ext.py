@@ -139,7 +139,7 @@ def _register_fake() -> None:
 @functools.cache
 def extension_error() -> str | None:
     """None when the extension is built and loaded (building it if needed), else why it is not."""
-    if os.environ.get("GPUAUG_NO_EXT"):
+    if os.environ.get("GPUAUG_NO_EXT", "").strip().lower() not in ("", "0", "false", "no", "off"):
         return "disabled by $GPUAUG_NO_EXT"
     try:
         build()

@@ -194,7 +194,7 @@ class _Mix(Transform):
         """:meth:`draw_batch` once the samples are paired; every sample uses its ``leader``'s draws."""
         raise NotImplementedError
 
-    def _coin(self, rng: Stream, leader: Tensor) -> Tensor:
+    def coin(self, rng: Stream, leader: Tensor) -> Tensor:
         return rng.bernoulli(self.p)[leader]
 
     def soft_labels(self, labels: Tensor | Sequence[int], size: int, device: torch.device) -> Tensor:
@@ -288,7 +288,7 @@ class MixUp(_Mix):
 
     def _draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> list[MixParams]:
         rng = Stream(keys, _DRAWS)
-        applied = self._coin(rng, leader)
+        applied = self.coin(rng, leader)
         lam = torch.where(applied, _beta(rng, self.alpha)[leader], 1.0)
         box = torch.zeros(keys.shape[0], 4, dtype=torch.int64, device=keys.device)
         return [MixParams(applied=applied, partner=partner, weight=lam, box=box, lam=lam)]
@@ -325,7 +325,7 @@ class CutMix(_Mix):
 
     def _draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> list[MixParams]:
         rng = Stream(keys, _DRAWS)
-        applied = self._coin(rng, leader)
+        applied = self.coin(rng, leader)
         cut = torch.sqrt(1.0 - _beta(rng, self.alpha)[leader])
         cut_h, cut_w = (height * cut).floor(), (width * cut).floor()
         cy, cx = rng.uniform(2)[leader].unbind(1)

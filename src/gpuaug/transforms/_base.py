@@ -80,9 +80,10 @@ class Transform:
 
     def draw(self, rng: Stream, spec: ImageSpec) -> Params:
         """Per-sample parameters for a batch whose samples have ``spec``."""
-        return Params(applied=self._coin(rng))
+        return Params(applied=self.coin(rng))
 
-    def _coin(self, rng: Stream) -> Tensor:
+    def coin(self, rng: Stream) -> Tensor:
+        """(B,) bool: whether the transform applies to each sample, True with probability ``p`` (one draw)."""
         return rng.bernoulli(self.p)
 
     def output_spec(self, spec: ImageSpec) -> ImageSpec:
@@ -139,7 +140,7 @@ class PixelTransform(Transform):
         >>> import torch, gpuaug as ga
         >>> class Half(ga.PixelTransform):
         ...     def draw(self, rng, spec):  # per-sample parameters, from the counter-based stream
-        ...         return ga.Params(applied=self._coin(rng))
+        ...         return ga.Params(applied=self.coin(rng))
         ...     def apply(self, x, params, domain):  # float32 working values in the image's range
         ...         return x * 0.5
         >>> ga.Pipeline([Half()], seed=0)(torch.full((2, 1, 1, 1), 200, dtype=torch.uint8)).flatten().tolist()
@@ -149,7 +150,11 @@ class PixelTransform(Transform):
     kind = "pixel"
 
     def apply(self, x: Tensor, params: Params, domain: Domain) -> Tensor:
-        """Run the kernel on float32 working values ``x`` (owned: may be overwritten)."""
+        """Run the kernel on float32 working values ``x`` (owned: may be overwritten).
+
+        ``x`` holds only samples whose ``applied`` is True, perhaps a few at a time, with ``params``
+        selected to match; its values are in the image's range (0-255 for a uint8 image, whose
+        ``domain.integer`` is True: truncate where a uint8 kernel would)."""
         raise NotImplementedError
 
 

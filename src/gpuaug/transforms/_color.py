@@ -92,7 +92,7 @@ class ColorJitter(PixelTransform):
         return spec
 
     def draw(self, rng: Stream, spec: ImageSpec) -> ColorJitterParams:
-        applied = self._coin(rng)
+        applied = self.coin(rng)
         # one uniform per part, in _JITTER_PARTS' order; a part without a range gets its identity (span 0)
         ranges = [getattr(self, name) or ((0.0, 0.0) if name == "hue" else (1.0, 1.0)) for name, _ in _JITTER_PARTS]
         device = applied.device

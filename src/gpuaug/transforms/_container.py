@@ -48,7 +48,7 @@ class _Container(Transform):
         return self.transforms
 
     def draw(self, rng: Stream, spec: ImageSpec) -> Params:
-        return Params(applied=self._coin(rng))
+        return Params(applied=self.coin(rng))
 
 
 class Compose(_Container):

@@ -311,7 +311,7 @@ class RandomCrop(GeometricTransform):
         return spec.resized(*self.size)
 
     def draw(self, rng: Stream, spec: ImageSpec) -> CropParams:
-        applied = self._coin(rng)
+        applied = self.coin(rng)
         height, width, _, _ = self._padded(*spec.sample_sizes(applied))
         slack = torch.stack([height - self.size[0], width - self.size[1]], dim=1)
         corner = rng.randint(slack + 1, 2)
@@ -372,7 +372,7 @@ class RandomResizedCrop(GeometricTransform):
         return spec.resized(*self.size)
 
     def draw(self, rng: Stream, spec: ImageSpec) -> CropParams:
-        applied = self._coin(rng)
+        applied = self.coin(rng)
         if spec.sizes is None:  # one size for the batch: its bounds and fallback box are numbers
             height, width = float(spec.height), float(spec.width)
             bounds = height, width
@@ -481,7 +481,7 @@ class RandomRotation(_Affine):
         super().__init__(degrees, interpolation, center, fill, p)
 
     def draw(self, rng: Stream, spec: ImageSpec) -> AffineParams:
-        applied = self._coin(rng)
+        applied = self.coin(rng)
         angle = rng.uniform(1, *self.degrees)[:, 0]
         translate, shear = torch.zeros(2, angle.shape[0], 2, dtype=torch.float64, device=angle.device)  # two tensors
         return AffineParams(applied, angle, translate, torch.ones_like(angle), shear)
@@ -532,7 +532,7 @@ class RandomAffine(_Affine):
         raise ValueError(f"shear must be a number or a sequence of 2 or 4 numbers, got {shear!r}")
 
     def draw(self, rng: Stream, spec: ImageSpec) -> AffineParams:
-        applied = self._coin(rng)
+        applied = self.coin(rng)
         angle = rng.uniform(1, *self.degrees)[:, 0]
         translate = torch.zeros(angle.shape[0], 2, dtype=torch.float64, device=angle.device)
         if self.translate is not None:
@@ -588,7 +588,7 @@ class RandomPerspective(_FillMixin):
 
     def draw(self, rng: Stream, spec: ImageSpec) -> PerspectiveParams:
         height, width = spec.height, spec.width
-        applied = self._coin(rng)
+        applied = self.coin(rng)
         bound_h = int(self.distortion_scale * (height // 2)) + 1
         bound_w = int(self.distortion_scale * (width // 2)) + 1
         r = rng.randint(constant((bound_w, bound_h) * 4, torch.int64, applied.device), 8).view(-1, 4, 2)

@@ -51,7 +51,7 @@ class RandomAdjustSharpness(PixelTransform):
         return spec
 
     def draw(self, rng: Stream, spec: ImageSpec) -> FactorParams:
-        applied = self._coin(rng)
+        applied = self.coin(rng)
         return FactorParams(applied, torch.full(applied.shape, self.sharpness_factor, device=applied.device))
 
     def apply(self, x: Tensor, params: FactorParams, domain: Domain) -> Tensor:
@@ -103,7 +103,7 @@ class GaussianBlur(PixelTransform):
         return spec
 
     def draw(self, rng: Stream, spec: ImageSpec) -> BlurParams:
-        applied = self._coin(rng)
+        applied = self.coin(rng)
         sigma = rng.uniform(1, *self.sigma)
         return BlurParams(applied, sigma.expand(-1, 2).clone())
 
@@ -138,7 +138,7 @@ class GaussianNoise(PixelTransform):
         self.mean, self.sigma, self.clip = float(mean), float(sigma), bool(clip)
 
     def draw(self, rng: Stream, spec: ImageSpec) -> NoiseParams:
-        return NoiseParams(self._coin(rng), rng.key())
+        return NoiseParams(self.coin(rng), rng.key())
 
     def apply(self, x: Tensor, params: NoiseParams, domain: Domain) -> Tensor:
         return misc.gaussian_noise(x, params.key, self.mean, self.sigma, self.clip, domain)
@@ -200,7 +200,7 @@ class RandomErasing(PixelTransform):
         return spec
 
     def draw(self, rng: Stream, spec: ImageSpec) -> ErasingParams:
-        applied = self._coin(rng)
+        applied = self.coin(rng)
         top, left, h, w = random_boxes(rng, spec.height, spec.width, self.scale, self.ratio, tall=True)
         found, box = first_valid((h < spec.height) & (w < spec.width), (top, left, h, w))
         whole = (0.0, 0.0, float(spec.height), float(spec.width))  # torchvision's box when no try fits
