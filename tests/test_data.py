@@ -5,6 +5,9 @@ CUDA tests (side-stream prefetch) skip without a GPU."""
 
 from __future__ import annotations
 
+import collections
+import warnings
+
 import io
 
 import numpy as np
@@ -181,6 +184,36 @@ def test_collate_augmentation_is_keyed_by_index_not_batch():
     assert not torch.equal(collate([data[i] for i in range(8)])["images"], whole)
 
 
+def test_collate_follows_the_pipelines_epoch_until_its_own_is_set():
+    """pipe.set_epoch, as the Pipeline documents it, once left Collate(pipe) at epoch 0 for ever."""
+    pipe, mix = pipeline(), ga.MixUp(1.0, 5, seed=0)
+    data = dataset(6)
+    collate = ga.data.Collate(pipe, mix)
+    assert collate.epoch is None
+    for epoch in (0, 3):
+        pipe.set_epoch(epoch)
+        mix.set_epoch(epoch)
+        loader = DataLoader(data, batch_size=3, collate_fn=collate)  # num_workers=0: the pipeline itself
+        for batch in loader:
+            ids = batch["sample_ids"]
+            expected, soft = mix(pipe(torch.stack([data[int(i)][0] for i in ids]), sample_ids=ids),
+                                 torch.tensor([data[int(i)][1] for i in ids]), sample_ids=ids)
+            assert torch.equal(batch["images"], expected) and torch.equal(batch["labels"], soft), epoch
+    with pytest.raises(ValueError, match="non-negative int"):
+        collate.set_epoch(-1)
+
+
+def test_device_loader_set_epoch_warns_when_it_cannot_reach_the_collate_fn():
+    collate = ga.data.Collate(pipeline())
+    wrapped = DataLoader(dataset(4), batch_size=2, collate_fn=lambda samples: collate(samples))
+    with pytest.warns(RuntimeWarning, match="cannot reach the loader's collate_fn"):
+        ga.data.DeviceLoader(wrapped, device="cpu").set_epoch(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ga.data.DeviceLoader(DataLoader(dataset(4), batch_size=2), device="cpu").set_epoch(1)  # default_collate
+        ga.data.DeviceLoader(DataLoader(dataset(4), batch_size=2, collate_fn=collate), device="cpu").set_epoch(1)
+
+
 def test_collate_with_mix_gives_soft_labels():
     data = dataset(6)
     mix = ga.MixUp(alpha=0.4, num_classes=5, mode="elem", seed=0)
@@ -320,6 +353,17 @@ def test_device_loader_augments_keyed_by_index_and_forwards_set_epoch():
         plain = collate([data[int(i)] for i in b["sample_ids"]])
         expected, soft = mix(pipe(plain["images"], sample_ids=plain["sample_ids"]), plain["labels"], sample_ids=plain["sample_ids"])
         assert torch.equal(b["images"], expected) and torch.equal(b["labels"], soft)
+
+
+def test_device_loader_keeps_namedtuple_fields():
+    pair = collections.namedtuple("Pair", "cls attr")
+    data = [{"image": image(i), "label": label(i), "index": i, "target": pair(i, i + 1)} for i in range(4)]
+    loader = DataLoader(data, batch_size=2, collate_fn=ga.data.Collate())
+    batches = list(ga.data.DeviceLoader(loader, device="cpu"))
+    assert batches[1]["target"] == [pair(2, 3), pair(3, 4)]
+    tupled = DataLoader([(image(i), pair(i, -i)) for i in range(2)], batch_size=2, collate_fn=ga.data.Collate())
+    labels = next(iter(ga.data.DeviceLoader(tupled, device="cpu")))["labels"]
+    assert type(labels) is pair and labels.cls.tolist() == [0, 1] and labels.attr.tolist() == [0, -1]
 
 
 def test_device_loader_without_sample_ids_and_pipeline():

@@ -66,6 +66,18 @@ def test_image_files_from_folder_labels_by_class(folder):
     assert len(ga.data.ImageFiles.from_folder(folder, extensions=("png", ".Png")).files) == 6
 
 
+def test_image_files_from_folder_follows_linked_folders_as_image_folder_does(folder, tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    root = tmp_path / "root"
+    (root / "cat").mkdir(parents=True)
+    (root / "cat" / "more").symlink_to(folder / "dog", target_is_directory=True)
+    (root / "cat" / "1.png").write_bytes((folder / "cat" / "1.png").read_bytes())
+    files = ga.data.ImageFiles.from_folder(root)
+    assert sorted(map(str, files.files)) == sorted(path for path, _ in ImageFolder(str(root)).samples)
+    assert len(files.files) == 4
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_png_round_trip_through_collate_in_workers(folder, workers):
     files = ga.data.WithIndex(ga.data.ImageFiles.from_folder(folder))

@@ -80,9 +80,18 @@ def test_modes_share_draws_as_timm(kind):
             assert p.lam.unique().numel() > size // 2
 
 
-def test_pair_mode_needs_an_even_batch():
-    with pytest.raises(ValueError, match="even"):
-        ga.MixUp(0.2, 5, mode="pair")(*_batch(7))
+@pytest.mark.parametrize("kind", MIXES)
+def test_pair_mode_leaves_the_last_sample_of_an_odd_batch_unmixed(kind):
+    """(A batch made odd by a file that did not decode must not stop training; timm's pair mode raises.)"""
+    images, labels = _batch(7)
+    mix = MIXES[kind]("pair")
+    p = mix.sample(images, sample_ids=torch.arange(7))
+    alone = (p.partner == torch.arange(7)).nonzero().flatten().tolist()
+    assert len(alone) == 1 and torch.equal(p.partner[p.partner], torch.arange(7)), "six mutual pairs and one alone"
+    out, soft = mix(images, labels, sample_ids=torch.arange(7))
+    (b,) = alone
+    assert torch.equal(out[b], images[b])
+    torch.testing.assert_close(soft[b], torch.nn.functional.one_hot(labels[b], 5).float())
 
 
 @pytest.mark.parametrize("kind", MIXES)
@@ -428,8 +437,6 @@ def test_pipeline_mix_errors():
         pipe(images, labels=labels, masks=torch.zeros(4, 16, 16, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\) batch"):
         pipe(images[0], labels=labels[:1])
-    with pytest.raises(ValueError, match="even batch"):
-        ga.Pipeline([ga.MixUp(0.2, 5, mode="pair")])(images[:3], labels=labels[:3])
     # without a mix, labels keep their meaning: passed through, or per-box labels filtered with boxes
     plain = ga.Pipeline([ga.RandomHorizontalFlip()], seed=0)
     assert plain(images, labels=labels).labels is labels

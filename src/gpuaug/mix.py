@@ -8,7 +8,8 @@ one per sample. ``p`` is the probability that a batch, pair or sample is mixed a
 
 Everything comes from gpuaug's counter-based randomness keyed by (seed, epoch, sample id): the
 samples are put in a random order (a hash of their ids) and each is mixed with the next one in
-that order (``"pair"``: the 1st with the 2nd, the 3rd with the 4th, ...), so with ``sample_ids``
+that order (``"pair"``: the 1st with the 2nd, the 3rd with the 4th, ...; in an odd batch the last
+is paired with itself, which leaves it as it is: a skipped file must not stop training), so with ``sample_ids``
 a sample's partner and weights depend only on which samples share its batch, not on their order.
 
 A mix can also be the last transform of a :class:`~gpuaug.Pipeline`, which then mixes its finished
@@ -112,8 +113,8 @@ def _pairing(keys: Tensor, ids: Tensor, mode: Mode) -> tuple[Tensor, Tensor]:
     order = torch.argsort((bits << 32) | (ids & 0xFFFFFFFF), stable=True)
     rank = torch.empty_like(order)
     rank[order] = torch.arange(size, device=order.device)
-    if mode == "pair":
-        return order[rank ^ 1], order[rank - rank % 2]
+    if mode == "pair":  # (an odd batch's last sample partners itself)
+        return order[(rank ^ 1).clamp_(max=size - 1)], order[rank - rank % 2]
     leader = torch.zeros_like(rank) if mode == "batch" else rank
     return order[(rank + 1) % size], order[leader]
 
@@ -185,8 +186,6 @@ class _Mix(Transform):
         """The parameters of this mix and then of each of its mixes (MixChoice), depth first as a
         Pipeline records them, for a batch of ``height`` x ``width`` images with per-sample ``keys``
         and dataset ``ids``."""
-        if self.mode == "pair" and keys.shape[0] % 2:
-            raise ValueError(f"mode 'pair' needs an even batch size, got {keys.shape[0]}")
         partner, leader = _pairing(keys, ids, self.mode)
         return self._draw(keys, partner, leader, height, width)
 
@@ -194,8 +193,16 @@ class _Mix(Transform):
         """:meth:`draw_batch` once the samples are paired; every sample uses its ``leader``'s draws."""
         raise NotImplementedError
 
-    def coin(self, rng: Stream, leader: Tensor) -> Tensor:
-        return rng.bernoulli(self.p)[leader]
+    def coin(self, rng: Stream, leader: Tensor, partner: Tensor) -> Tensor:
+        """(B,) bool: whether each sample is mixed, the coin of its leader (never with itself)."""
+        alone = partner == torch.arange(partner.shape[0], device=partner.device)
+        return rng.bernoulli(self.p)[leader] & ~alone
+
+    def check_classes(self, labels: Tensor) -> None:
+        """Integer class labels must lie in [0, num_classes) (on a GPU a label out of range would stop the
+        device with an assert: check them while they are on the host)."""
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(f"labels must lie in [0, {self.num_classes}), got {labels.min()}..{labels.max()}")
 
     def soft_labels(self, labels: Tensor | Sequence[int], size: int, device: torch.device) -> Tensor:
         """(size, num_classes) float32 targets on ``device``: smoothed one-hot ones for integer class
@@ -212,8 +219,8 @@ class _Mix(Transform):
                 f"labels must be ({size},) integer classes or ({size}, {self.num_classes}) soft labels, "
                 f"got {labels.dtype} of shape {tuple(labels.shape)}"
             )
-        if labels.device.type == "cpu" and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(f"labels must lie in [0, {self.num_classes}), got {labels.min()}..{labels.max()}")
+        if labels.device.type == "cpu":
+            self.check_classes(labels)
         off = self.label_smoothing / self.num_classes
         soft = torch.full((size, self.num_classes), off, dtype=torch.float32, device=device)
         return soft.scatter_(1, labels.to(device, torch.int64)[:, None], 1.0 - self.label_smoothing + off)
@@ -288,7 +295,7 @@ class MixUp(_Mix):
 
     def _draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> list[MixParams]:
         rng = Stream(keys, _DRAWS)
-        applied = self.coin(rng, leader)
+        applied = self.coin(rng, leader, partner)
         lam = torch.where(applied, _beta(rng, self.alpha)[leader], 1.0)
         box = torch.zeros(keys.shape[0], 4, dtype=torch.int64, device=keys.device)
         return [MixParams(applied=applied, partner=partner, weight=lam, box=box, lam=lam)]
@@ -325,7 +332,7 @@ class CutMix(_Mix):
 
     def _draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> list[MixParams]:
         rng = Stream(keys, _DRAWS)
-        applied = self.coin(rng, leader)
+        applied = self.coin(rng, leader, partner)
         cut = torch.sqrt(1.0 - _beta(rng, self.alpha)[leader])
         cut_h, cut_w = (height * cut).floor(), (width * cut).floor()
         cy, cx = rng.uniform(2)[leader].unbind(1)

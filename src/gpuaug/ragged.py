@@ -126,4 +126,6 @@ def check_compatible(images: Sequence[Tensor]) -> None:
             raise ValueError(
                 f"images must share dtype, device and channels: image 0 is {first.dtype} on {first.device} with "
                 f"{first.shape[0]} channels, image {i} is {image.dtype} on {image.device} with {image.shape[0]}"
+                + (" (grayscale or RGBA images among RGB ones: convert PIL images with .convert('RGB'))"
+                   if image.shape[0] != first.shape[0] else "")
             )

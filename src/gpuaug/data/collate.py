@@ -2,8 +2,8 @@
 
 A sample is an ``(image, label)`` or ``(image, label, index)`` tuple, or a dict with ``"image"``
 and optionally ``"label"``, ``"index"`` and other keys (targets, paths). The image is an HWC (or
-HW) numpy array, a PIL image (in a mode other than L, RGB or RGBA converted to RGB, as torchvision's
-ImageFolder loads it; 16- and 32-bit modes raise), a CHW (or HW) tensor, or encoded file bytes (a 1-D
+HW) numpy array, a PIL image (L, RGB and RGBA kept, with 1, 3 and 4 channels; other modes converted
+to RGB, as torchvision's ImageFolder converts every image; 16- and 32-bit modes raise), a CHW (or HW) tensor, or encoded file bytes (a 1-D
 uint8 tensor, as :class:`~gpuaug.data.ImageFiles` gives, a 1-D uint8 numpy array or ``bytes``). :class:`WithIndex` makes any dataset's samples carry
 their index, which keys the augmentation of a sample whatever batch, worker or rank it lands in.
 
@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -177,7 +178,9 @@ class Collate:
         threads: torch's CPU threads in each worker process (None leaves them as they are).
 
     :meth:`set_epoch` (DeviceLoader forwards its own) keys the following batches' augmentation by
-    epoch, also in persistent workers: the epoch lives in shared memory.
+    epoch, also in persistent workers: the epoch lives in shared memory. Until it is called, the
+    pipeline's and the mix's own epochs do (``pipe.set_epoch`` then works with ``num_workers=0`` and
+    with workers that are not persistent, which copy the pipeline at each epoch).
 
     Example:
         >>> import torch, gpuaug as ga
@@ -204,15 +207,19 @@ class Collate:
         self.decode = decode
         self.on_error = on_error
         self.threads = threads
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._epoch = torch.full((), -1, dtype=torch.int64).share_memory_()  # -1: not set
 
     @property
-    def epoch(self) -> int:
-        """The epoch that keys the augmentation of the following batches (see :meth:`set_epoch`)."""
-        return int(self._epoch)
+    def epoch(self) -> int | None:
+        """The epoch that keys the augmentation of the following batches (see :meth:`set_epoch`), or
+        None before set_epoch: then the pipeline's and the mix's own."""
+        epoch = int(self._epoch)
+        return None if epoch < 0 else epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Key the following batches by ``epoch``, in this process and in the DataLoader's workers."""
+        if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
         self._epoch.fill_(int(epoch))
 
     def __call__(self, samples: Sequence[Any]) -> dict[str, Any]:

@@ -81,7 +81,8 @@ class ImageFiles(Dataset):
         classes = sorted(d.name for d in root.iterdir() if d.is_dir())
         files, labels = [], []
         for label, name in enumerate(classes):
-            found = sorted(f for f in (root / name).rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+            found = sorted(Path(folder) / f for folder, _, names in os.walk(root / name, followlinks=True)
+                           for f in names if Path(f).suffix.lower() in suffixes)  # (as ImageFolder: into links)
             files += found
             labels += [label] * len(found)
         if not files:

@@ -20,12 +20,14 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import default_collate
 
 from ..mix import AnyMix
 from ..pipeline import Pipeline
@@ -44,7 +46,8 @@ def _to_device(value: Any, device: torch.device) -> Any:
     if isinstance(value, dict):
         return {k: _to_device(v, device) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_device(v, device) for v in value)
+        items = [_to_device(v, device) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)  # (a namedtuple)
     return value
 
 
@@ -129,12 +132,21 @@ class DeviceLoader:
         for i, owner in enumerate(owners):
             if hasattr(owner, "set_epoch") and all(owner is not other for other in owners[:i]):
                 owner.set_epoch(epoch)
+        collate_fn = getattr(self.loader, "collate_fn", None)
+        if collate_fn is not None and not hasattr(collate_fn, "set_epoch") and collate_fn is not default_collate:
+            warnings.warn(f"DeviceLoader.set_epoch cannot reach the loader's collate_fn ({collate_fn!r:.60}): if it "
+                          "augments (a wrapped ga.data.Collate), give the Collate itself or call its set_epoch",
+                          RuntimeWarning, stacklevel=2)
 
     def _prepare(self, batch: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(batch, dict) or "images" not in batch:
             raise TypeError(f"DeviceLoader takes batch dicts with 'images' (use ga.data.Collate), got {type(batch).__name__}")
         if isinstance(batch["images"], (EncodedBatch, list)):
             batch = decode_batch(batch, device=self.device, on_error=self.on_error)
+        mix = self.mix if self.pipeline is None or self.mix is not None else self.pipeline.mix
+        labels = batch.get("labels")
+        if mix is not None and isinstance(labels, Tensor) and labels.device.type == "cpu" and labels.ndim == 1:
+            mix.check_classes(labels)
         return augment_batch(_to_device(batch, self.device), self.pipeline, self.mix)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -151,6 +163,10 @@ class DeviceLoader:
                 if batch is _END:
                     exhausted = True
                     break
+                # a batch already on the device (a dataset in GPU memory) was made on the consuming
+                # stream: the side stream waits for it, and the allocator learns that the side uses it
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                _record_stream(batch, side)
                 with torch.cuda.stream(side):
                     ready = self._prepare(batch)
                     done = torch.cuda.Event()
