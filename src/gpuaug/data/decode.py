@@ -254,7 +254,7 @@ def _select(value: Any, kept: list[int], size: int) -> Any:
     """The samples ``kept`` of one batch field (tensors and lists along their first dimension)."""
     if isinstance(value, Tensor) and value.ndim > 0 and value.shape[0] == size:
         return value[torch.tensor(kept, device=value.device, dtype=torch.int64)]
-    if isinstance(value, (list, tuple)) and len(value) == size:
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields") and len(value) == size:  # (not a namedtuple)
         return type(value)(value[i] for i in kept)
     if isinstance(value, dict):
         return {k: _select(v, kept, size) for k, v in value.items()}
