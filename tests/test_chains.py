@@ -278,3 +278,37 @@ def test_random_chains_of_several_passes_match_torchvision(chain: Chain, seed: i
 @given(chains(), st.integers(0, 2**16))
 def test_random_chains_on_cuda_match_torchvision(chain: Chain, seed: int):
     _check(chain, seed, "cuda")
+
+
+
+_BILINEAR = mode("bilinear")
+PAD_THEN_ROTATE = {  # gpuaug steps, and torchvision's, one after the other
+    "fill": ([ga.Pad([0, 0, 2, 2]), ga.RandomRotation((30, 30), interpolation="bilinear")],
+             lambda x: F.rotate(F.pad(x, [0, 0, 2, 2]), 30.0, interpolation=_BILINEAR)),
+    "reflect": ([ga.Pad(2, padding_mode="reflect"), ga.RandomRotation((30, 30), interpolation="bilinear")],
+                lambda x: F.rotate(F.pad(x, [2], padding_mode="reflect"), 30.0, interpolation=_BILINEAR)),
+    "symmetric-affine": ([ga.Pad(3, padding_mode="symmetric"),
+                          ga.RandomAffine((20, 20), shear=(10, 10, 0, 0), interpolation="bilinear")],
+                         lambda x: F.affine(F.pad(x, [3], padding_mode="symmetric"), angle=20.0, translate=[0, 0],
+                                            scale=1.0, shear=[10.0, 0.0], interpolation=_BILINEAR)),
+    "fill-90": ([ga.Pad([1, 4], fill=90), ga.RandomRotation((-15, -15), interpolation="bilinear")],
+                lambda x: F.rotate(F.pad(x, [1, 4], fill=90), -15.0, interpolation=_BILINEAR)),
+}
+
+
+@pytest.mark.parametrize("backend", ["torch", "ext"])
+@pytest.mark.parametrize("name", PAD_THEN_ROTATE)
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])  # (float images with a fill of 90 too)
+def test_a_pad_then_a_bilinear_rotation_is_torchvisions(name, dtype, backend):
+    """The rotation blends its own fill along the padded canvas' edge (torchvision pads, then rotates):
+    folded into one pass, grid sampling once blended what lies beyond the pad (the pad continued, or
+    the fill counted twice) into it, up to 63 uint8 levels off in RandomCrop(32, padding=4) + RandomRotation."""
+    transforms, reference = PAD_THEN_ROTATE[name]
+    x = make_images(2, 3, 11, 9, dtype, 4)
+    out = ga.Pipeline(transforms, seed=0, backend=backend)(x)
+    for b in range(2):
+        ref = reference(x[b])
+        if dtype == torch.uint8:
+            assert int((out[b].int() - ref.int()).abs().max()) <= 1, b
+        else:
+            torch.testing.assert_close(out[b], ref, atol=1e-5, rtol=1e-5)

@@ -297,8 +297,11 @@ def _pads_before_interpolating(run: list[Step], step: Step) -> bool:
     crop many of them). The first step's own edge or mirror pad folds into the taps exactly, and
     so does its fill, blended in by the share of the weights outside the image, but for uint8
     values: torch's fixed-point resize of the padded canvas rounds that share otherwise (a level
-    off). The padded canvas is then made by a pass of its own, and ``step`` starts the next one.
-    (A rotation's fill stays folded: its edge is blended per output pixel.)"""
+    off). Nor does any pad of the first step under a bilinear (or bicubic) rotation, affine or
+    perspective: grid sampling would blend what lies beyond the padded canvas (the pad continued,
+    or pixels outside a crop) into the pixels along the rotated canvas' edge, where torchvision
+    blends the step's own fill. The padded canvas is then made by a pass of its own, and ``step``
+    starts the next one. (A rotation's own fill stays folded: its edge is blended per output pixel.)"""
     interpolation = step.transform.interpolation
     if interpolation is None:
         return False
@@ -307,8 +310,11 @@ def _pads_before_interpolating(run: list[Step], step: Step) -> bool:
         return s.transform.padding_for(s.spec_in) if s.transform.interpolation is None else None
 
     first = pads(run[0])
-    rounds = interpolation != "nearest" and not step.spec_in.dtype.is_floating_point
-    return (rounds and first is not None and first.has_fill) or any(pads(s) is not None for s in run[1:])
+    blends = interpolation != "nearest"
+    rounds = blends and not step.spec_in.dtype.is_floating_point
+    grid = blends and not step.transform.axis_aligned
+    return ((rounds and first is not None and first.has_fill) or (grid and first is not None)
+            or any(pads(s) is not None for s in run[1:]))
 
 
 def group(steps: list[Step]) -> list[Stage]:
