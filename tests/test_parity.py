@@ -206,6 +206,20 @@ def test_random_resized_crop_fallback_is_torchvisions():
         assert_close_resampled(out[b], F.resized_crop(x[b], *box, [16, 16]), what=f"sample {b}")
 
 
+@pytest.mark.parametrize("backend", ["torch", "ext"])
+def test_a_fallback_crop_is_at_least_a_pixel_wide(backend):
+    """A ratio so extreme that torchvision's fallback rounds a side to 0 (its resize then raises; the
+    ext backend once returned black images): one pixel, centred, resized."""
+    x = make_images(2, 3, 9, 14, torch.float32)
+    transform = ga.RandomResizedCrop([5, 7], scale=(0.5, 0.5), ratio=(1e-3, 1e-3))
+    out, params = ga.Pipeline([transform], seed=0, backend=backend)(x, return_params=True)
+    p = params.transforms[0]
+    for b in range(2):
+        box = [as_int(p.top, b), as_int(p.left, b), as_int(p.height, b), as_int(p.width, b)]
+        assert box == [0, 6, 9, 1]  # torchvision's centring of a width of 1: (14 - 1) // 2
+        assert_close_resampled(out[b], F.resized_crop(x[b], *box, [5, 7]), what=f"sample {b}")
+
+
 RESIZE_SIZES = {
     "int-shrink": 20,
     "hw-shrink": (24, 31),

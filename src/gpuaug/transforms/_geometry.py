@@ -389,11 +389,13 @@ class RandomResizedCrop(GeometricTransform):
 
     def _fallback(self, height: float | Tensor, width: float | Tensor) -> tuple[float | Tensor, ...]:
         """torchvision's central crop when no try fits: (top, left, height, width) as numbers for one
-        image size, or (B,) float64 per sample."""
+        image size, or (B,) float64 per sample; at least one pixel wide and high (where an extreme
+        ratio rounds a side to 0, torchvision's resize raises)."""
         low, high = min(self.ratio), max(self.ratio)
         in_ratio = width / height
         h = _choose(in_ratio < low, _round(width / low), height)
         w = _choose(in_ratio > high, _round(height * high), width)
+        h, w = (v.clamp(min=1.0) if isinstance(v, Tensor) else max(v, 1.0) for v in (h, w))
         return (height - h) // 2, (width - w) // 2, h, w
 
     def matrix(self, params: CropParams, spec: ImageSpec) -> Tensor:
