@@ -312,3 +312,20 @@ def test_a_pad_then_a_bilinear_rotation_is_torchvisions(name, dtype, backend):
             assert int((out[b].int() - ref.int()).abs().max()) <= 1, b
         else:
             torch.testing.assert_close(out[b], ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["torch", "ext"])
+def test_a_padded_random_crop_then_a_bilinear_rotation_is_torchvisions(backend):
+    """The CIFAR recipe, RandomCrop(padding=...) then RandomRotation, with samples that skip the rotation:
+    each sample as torchvision's pad, crop and rotate give it (from the drawn parameters)."""
+    x = make_images(6, 3, 12, 12, torch.uint8, 5)
+    pipe = ga.Pipeline([ga.RandomCrop(12, padding=3), ga.RandomRotation(20, interpolation="bilinear", p=0.5)],
+                       seed=3, backend=backend)
+    out, params = pipe(x, return_params=True)
+    crop, rotation = params.transforms
+    assert 0 < int(rotation.applied.sum()) < 6
+    for b in range(6):
+        ref = F.crop(F.pad(x[b], [3]), int(crop.top[b]), int(crop.left[b]), 12, 12)
+        if rotation.applied[b]:
+            ref = F.rotate(ref, float(rotation.angle[b]), interpolation=_BILINEAR)
+        assert int((out[b].int() - ref.int()).abs().max()) <= 1, b

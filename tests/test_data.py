@@ -211,6 +211,7 @@ def test_device_loader_set_epoch_warns_when_it_cannot_reach_the_collate_fn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ga.data.DeviceLoader(DataLoader(dataset(4), batch_size=2), device="cpu").set_epoch(1)  # default_collate
+        ga.data.DeviceLoader(DataLoader(dataset(4), batch_size=None), device="cpu").set_epoch(1)  # default_convert
         ga.data.DeviceLoader(DataLoader(dataset(4), batch_size=2, collate_fn=collate), device="cpu").set_epoch(1)
 
 

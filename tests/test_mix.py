@@ -88,6 +88,7 @@ def test_pair_mode_leaves_the_last_sample_of_an_odd_batch_unmixed(kind):
     p = mix.sample(images, sample_ids=torch.arange(7))
     alone = (p.partner == torch.arange(7)).nonzero().flatten().tolist()
     assert len(alone) == 1 and torch.equal(p.partner[p.partner], torch.arange(7)), "six mutual pairs and one alone"
+    assert not bool(p.applied[alone[0]]) and float(p.lam[alone[0]]) == 1.0
     out, soft = mix(images, labels, sample_ids=torch.arange(7))
     (b,) = alone
     assert torch.equal(out[b], images[b])

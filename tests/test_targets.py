@@ -500,6 +500,26 @@ def test_flip_map_follows_the_orientation_of_a_perspective_map():
         torch.testing.assert_close(swapped, expected)
 
 
+@pytest.mark.parametrize("flip", [0.0, 1.0])
+def test_inverse_flip_map_follows_the_forward_orientation(flip):
+    """A crop after a strong perspective: the inverse's one composed map cannot tell its orientation at
+    the augmented image's centre (beyond the perspective's horizon there); the forward legs can."""
+    transforms = [ga.RandomPerspective(0.8, p=1.0), ga.RandomCrop(16), ga.RandomHorizontalFlip(flip)]
+    points = torch.tensor([[8.0, 8.0], [9.0, 8.0], [8.0, 9.0]]).expand(2000, 3, 2)
+    plain = ga.Pipeline(transforms, seed=0)
+    swapping = ga.Pipeline(transforms, seed=0, targets=ga.TargetOptions(flip_map=(0, 2, 1)))
+    _, params = plain(torch.zeros(2000, 1, 64, 64), return_params=True)
+    back, swapped = plain.inverse_keypoints(points, params), swapping.inverse_keypoints(points, params)
+    expected = back[:, [0, 2, 1]] if flip else back
+    # (a draw whose end quad is not convex is no projective map of the canvas: its orientation turns inside)
+    quad = params.transforms[0].endpoints.double()
+    edges = quad.roll(-1, dims=1) - quad
+    turns = edges[:, :, 0] * edges.roll(-1, dims=1)[:, :, 1] - edges[:, :, 1] * edges.roll(-1, dims=1)[:, :, 0]
+    convex = (turns > 0).all(dim=1) | (turns < 0).all(dim=1)
+    assert int(convex.sum()) >= 1990
+    torch.testing.assert_close(swapped[convex], expected[convex])
+
+
 def test_two_flips_do_not_swap():
     points = torch.rand(2, 5, 2, generator=_gen(4)) * torch.tensor([W, H])
     pipe = ga.Pipeline([ga.RandomHorizontalFlip(1.0), ga.RandomVerticalFlip(1.0)], targets=ga.TargetOptions(flip_map=FLIP_MAP))

@@ -193,7 +193,7 @@ class _Mix(Transform):
         """:meth:`draw_batch` once the samples are paired; every sample uses its ``leader``'s draws."""
         raise NotImplementedError
 
-    def coin(self, rng: Stream, leader: Tensor, partner: Tensor) -> Tensor:
+    def _mixed(self, rng: Stream, leader: Tensor, partner: Tensor) -> Tensor:
         """(B,) bool: whether each sample is mixed, the coin of its leader (never with itself)."""
         alone = partner == torch.arange(partner.shape[0], device=partner.device)
         return rng.bernoulli(self.p)[leader] & ~alone
@@ -295,7 +295,7 @@ class MixUp(_Mix):
 
     def _draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> list[MixParams]:
         rng = Stream(keys, _DRAWS)
-        applied = self.coin(rng, leader, partner)
+        applied = self._mixed(rng, leader, partner)
         lam = torch.where(applied, _beta(rng, self.alpha)[leader], 1.0)
         box = torch.zeros(keys.shape[0], 4, dtype=torch.int64, device=keys.device)
         return [MixParams(applied=applied, partner=partner, weight=lam, box=box, lam=lam)]
@@ -332,7 +332,7 @@ class CutMix(_Mix):
 
     def _draw(self, keys: Tensor, partner: Tensor, leader: Tensor, height: int, width: int) -> list[MixParams]:
         rng = Stream(keys, _DRAWS)
-        applied = self.coin(rng, leader, partner)
+        applied = self._mixed(rng, leader, partner)
         cut = torch.sqrt(1.0 - _beta(rng, self.alpha)[leader])
         cut_h, cut_w = (height * cut).floor(), (width * cut).floor()
         cy, cx = rng.uniform(2)[leader].unbind(1)

@@ -285,8 +285,8 @@ class Pipeline:
             >>> pipe.inverse_keypoints(torch.tensor([[[2.0, 7.0]]]), params)
             tensor([[[1., 2.]]])
         """
-        return targets.inverse_keypoints(keypoints, params, self._recorded_output(params, params.keys.device)[1],
-                                         self.targets)
+        steps, out_hw = self._recorded_output(params, params.keys.device)
+        return targets.inverse_keypoints(keypoints, params, group(steps), out_hw, self.targets)
 
     def inverse_images(
         self, images: Tensor, params: BatchParams, *, interpolation: str = "bilinear", fill: float = 0.0

@@ -290,7 +290,8 @@ def _fold(steps: list[Step], maps: list[Tensor], prefixes: list[Tensor], source_
 
 def _pads_before_interpolating(run: list[Step], step: Step) -> bool:
     """Whether ``step`` interpolates over a canvas that a crop or pad of ``run`` padded after the
-    run's first step, or that the first step filled where ``step`` resamples uint8 values.
+    run's first step, that the first step filled where ``step`` resamples uint8 values, or that the
+    first step padded where ``step`` is a bilinear (or bicubic) rotation, affine or perspective.
 
     A pass folds a later step's pad (fill, edge or mirror) into where each output pixel lands, but
     an interpolating step reads the padded pixels around that point too (a resize of a shrinking

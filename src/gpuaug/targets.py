@@ -134,12 +134,14 @@ class Geometry:
 
     ``legs``: (matrix, canvas) pairs, each (B, 3, 3) matrix (continuous coordinates) carrying the
     points of the previous canvas into ``canvas`` (h, w), where boxes are clipped and points
-    outside turn invisible; the last canvas is ``dst_hw``.
+    outside turn invisible; the last canvas is ``dst_hw``. ``flips``: the samples whose map is
+    mirrored, where the legs cannot tell (an inverse: see :attr:`mirrored`), else None.
     """
 
     legs: list[Leg]
     src_hw: tuple[int, int]
     dst_hw: tuple[int, int]
+    flips: Tensor | None = None
 
     @classmethod
     def forward(cls, stages: list[Stage], src_hw: tuple[int, int], dst_hw: tuple[int, int], batch: int,
@@ -158,10 +160,13 @@ class Geometry:
         return cls(legs, src_hw, dst_hw)
 
     @classmethod
-    def inverse(cls, params: BatchParams, src_hw: tuple[int, int], device: torch.device) -> Geometry:
-        """Augmented frame (of ``src_hw``) -> input frame of a recorded call: its composed matrix, one leg."""
+    def inverse(cls, params: BatchParams, src_hw: tuple[int, int], device: torch.device,
+                stages: list[Stage] | None = None) -> Geometry:
+        """Augmented frame (of ``src_hw``) -> input frame of a recorded call: its composed matrix, one
+        leg; with the call's ``stages``, its samples' orientation too."""
         dst_hw = (params.input_shape[-2], params.input_shape[-1])
-        return cls([(geometry.continuous(composed(params, device)), dst_hw)], src_hw, dst_hw)
+        flips = None if stages is None else cls.forward(stages, dst_hw, src_hw, params.batch_size, device).mirrored
+        return cls([(geometry.continuous(composed(params, device)), dst_hw)], src_hw, dst_hw, flips)
 
     @property
     def batch(self) -> int:
@@ -177,7 +182,11 @@ class Geometry:
 
         A leg's orientation at a point p is the sign of its Jacobian, det(m) / w(p)**3 with w(p) the
         third row of m at p: taken at the centre of the leg's source canvas (a perspective map can
-        have det(m) < 0 where it mirrors nothing, with w < 0 over its canvas)."""
+        have det(m) < 0 where it mirrors nothing, with w < 0 over its canvas). That holds for the legs
+        of a forward map, where each perspective starts one; an inverse map composes them all, and its
+        orientation comes from the forward legs (``flips``)."""
+        if self.flips is not None:
+            return self.flips
         mirrored = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
         canvas = self.src_hw
         for m, next_canvas in self.legs:
@@ -188,7 +197,8 @@ class Geometry:
 
     def rows(self, index: Tensor) -> Geometry:
         """The geometry of the samples ``index`` (one row per box or point of a list)."""
-        return dataclasses.replace(self, legs=[(m[index], canvas) for m, canvas in self.legs])
+        return dataclasses.replace(self, legs=[(m[index], canvas) for m, canvas in self.legs],
+                                   flips=None if self.flips is None else self.flips[index])
 
 
 def composed(params: BatchParams, device: torch.device) -> Tensor:
@@ -602,10 +612,11 @@ def inverse_boxes(boxes: Any, params: BatchParams, out_hw: tuple[int, int], opti
     return _boxes(boxes, None, None, geo, options, len(params.input_shape) == 3, filtered=False)[0]
 
 
-def inverse_keypoints(points: Any, params: BatchParams, out_hw: tuple[int, int], options: TargetOptions) -> Any:
-    """Keypoints in the augmented frame (of ``out_hw``) mapped back into the input frame of ``params``;
-    mirrored samples undo ``flip_map``."""
-    geo = Geometry.inverse(params, out_hw, _device_of(points, params.keys.device))
+def inverse_keypoints(points: Any, params: BatchParams, stages: list[Stage], out_hw: tuple[int, int],
+                      options: TargetOptions) -> Any:
+    """Keypoints in the augmented frame (of ``out_hw``, made by ``stages``) mapped back into the input
+    frame of ``params``; mirrored samples undo ``flip_map``."""
+    geo = Geometry.inverse(params, out_hw, _device_of(points, params.keys.device), stages)
     perm = _permutation(options, True, geo.device)
     return _keypoints(points, None, geo, options, perm, len(params.input_shape) == 3)[0]
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import default_collate
+from torch.utils.data import default_collate, default_convert
 
 from ..mix import AnyMix
 from ..pipeline import Pipeline
@@ -64,6 +64,19 @@ def _record_stream(value: Any, stream: torch.cuda.Stream) -> None:
     elif isinstance(value, (list, tuple)):
         for v in value:
             _record_stream(v, stream)
+
+
+def _holds_cuda(value: Any) -> bool:
+    """Whether ``value`` (a batch dict) holds a CUDA tensor."""
+    if isinstance(value, Tensor):
+        return value.is_cuda
+    if isinstance(value, RaggedBatch):
+        return value.images.is_cuda
+    if isinstance(value, dict):
+        return any(_holds_cuda(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_cuda(v) for v in value)
+    return False
 
 
 class DeviceLoader:
@@ -133,7 +146,7 @@ class DeviceLoader:
             if hasattr(owner, "set_epoch") and all(owner is not other for other in owners[:i]):
                 owner.set_epoch(epoch)
         collate_fn = getattr(self.loader, "collate_fn", None)
-        if collate_fn is not None and not hasattr(collate_fn, "set_epoch") and collate_fn is not default_collate:
+        if not hasattr(collate_fn, "set_epoch") and collate_fn not in (None, default_collate, default_convert):
             warnings.warn(f"DeviceLoader.set_epoch cannot reach the loader's collate_fn ({collate_fn!r:.60}): if it "
                           "augments (a wrapped ga.data.Collate), give the Collate itself or call its set_epoch",
                           RuntimeWarning, stacklevel=2)
@@ -163,10 +176,9 @@ class DeviceLoader:
                 if batch is _END:
                     exhausted = True
                     break
-                # a batch already on the device (a dataset in GPU memory) was made on the consuming
-                # stream: the side stream waits for it, and the allocator learns that the side uses it
-                side.wait_stream(torch.cuda.current_stream(self.device))
-                _record_stream(batch, side)
+                if _holds_cuda(batch):  # made on the consuming stream (a dataset in GPU memory): wait for it
+                    side.wait_stream(torch.cuda.current_stream(self.device))
+                    _record_stream(batch, side)
                 with torch.cuda.stream(side):
                     ready = self._prepare(batch)
                     done = torch.cuda.Event()
