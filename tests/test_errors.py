@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -329,6 +331,15 @@ def test_bad_seed_and_memory_format():
         ga.Pipeline([], seed=1.5)
     with pytest.raises(ValueError, match="memory_format"):
         ga.Pipeline([], memory_format=torch.channels_last_3d)
+    with pytest.raises(TypeError, match="seed"):
+        ga.Pipeline([], seed=True)
+    assert ga.Pipeline([], seed=np.int64(3)).seed == 3 and ga.MixUp(1.0, 2, seed=np.int64(3)).seed == 3
+    for epoch in (1.7, "3", True):
+        with pytest.raises(TypeError, match="epoch must be an int"):
+            ga.Pipeline([]).set_epoch(epoch)
+        with pytest.raises(TypeError, match="epoch must be an int"):
+            _run([ga.RandomHorizontalFlip()], _u8(2, 3, 4, 4), epoch=epoch)
+    assert _run([ga.RandomHorizontalFlip()], _u8(0, 3, 4, 4), sample_ids=[]).shape == (0, 3, 4, 4)
 
 
 @pytest.mark.parametrize(
@@ -402,6 +413,53 @@ def test_replay_errors():
         ga.Pipeline([ga.RandomHorizontalFlip()], seed=0).replay(x, params)
     with pytest.raises((TypeError, ValueError), match=r"(?i)tensor|shape"):
         pipe.replay(x.numpy(), params)
+    for bad in (None, {"seed": 0}, "params.pt"):
+        with pytest.raises(TypeError, match="params must be the BatchParams"):
+            pipe.replay(x, bad)
+        for inverse in (pipe.inverse_images, pipe.inverse_boxes, pipe.inverse_keypoints):
+            with pytest.raises(TypeError, match="params must be the BatchParams"):
+                inverse(x, bad)
+
+
+def test_params_record_copies_of_the_callers_ids_epoch_and_sizes():
+    """(The README's capture recipe reuses static id and epoch tensors: the params of a call must not change.)"""
+    pipe = ga.Pipeline([ga.RandomResizedCrop(4), ga.ColorJitter(0.4)], seed=0)
+    ids, epoch = torch.tensor([10, 11]), torch.tensor(3)
+    batch = ga.RaggedBatch.pack([_u8(1, 3, 6, 5)[0], _u8(1, 3, 7, 8)[0]])
+    _, params = pipe(batch, sample_ids=ids, epoch=epoch, return_params=True)
+    ids.add_(2), epoch.fill_(7), batch.sizes.add_(-1)
+    assert params.sample_ids.tolist() == [10, 11] and int(params.epoch) == 3
+    assert params.input_sizes.tolist() == [[6, 5], [7, 8]]
+
+
+def test_params_of_unregistered_or_clashing_types():
+    import gpuaug.params as gp
+
+    @dataclasses.dataclass
+    class LocalParams(ga.Params):
+        gain: torch.Tensor
+
+    class Gain(ga.PixelTransform):
+        def draw(self, rng, spec):
+            return LocalParams(applied=self.coin(rng), gain=rng.uniform(1)[:, 0])
+
+        def apply(self, x, params, domain):
+            return x * 0.5
+
+    pipe = ga.Pipeline([Gain()], seed=0)
+    _, params = pipe(_u8(2, 3, 4, 4), return_params=True)
+    with pytest.raises(ValueError, match="'LocalParams', which is not registered: decorate"):
+        ga.BatchParams.from_state_dict(params.state_dict())
+    ga.register_params(LocalParams)
+    try:
+        assert torch.equal(pipe.replay(_u8(2, 3, 4, 4), ga.BatchParams.from_state_dict(params.state_dict())),
+                           pipe(_u8(2, 3, 4, 4), sample_ids=params.sample_ids))
+        with pytest.raises(ValueError, match="registered already"):
+            @ga.register_params
+            class FactorParams(ga.Params):  # the name of a built-in type
+                factor: torch.Tensor
+    finally:
+        del gp._TYPES["LocalParams"]
 
 
 # ---------------------------------------------------------------- edge cases that must not silently misbehave

@@ -8,7 +8,7 @@ Example:
 """
 
 from ._ext import available_backends
-from .params import BatchParams, Params
+from .params import BatchParams, Params, register_params
 from .pipeline import Pipeline
 from .graph import CapturedPipeline, capture
 from .targets import Batch, TargetOptions
@@ -20,5 +20,5 @@ from .data import RaggedBatch
 
 __version__ = "0.1.0"
 
-__all__ = ["Pipeline", "Batch", "TargetOptions", "BatchParams", "Params", "available_backends", "__version__", *_transforms]
+__all__ = ["Pipeline", "Batch", "TargetOptions", "BatchParams", "Params", "register_params", "available_backends", "__version__", *_transforms]
 __all__ += ["data", "RaggedBatch", "MixUp", "CutMix", "MixChoice", "MixParams", "capture", "CapturedPipeline"]

@@ -31,7 +31,6 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-import secrets
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Literal, get_args
@@ -41,7 +40,7 @@ from torch import Tensor
 
 from .params import Params, register_params
 from .random import Stream, sample_keys
-from .transforms._base import Transform, choice_weights, first_valid, parse_sample_ids
+from .transforms._base import Transform, check_epoch, check_seed, choice_weights, first_valid, parse_sample_ids
 from .transforms._container import RandomChoice
 
 __all__ = ["MixUp", "CutMix", "MixChoice", "MixParams", "MixChoiceParams", "split_mix", "mix_images", "mix_labels"]
@@ -135,18 +134,17 @@ class _Mix(Transform):
             raise ValueError(f"mode must be one of {list(get_args(Mode))}, got {mode!r}")
         if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-        if seed is not None and not isinstance(seed, int):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
+
         self.num_classes = int(num_classes)
         self.mode = mode
         self.label_smoothing = float(label_smoothing)
-        self.seed = secrets.randbits(63) if seed is None else seed
+        self.seed = check_seed(seed)
         self.epoch = 0
         self._calls = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Key the following calls' randomness by ``epoch`` (as DistributedSampler.set_epoch)."""
-        self.epoch = int(epoch)
+        self.epoch = check_epoch(epoch)
 
     def __call__(
         self,
@@ -298,7 +296,7 @@ class MixUp(_Mix):
         applied = self._mixed(rng, leader, partner)
         lam = torch.where(applied, _beta(rng, self.alpha)[leader], 1.0)
         box = torch.zeros(keys.shape[0], 4, dtype=torch.int64, device=keys.device)
-        return [MixParams(applied=applied, partner=partner, weight=lam, box=box, lam=lam)]
+        return [MixParams(applied=applied, partner=partner, weight=lam, box=box, lam=lam.clone())]  # each field its own
 
 
 class CutMix(_Mix):

@@ -30,8 +30,20 @@ P = TypeVar("P", bound="Params")
 
 
 def register_params(cls: type[P]) -> type[P]:
-    """Class decorator: make ``cls`` a dataclass and let saved parameters name it."""
+    """Class decorator: make ``cls`` a dataclass and let saved parameters name it (by its class name,
+    which must be new), so that :meth:`BatchParams.load` can build it again.
+
+    Example:
+        >>> import torch, gpuaug as ga
+        >>> @ga.register_params
+        ... class GainParams(ga.Params):
+        ...     gain: torch.Tensor
+    """
     cls = dataclass(cls)
+    known = _TYPES.get(cls.__name__)
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"a params type named {cls.__name__!r} is registered already ({known.__module__}."
+                         f"{known.__qualname__}): give {cls.__qualname__} another name")
     _TYPES[cls.__name__] = cls
     return cls
 
@@ -154,6 +166,9 @@ class BatchParams:
         for i, type_name in enumerate(meta["types"]):
             prefix = f"transforms.{i}."
             values = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if type_name not in _TYPES:
+                raise ValueError(f"saved params of type {type_name!r}, which is not registered: decorate that class "
+                                 "with gpuaug.register_params (and import it) before loading")
             transforms.append(_TYPES[type_name](**values))
         return cls(
             seed=meta["seed"],

@@ -34,7 +34,6 @@ finished images and turns ``labels``, (B,) integer classes, into (B, num_classes
 from __future__ import annotations
 
 import dataclasses
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,7 +50,7 @@ from .plan import Stage, Step, Warp, expand, group, matrices, supersample_groups
 from .ragged import RaggedBatch
 from .random import Draws, Stream, position_keys, sample_keys
 from .targets import Batch, TargetOptions
-from .transforms._base import ImageSpec, Transform, parse_epoch, parse_sample_ids
+from .transforms._base import ImageSpec, Transform, check_epoch, check_seed, parse_epoch, parse_sample_ids
 from .transforms._container import Compose, _check_children
 from .transforms._dtype import SUPPORTED_DTYPES
 
@@ -76,6 +75,11 @@ def _check_images(images: Tensor | RaggedBatch) -> Tensor:
     if min(batch.shape[1:]) == 0:
         raise ValueError(f"images must have channels, height and width > 0, got shape {tuple(images.shape)}")
     return batch
+
+
+def _check_params(params: Any) -> None:
+    if not isinstance(params, BatchParams):
+        raise TypeError(f"params must be the BatchParams of a call (return_params=True), got {type(params).__name__}")
 
 
 def _sizes(images: Tensor | RaggedBatch) -> Tensor | None:
@@ -170,9 +174,7 @@ class Pipeline:
         # each node's arguments (but its children, and a mix's seed and epoch, which its params hold): what
         # its recorded parameters are replayed with; once here, where no torch.compile traces the reprs
         self._arguments = [_arguments(node) for t in self.transforms for node in t.nodes()]
-        if seed is not None and not isinstance(seed, int):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
-        self.seed = secrets.randbits(63) if seed is None else seed
+        self.seed = check_seed(seed)
         self.backend = resolve_backend(backend)
         if memory_format not in (torch.contiguous_format, torch.channels_last):
             raise ValueError(f"memory_format must be torch.contiguous_format or torch.channels_last, got {memory_format}")
@@ -193,7 +195,7 @@ class Pipeline:
 
     def set_epoch(self, epoch: int) -> None:
         """Key the following calls' randomness by ``epoch`` (as DistributedSampler.set_epoch)."""
-        self.epoch = int(epoch)
+        self.epoch = check_epoch(epoch)
 
     def __call__(
         self,
@@ -248,6 +250,7 @@ class Pipeline:
     def replay(self, images: Tensor | RaggedBatch, params: BatchParams) -> Tensor:
         """Augment ``images`` with recorded ``params`` (from this pipeline): the same output again."""
         batch = _check_images(images)
+        _check_params(params)
         if tuple(images.shape) != tuple(params.input_shape) or images.dtype != params.input_dtype:
             raise ValueError(
                 f"params were drawn for {params.input_dtype} images of shape {params.input_shape}, "
@@ -273,6 +276,7 @@ class Pipeline:
             >>> pipe.inverse_boxes([torch.tensor([[0.0, 2.0, 4.0, 8.0]])], params)
             [tensor([[24.,  4., 32., 16.]])]
         """
+        _check_params(params)
         return targets.inverse_boxes(boxes, params, self._recorded_output(params, params.keys.device)[1], self.targets)
 
     def inverse_keypoints(self, keypoints: Tensor | Sequence[Tensor], params: BatchParams) -> Tensor | list[Tensor]:
@@ -285,6 +289,7 @@ class Pipeline:
             >>> pipe.inverse_keypoints(torch.tensor([[[2.0, 7.0]]]), params)
             tensor([[[1., 2.]]])
         """
+        _check_params(params)
         steps, out_hw = self._recorded_output(params, params.keys.device)
         return targets.inverse_keypoints(keypoints, params, group(steps), out_hw, self.targets)
 
@@ -386,7 +391,7 @@ class Pipeline:
             names=self._names(),
             transforms=drawn,
             matrices=matrices(stages),
-            input_sizes=_sizes(images),
+            input_sizes=None if not isinstance(images, RaggedBatch) else images.sizes.clone(),  # never the caller's own
             children=self._children(),
             output_shape=self._output_shape(steps, _spec(batch)),
             arguments=self._arguments,
@@ -396,6 +401,7 @@ class Pipeline:
     def _recorded_steps(self, params: BatchParams, device: torch.device) -> list[Step]:
         """The steps of the call that drew ``params`` (which must come from this pipeline: the same
         transforms, nested alike, giving the same output size)."""
+        _check_params(params)
         names, children = self._names(), self._children()
         if params.names != names or params.children not in (None, children):  # None: saved before it was recorded
             raise ValueError(f"params come from a different pipeline: {params.names} with {params.children} children "
@@ -414,6 +420,7 @@ class Pipeline:
 
     def _recorded_output(self, params: BatchParams, device: torch.device) -> tuple[list[Step], tuple[int, int]]:
         """The steps of the call that drew ``params`` (on ``device``) and its augmented images' (height, width)."""
+        _check_params(params)
         if params.input_sizes is not None:
             raise ValueError("mapping back to the input frame of a RaggedBatch call is not supported")
         steps = self._recorded_steps(params, device)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -290,21 +291,39 @@ def parse_sample_ids(sample_ids: Tensor | Sequence[int], size: int, device: torc
         ids = torch.as_tensor(sample_ids)
     except (TypeError, ValueError, RuntimeError) as error:
         raise TypeError(f"sample_ids must be a tensor or sequence of ints, got {sample_ids!r}") from error
+    if ids.numel() == 0 and not isinstance(sample_ids, Tensor):  # [] is a float tensor to torch
+        ids = ids.to(torch.int64)
     if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
         raise TypeError(f"sample_ids must be integers, got {ids.dtype}")
     if ids.shape != (size,):
         raise ValueError(f"sample_ids must have shape ({size},), got {tuple(ids.shape)}")
-    return ids.to(device=device, dtype=torch.int64)
+    return ids.to(device=device, dtype=torch.int64, copy=True)  # params record them: never the caller's own
 
 
 def parse_epoch(epoch: int | Tensor, device: torch.device) -> int | Tensor:
     """An int, or a 0-dim integer tensor moved to ``device``: only the device reads it, so a
     captured CUDA graph replays for whatever epoch the tensor holds."""
     if not isinstance(epoch, Tensor):
-        return int(epoch)
+        return check_epoch(epoch)
     if epoch.ndim != 0 or epoch.dtype.is_floating_point or epoch.dtype == torch.bool or epoch.dtype.is_complex:
         raise TypeError(f"epoch must be an int or a 0-dim integer tensor, got {epoch.dtype} {tuple(epoch.shape)}")
-    return epoch.to(device)
+    return epoch.to(device, copy=True)  # params record it: never the caller's own
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int (numpy's integers too; not True), or a TypeError; None: a random one."""
+    if seed is None:
+        return secrets.randbits(63)
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    return int(seed)
+
+
+def check_epoch(epoch: Any) -> int:
+    """``epoch`` as an int, or a TypeError: 1.7, "3" and True are no epochs."""
+    if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool):
+        raise TypeError(f"epoch must be an int, got {epoch!r}")
+    return int(epoch)
 
 
 _MAX_RUNS = 4  # apply_selected: runs of selected samples taken as views, at most
