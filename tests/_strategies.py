@@ -311,14 +311,14 @@ def _tolerance(reference: torch.Tensor, transforms: list, x: torch.Tensor) -> to
 
 
 def _straddles_allowed(transforms: list, x: torch.Tensor, numel: int) -> int:
-    """How many of ``numel`` output values may differ by more than :func:`_tolerance`: where a posterize
-    or a solarize runs on float values, two computations of a value an ulp apart can fall on either
-    side of its threshold, and the outputs then differ by a whole step (allowed: one value in a
-    thousand, at least one)."""
+    """How many of ``numel`` output values may differ by more than :func:`_tolerance`: where a posterize,
+    a solarize or an equalize runs on float values, two computations of a value an ulp apart can fall
+    on either side of its threshold or bin edge, and the outputs then differ by a whole step (allowed:
+    one value in a thousand, at least one)."""
     each = _each(transforms)
     to_float = any(isinstance(t, ga.ToDtype) and t.dtype.is_floating_point for t in each)
     floats = x.dtype.is_floating_point or to_float
-    thresholds = any(isinstance(t, (ga.RandomPosterize, ga.RandomSolarize)) for t in each)
+    thresholds = any(isinstance(t, (ga.RandomPosterize, ga.RandomSolarize, ga.RandomEqualize)) for t in each)
     return max(1, numel // 1000) if floats and thresholds else 0
 
 
