@@ -173,10 +173,7 @@ void round_warp_row(const FusedView& f, float* row, int64_t plane, bool separabl
   if (f.warp_rounding == 0) return;
   for (int c = 0; c < f.channels_in; ++c) {
     float* out = row + c * plane;
-    for (int j = 0; j < f.out_w; ++j) {
-      const float v = separable ? round_half_up(out[j]) : nearbyintf(out[j]);
-      out[j] = f.warp_rounding == 2 ? clampf(v, 0.0f, 255.0f) : v;
-    }
+    for (int j = 0; j < f.out_w; ++j) out[j] = warp_rounded(out[j], separable, f.warp_rounding);
   }
 }
 

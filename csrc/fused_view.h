@@ -69,15 +69,18 @@ GA_HD void add_separable_fill(const FusedView& f, int b, int i, int j, float* v)
   }
 }
 
-// A resampled pixel to whole values where the warp rounds (halves up after separable resampling,
-// see round_half_up; to even after grid sampling), clamped to 0..255 where it also clamps.
+// A resampled value made whole where the warp rounds (``rounding`` 1 or 2: halves up after separable
+// resampling, see round_half_up; to even after grid sampling), clamped to 0..255 where it also clamps (2).
+GA_HD float warp_rounded(float v, bool separable, int rounding) {
+  v = separable ? round_half_up(v) : nearbyintf(v);
+  return rounding == 2 ? clampf(v, 0.0f, 255.0f) : v;
+}
+
+// A resampled pixel's values through warp_rounded, where the call's warp rounds.
 GA_HD void round_warp(const FusedView& f, bool separable, float* v) {
   if (f.warp_rounding == 0) return;
   GA_UNROLL
-  for (int c = 0; c < kMaxChannels; ++c) {
-    v[c] = separable ? round_half_up(v[c]) : nearbyintf(v[c]);
-    if (f.warp_rounding == 2) v[c] = clampf(v[c], 0.0f, 255.0f);
-  }
+  for (int c = 0; c < kMaxChannels; ++c) v[c] = warp_rounded(v[c], separable, f.warp_rounding);
 }
 
 // The resampled value of output pixel (i, j) of sample b, `channels_in` values into v. With

@@ -634,9 +634,7 @@ class _Runner:
         try:
             _sync(device)
             start = time.perf_counter()
-            # a contiguous NCHW output from every row: a lazy view (an expanded grayscale) or a
-            # channels-last array pays the copy that the other rows' outputs have made
-            out = self.fn(x).contiguous()
+            out = self._output(x)
             _sync(device)
             seconds = time.perf_counter() - start
             self.output = (out.shape, out.dtype, out.nbytes)
@@ -650,9 +648,14 @@ class _Runner:
     def measure_peak(self, x: torch.Tensor, device: torch.device) -> None:
         """The peak memory of one more call (CUDA); a failure makes the row an error row."""
         try:
-            self.peak = _peak_memory(device, lambda x: self.fn(x).contiguous(), x)  # as the timed call
+            self.peak = _peak_memory(device, self._output, x)  # as the timed call
         except Exception as exc:
             self._fail(exc)
+
+    def _output(self, x: torch.Tensor) -> torch.Tensor:
+        """The library's output as a contiguous NCHW tensor: a lazy view (an expanded grayscale) or a
+        channels-last array pays the copy that the other rows' outputs have made."""
+        return self.fn(x).contiguous()
 
     def _fail(self, exc: Exception) -> None:
         self.problem = _problem(exc)

@@ -276,8 +276,7 @@ class Pipeline:
             >>> pipe.inverse_boxes([torch.tensor([[0.0, 2.0, 4.0, 8.0]])], params)
             [tensor([[24.,  4., 32., 16.]])]
         """
-        _check_params(params)
-        return targets.inverse_boxes(boxes, params, self._recorded_output(params, params.keys.device)[1], self.targets)
+        return targets.inverse_boxes(boxes, params, self._recorded_output(params)[1], self.targets)
 
     def inverse_keypoints(self, keypoints: Tensor | Sequence[Tensor], params: BatchParams) -> Tensor | list[Tensor]:
         """Map keypoints on the augmented images of ``params`` back to the input frame (undoing ``flip_map``).
@@ -289,8 +288,7 @@ class Pipeline:
             >>> pipe.inverse_keypoints(torch.tensor([[[2.0, 7.0]]]), params)
             tensor([[[1., 2.]]])
         """
-        _check_params(params)
-        steps, out_hw = self._recorded_output(params, params.keys.device)
+        steps, out_hw = self._recorded_output(params)
         return targets.inverse_keypoints(keypoints, params, group(steps), out_hw, self.targets)
 
     def inverse_images(
@@ -309,8 +307,7 @@ class Pipeline:
             >>> torch.equal(pipe.inverse_images(out, params), x)
             True
         """
-        device = images.device if isinstance(images, Tensor) else params.keys.device  # (a non-tensor raises there)
-        steps, out_hw = self._recorded_output(params, device)
+        steps, out_hw = self._recorded_output(params, images.device if isinstance(images, Tensor) else None)
         return targets.inverse_images(images, params, group(steps), out_hw, interpolation, fill)
 
     def _soft_labels(self, batch: Tensor, labels: Any, given: dict[str, Any]) -> Tensor:
@@ -375,7 +372,8 @@ class Pipeline:
             raise ValueError(f"a Pipeline ending in {type(self.mix).__name__} mixes a (B, C, H, W) batch, "
                              f"got shape {tuple(images.shape)}")
         call, ids, epoch, keys = self._keys(batch, sample_ids, epoch)
-        steps, drawn = self._draw_body(batch, _sizes(images), keys)
+        sizes = _sizes(images)
+        steps, drawn = self._draw_body(batch, sizes, keys)
         if self.mix is not None:
             spec = self._spec_out(steps, batch)
             drawn += self._draw_mix(keys, ids, spec.height, spec.width)
@@ -391,7 +389,7 @@ class Pipeline:
             names=self._names(),
             transforms=drawn,
             matrices=matrices(stages),
-            input_sizes=None if not isinstance(images, RaggedBatch) else images.sizes.clone(),  # never the caller's own
+            input_sizes=None if sizes is None else sizes.clone(),  # never the caller's own
             children=self._children(),
             output_shape=self._output_shape(steps, _spec(batch)),
             arguments=self._arguments,
@@ -401,7 +399,6 @@ class Pipeline:
     def _recorded_steps(self, params: BatchParams, device: torch.device) -> list[Step]:
         """The steps of the call that drew ``params`` (which must come from this pipeline: the same
         transforms, nested alike, giving the same output size)."""
-        _check_params(params)
         names, children = self._names(), self._children()
         if params.names != names or params.children not in (None, children):  # None: saved before it was recorded
             raise ValueError(f"params come from a different pipeline: {params.names} with {params.children} children "
@@ -418,9 +415,11 @@ class Pipeline:
                              f"this pipeline's is {shape}")
         return steps
 
-    def _recorded_output(self, params: BatchParams, device: torch.device) -> tuple[list[Step], tuple[int, int]]:
-        """The steps of the call that drew ``params`` (on ``device``) and its augmented images' (height, width)."""
+    def _recorded_output(self, params: BatchParams, device: torch.device | None = None) -> tuple[list[Step], tuple[int, int]]:
+        """The steps of the call that drew ``params`` (on ``device``, by default the params') and its
+        augmented images' (height, width)."""
         _check_params(params)
+        device = params.keys.device if device is None else device
         if params.input_sizes is not None:
             raise ValueError("mapping back to the input frame of a RaggedBatch call is not supported")
         steps = self._recorded_steps(params, device)

@@ -51,32 +51,25 @@ def _to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
-def _record_stream(value: Any, stream: torch.cuda.Stream) -> None:
-    """Tell the caching allocator that ``stream`` uses every tensor in ``value``."""
+def _tensors(value: Any) -> Iterator[Tensor]:
+    """Every tensor in ``value`` (a batch dict: tensors, RaggedBatches, dicts, lists and tuples of them)."""
     if isinstance(value, Tensor):
-        if value.is_cuda:
-            value.record_stream(stream)
+        yield value
     elif isinstance(value, RaggedBatch):
-        _record_stream(value.images, stream)
+        yield value.images
     elif isinstance(value, dict):
         for v in value.values():
-            _record_stream(v, stream)
+            yield from _tensors(v)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            _record_stream(v, stream)
+            yield from _tensors(v)
 
 
-def _holds_cuda(value: Any) -> bool:
-    """Whether ``value`` (a batch dict) holds a CUDA tensor."""
-    if isinstance(value, Tensor):
-        return value.is_cuda
-    if isinstance(value, RaggedBatch):
-        return value.images.is_cuda
-    if isinstance(value, dict):
-        return any(_holds_cuda(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_holds_cuda(v) for v in value)
-    return False
+def _record_stream(value: Any, stream: torch.cuda.Stream) -> None:
+    """Tell the caching allocator that ``stream`` uses every CUDA tensor in ``value``."""
+    for t in _tensors(value):
+        if t.is_cuda:
+            t.record_stream(stream)
 
 
 class DeviceLoader:
@@ -176,7 +169,7 @@ class DeviceLoader:
                 if batch is _END:
                     exhausted = True
                     break
-                if _holds_cuda(batch):  # made on the consuming stream (a dataset in GPU memory): wait for it
+                if any(t.is_cuda for t in _tensors(batch)):  # made on the consuming stream (a dataset in GPU memory): wait for it
                     side.wait_stream(torch.cuda.current_stream(self.device))
                     _record_stream(batch, side)
                 with torch.cuda.stream(side):
